@@ -1,0 +1,199 @@
+"""The one interface every server design implements, and what they share.
+
+A design is a :class:`Server` subclass in its own module (see :data:`DESIGNS`).  It runs
+inside a server process started by :mod:`skqbench.servers.harness`, never in the load
+generator's interpreter.  ``start`` binds loopback (port 0 unless told otherwise),
+starts the workers and returns the port; ``stop`` ends them; ``stats`` is JSON-ready.
+"""
+
+from __future__ import annotations
+
+import abc
+import importlib
+import re
+import socket
+import threading
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from skqbench.protocol import FRAME_SIZE, ProtocolError, decode
+from skqbench.service import WorkFn, make_work
+
+LOOPBACK = "127.0.0.1"
+BACKLOG = 4096
+
+DESIGNS: dict[str, str] = {
+    "skq": "skqbench.servers.skq",
+    "vanilla": "skqbench.servers.vanilla",
+    "dispatch": "skqbench.servers.dispatch",
+    "asyncio": "skqbench.servers.asyncio_pool",
+    "uvloop": "skqbench.servers.uvloop_pool",
+    "reuseport": "skqbench.servers.reuseport",
+}
+
+_POLICY = re.compile(r"^(?:(random)|(queue|cpu)(\d*)|(best)(\d+))(?:\+ws(\d*))?$")
+
+
+@dataclass(frozen=True)
+class Policy:
+    """An SKQ scheduling policy by name: ``random``, ``queue``, ``cpu``, ``bestN``,
+    hybrids ``queueN`` / ``cpuN`` (N other queues sampled), each optionally ``+ws``
+    (work stealing, ``+wsK`` to steal K events at a time, default 1)."""
+
+    name: str
+    kind: str  # random | queue | cpu | best
+    sargs: int
+    steal: int  # events per steal, 0 = no work stealing
+
+
+def parse_policy(name: str) -> Policy:
+    """Validate an SKQ policy name without needing the skqueue core."""
+    m = _POLICY.match(name)
+    if m is None:
+        raise ValueError(
+            f"bad SKQ policy {name!r}; use random, queue, cpu, bestN, queueN or cpuN, "
+            "optionally followed by +ws"
+        )
+    random_, affinity, hybrid_n, best, best_n, ws = m.groups()
+    kind = random_ or affinity or best
+    sargs = int(best_n or hybrid_n or 0)
+    if best and sargs < 1:
+        raise ValueError(f"bad SKQ policy {name!r}: best needs N >= 1")
+    steal = 0 if ws is None else int(ws or 1)
+    return Policy(name, kind, sargs, steal)
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Everything a server process needs; picklable, so it crosses to the child."""
+
+    design: str = "skq"
+    workers: int = 4
+    policy: str = "best2"  # used by the skq design only
+    work: str = "sleep"
+    port: int = 0
+    reuseport: bool = False
+
+    def __post_init__(self) -> None:
+        if self.design not in DESIGNS:
+            raise ValueError(f"unknown design {self.design!r}; choose from {', '.join(DESIGNS)}")
+        if self.workers < 1:
+            raise ValueError("workers must be at least 1")
+        if self.design == "skq":
+            parse_policy(self.policy)
+
+    @property
+    def label(self) -> str:
+        """Short name for tables and plot legends."""
+        what = f"skq {self.policy}" if self.design == "skq" else self.design
+        return f"{what} x{self.workers}"
+
+
+class Server(abc.ABC):
+    """One server design.  Subclasses serve :mod:`skqbench.protocol` frames with ``work``."""
+
+    def __init__(self, cfg: ServerConfig) -> None:
+        self.cfg = cfg
+        self.work: WorkFn = make_work(cfg.work)
+        self._served: dict[str, int] = {}
+        self._served_lock = threading.Lock()
+
+    @abc.abstractmethod
+    def start(self) -> int:
+        """Bind loopback, start serving, return the TCP port."""
+
+    @abc.abstractmethod
+    def stop(self) -> None:
+        """Stop every worker and close every socket."""
+
+    def serve_request(self, worker: str, service_ns: int) -> None:
+        """Run the service routine and count it against ``worker``."""
+        self.work(service_ns)
+        try:
+            self._served[worker] += 1
+        except KeyError:
+            with self._served_lock:
+                self._served[worker] = self._served.get(worker, 0) + 1
+
+    def stats(self) -> dict[str, Any]:
+        """Configuration and requests served per worker (shows imbalance across workers)."""
+        served = dict(self._served)
+        return {"config": asdict(self.cfg), "served": served, "served_total": sum(served.values())}
+
+
+def load_design(name: str) -> type[Server]:
+    """Import a design's module only when asked, so designs that need the skqueue core
+    do not stop the others from running."""
+    module = importlib.import_module(DESIGNS[name])
+    design: type[Server] = module.DESIGN
+    return design
+
+
+def listen_socket(port: int = 0, reuseport: bool = False) -> socket.socket:
+    """A listening TCP socket on loopback only."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuseport:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((LOOPBACK, port))
+    sock.listen(BACKLOG)
+    return sock
+
+
+class Connection:
+    """A server-side connection driven by readiness events, one request per event.
+
+    Reading at most one frame per event keeps every design fair: a connection with
+    several pipelined requests is re-reported (level-triggered) instead of keeping a
+    worker for all of them.
+    """
+
+    __slots__ = ("buf", "fd", "sock")
+
+    def __init__(self, sock: socket.socket) -> None:
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.buf = bytearray()
+
+    def serve_one(self, server: Server, worker: str) -> bool:
+        """Handle what one readiness event allows; False once the connection must be
+        closed (end of file, socket error, or a malformed frame)."""
+        try:
+            data = self.sock.recv(FRAME_SIZE - len(self.buf))
+        except BlockingIOError:
+            return True
+        except OSError:
+            return False
+        if not data:
+            return False
+        self.buf += data
+        if len(self.buf) < FRAME_SIZE:
+            return True
+        frame = bytes(self.buf)
+        self.buf.clear()
+        try:
+            req = decode(frame)
+        except ProtocolError:
+            return False
+        server.serve_request(worker, req.service_ns)
+        return self._send(frame)
+
+    def _send(self, frame: bytes) -> bool:
+        try:
+            sent = self.sock.send(frame)
+            if sent < len(frame):  # full send buffer: rare, finish in blocking mode
+                self.sock.setblocking(True)
+                self.sock.sendall(frame[sent:])
+                self.sock.setblocking(False)
+        except BlockingIOError:
+            self.sock.setblocking(True)
+            self.sock.sendall(frame)
+            self.sock.setblocking(False)
+        except OSError:
+            return False
+        return True
+
+    def close(self) -> None:
+        self.sock.close()

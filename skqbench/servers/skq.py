@@ -1,0 +1,48 @@
+"""SKQ design: one multi-threaded (schedulable) kqueue shared by N worker threads.
+
+Sockets are registered once, level-triggered, with no EV_DISPATCH: SKQ gives a delivered
+event to one thread, which owns it until it waits again, so no re-arm call is needed.
+Each wait asks for one event, so a thread never sits on work an idle thread could take;
+the policy (``ServerConfig.policy``) decides which thread's queue each activation joins.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import skqueue
+from skqbench.servers.base import Connection, parse_policy
+from skqbench.servers.kq import KqueueServer, read_event
+
+_SCHED = {
+    "random": 0,
+    "queue": skqueue.KQ_SCHED_QUEUE,
+    "cpu": skqueue.KQ_SCHED_CPU,
+    "best": skqueue.KQ_SCHED_BEST,
+}
+
+
+class SkqServer(KqueueServer):
+    """N threads on one SKQ kqueue with a configurable scheduling policy."""
+
+    def make_kqueues(self) -> list[skqueue.kqueue]:
+        policy = parse_policy(self.cfg.policy)
+        self.kq = skqueue.kqueue(
+            sched=_SCHED[policy.kind],
+            sargs=policy.sargs,
+            feat=skqueue.KQ_SCHED_FEAT_WS if policy.steal else 0,
+            fargs=policy.steal,
+        )
+        self.kq.control([read_event(self.listener.fileno(), skqueue.EV_ADD)], 0)
+        return [self.kq]
+
+    def register(self, conn: Connection) -> None:
+        self.kq.control([read_event(conn.fd, skqueue.EV_ADD, conn)], 0)
+
+    def stats(self) -> dict[str, Any]:
+        out = super().stats()
+        out["kqueue"] = self.kq.stats()
+        return out
+
+
+DESIGN = SkqServer

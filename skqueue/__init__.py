@@ -1,0 +1,28 @@
+"""skqueue: FreeBSD's kqueue and SKQ, the schedulable kqueue, for Python on Linux.
+
+``kqueue`` and ``kevent`` are drop-ins for ``select.kqueue`` / ``select.kevent``;
+``kqueue(sched=...)`` makes one kqueue that many threads share, with SKQ's event
+scheduling.  ``install()`` makes ``select``, ``selectors`` and asyncio use it.
+"""
+
+from __future__ import annotations
+
+from .constants import *  # noqa: F403 - the kqueue vocabulary is the public surface
+from .constants import KQSCHED_MAKE, KQTUNE_MAKE
+from .event import kevent
+from .install import install, uninstall
+from .kqueue import kqueue
+from .selector import KqueueSelector
+from .tunables import tunables
+
+__version__ = "0.1.0"
+__all__ = [
+    "KQSCHED_MAKE",
+    "KQTUNE_MAKE",
+    "KqueueSelector",
+    "install",
+    "kevent",
+    "kqueue",
+    "tunables",
+    "uninstall",
+]

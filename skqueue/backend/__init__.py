@@ -1,0 +1,1 @@
+"""Linux mechanisms behind the kqueue filters: epoll, timerfd, signalfd, inotify, netlink."""

@@ -1,0 +1,106 @@
+"""The Linux backend: one epoll set per kqueue, plus a wake-up eventfd and an alarm timerfd.
+
+Everything a kqueue watches in the kernel (user fds, the timer alarm, signalfd,
+inotify, pidfds) is an item in this epoll set; the epoll fd is the kqueue's
+``fileno()``, so a kqueue can itself be watched by another poller.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import select
+import time
+from collections.abc import Callable
+
+from . import syscalls
+
+Handler = Callable[[int], None]
+
+# Sub-50 ms waits go through the alarm timerfd: epoll_wait's timeout is in
+# milliseconds (rounded up), which would make a 10 us wait 100 times too long.
+_PRECISE_BELOW = 0.05
+
+
+class EpollBackend:
+    """epoll set with a handler per fd; the handlers run in the harvesting thread."""
+
+    def __init__(self) -> None:
+        self.epoll = select.epoll()
+        self._handlers: dict[int, Handler] = {}
+        self._wake_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self._woken = False
+        self._alarm_fd = syscalls.timerfd_create()
+        self._alarm_ns = 0  # deadline currently armed, 0 = none
+        self.alarm_handler: Callable[[], None] = lambda: None
+        self.epoll.register(self._wake_fd, select.EPOLLIN)
+        self.epoll.register(self._alarm_fd, select.EPOLLIN)
+
+    def fileno(self) -> int:
+        return self.epoll.fileno()
+
+    # Registration -----------------------------------------------------------------
+    def add(self, fd: int, events: int, handler: Handler) -> None:
+        self.epoll.register(fd, events)
+        self._handlers[fd] = handler
+
+    def modify(self, fd: int, events: int) -> None:
+        self.epoll.modify(fd, events)
+
+    def remove(self, fd: int) -> None:
+        """Forget fd; tolerate an fd the kernel already dropped because it was closed."""
+        self._handlers.pop(fd, None)
+        try:
+            self.epoll.unregister(fd)
+        except OSError as exc:
+            if exc.errno not in (errno.EBADF, errno.ENOENT, errno.EPERM):
+                raise
+
+    # Waiting ----------------------------------------------------------------------
+    def poll(self, timeout: float | None, maxevents: int) -> list[tuple[int, int]]:
+        """epoll_wait; timeout None blocks, short timeouts use the precise alarm."""
+        if timeout is not None and 0 < timeout < _PRECISE_BELOW:
+            self.arm_alarm(time.monotonic_ns() + int(timeout * 1e9))
+            timeout = None
+        return self.epoll.poll(-1 if timeout is None else timeout, maxevents)
+
+    def dispatch(self, ready: list[tuple[int, int]]) -> None:
+        """Run the handler of every ready fd (the caller holds the kqueue lock)."""
+        handlers = self._handlers
+        for fd, events in ready:
+            if fd == self._wake_fd:
+                self._drain_wake()
+            elif fd == self._alarm_fd:
+                syscalls.timerfd_read(self._alarm_fd)
+                self._alarm_ns = 0
+                self.alarm_handler()
+            else:
+                handler = handlers.get(fd)
+                if handler is not None:
+                    handler(events)
+
+    def wake(self) -> None:
+        """Interrupt a thread blocked in poll(); cheap when already pending."""
+        if not self._woken:
+            self._woken = True
+            os.eventfd_write(self._wake_fd, 1)
+
+    def _drain_wake(self) -> None:
+        self._woken = False
+        try:
+            os.eventfd_read(self._wake_fd)
+        except BlockingIOError:
+            pass
+
+    def arm_alarm(self, deadline_ns: int) -> None:
+        """Make poll() return by deadline_ns (CLOCK_MONOTONIC); keeps the earlier one."""
+        if self._alarm_ns and self._alarm_ns <= deadline_ns:
+            return
+        self._alarm_ns = deadline_ns
+        syscalls.timerfd_settime_ns(self._alarm_fd, max(deadline_ns, 1))
+
+    def close(self) -> None:
+        self.epoll.close()
+        os.close(self._wake_fd)
+        os.close(self._alarm_fd)
+        self._handlers.clear()

@@ -1,0 +1,469 @@
+"""The kqueue engine: knote table, change processing, activation, and the wait.
+
+One lock guards a kqueue's state.  Threads that wait follow the
+leader/followers pattern: a waiter whose queue is empty becomes the leader if
+nobody is, releases the lock, blocks in epoll_wait, and on return runs the
+handlers of what became ready (which activate knotes and place them on kevqs,
+waking exactly the threads that own those kevqs).  Other waiters sleep on their
+own kevq's condition.  A classic kqueue has one shared kevq and releases each
+delivered knote at once; a multi (SKQ) kqueue has a kevq per waiting thread and
+releases a thread's knotes when that thread next waits.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import threading
+import time
+import weakref
+from collections.abc import Iterable
+from typing import Any
+
+from .backend.epoll import EpollBackend
+from .constants import (
+    EV_ADD,
+    EV_CLEAR,
+    EV_DELETE,
+    EV_DISABLE,
+    EV_DISPATCH,
+    EV_ENABLE,
+    EV_ERROR,
+    EV_ONESHOT,
+    EV_REALTIME,
+    EV_RECEIPT,
+    EV_SYSFLAGS,
+)
+from .event import kevent
+from .filters import registry
+from .filters.base import (
+    KN_ACTIVE,
+    KN_DETACHED,
+    KN_DISABLED,
+    KN_KEPT_FLAGS,
+    KN_QUEUED,
+    Filter,
+    Knote,
+)
+from .sched.kevq import Kevq
+from .sched.policy import Scheduler
+
+_HARVEST_BATCH = 256
+
+
+def _closed_error() -> ValueError:
+    return ValueError("I/O operation on closed kqueue object")
+
+
+class _ThreadSlot:
+    """Thread-local holder of a thread's kevq; its finaliser is the thread-exit hook.
+
+    CPython clears a thread's ``threading.local`` data when the thread ends, which
+    drops this object and runs ``__del__`` (documented in DESIGN.md).
+    """
+
+    __slots__ = ("core", "kevq")
+
+    def __init__(self, core: KqueueCore, kevq: Kevq) -> None:
+        self.core = weakref.ref(core)
+        self.kevq = kevq
+
+    def __del__(self) -> None:
+        core = self.core()
+        if core is not None:
+            core.kevq_exit(self.kevq)
+
+
+class KqueueCore:
+    """State shared by every handle (``kqueue.fromfd``) of one kqueue."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.backend = EpollBackend()
+        self.knotes: dict[tuple[int, int], Knote] = {}
+        self.filters: dict[int, Filter] = {}
+        self.closed = False
+        self.waited = False
+        self.handles = 0  # kqueue objects sharing this core (fromfd)
+        self.shared = Kevq(self.lock)  # classic queue; in SKQ mode, the orphanage
+        self.sched: Scheduler | None = None
+        self._tls = threading.local()
+        self.leader: Kevq | None = None
+        self.leader_polling = False
+        self._delivered = 0
+        self.rtshare = 100  # KQTUNE_RTSHARE
+        self.freq = 0  # KQTUNE_FREQ
+
+    # Filters ------------------------------------------------------------------------
+    def filter_for(self, filt: int) -> Filter | None:
+        ops = self.filters.get(filt)
+        if ops is None:
+            cls = registry.get(filt)
+            if cls is None:
+                return None
+            ops = cls(self)
+            for number, other in registry.items():
+                if other is cls:
+                    self.filters[number] = ops
+        return ops
+
+    # Changes ------------------------------------------------------------------------
+    def control(
+        self, changes: Iterable[kevent] | None, nevents: int, timeout: float | None
+    ) -> list[kevent]:
+        out: list[kevent] = []
+        with self.lock:
+            if self.closed:
+                raise _closed_error()
+            nerrors = 0
+            if changes is not None:
+                for ev in changes:
+                    if not isinstance(ev, kevent):
+                        raise TypeError("changelist must be an iterable of kevent objects")
+                    if ev.filter == 0:
+                        continue
+                    flags = ev.flags & ~EV_SYSFLAGS & 0xFFFF
+                    err, fflags = self._register(ev, flags)
+                    if err or flags & EV_RECEIPT:
+                        if len(out) < nevents:
+                            out.append(kevent(ev.ident, ev.filter, EV_ERROR, fflags, err, ev.udata))
+                            nerrors += 1
+                        elif err:
+                            raise OSError(err, os.strerror(err))
+            if nerrors or nevents <= 0:
+                return out
+            return self._wait(nevents, timeout)
+
+    def _register(self, ev: kevent, flags: int) -> tuple[int, int]:
+        """Apply one change; returns (errno, fflags to echo in a receipt)."""
+        ops = self.filter_for(ev.filter)
+        if ops is None:
+            return errno.EINVAL, ev.fflags
+        key = (ev.ident, ev.filter)
+        kn = self.knotes.get(key)
+        if ops.is_fd:
+            if not _fd_is_open(ev.ident):
+                if kn is not None:
+                    self.drop_fd(ev.ident)
+                return errno.EBADF, ev.fflags
+            if kn is not None and ops.stale(kn):
+                self.drop_fd(ev.ident)
+                kn = None
+        if kn is None:
+            if not flags & EV_ADD:
+                return errno.ENOENT, ev.fflags
+            kn = Knote(ops, ev)
+            kn.flags = flags & KN_KEPT_FLAGS
+            try:
+                ops.attach(kn)
+            except OSError as exc:
+                return exc.errno or errno.EINVAL, 0
+            self.knotes[key] = kn
+            fflags = 0
+        else:
+            if flags & EV_DELETE:
+                self.drop(kn)
+                return 0, ev.fflags
+            kn.udata = ev.udata
+            try:
+                ops.touch(kn, ev)
+            except OSError as exc:
+                return exc.errno or errno.EINVAL, ev.fflags
+            fflags = ev.fflags
+        if flags & EV_DISABLE:
+            self._disable(kn)
+        if flags & EV_ENABLE and kn.status & KN_DISABLED:
+            kn.status &= ~KN_DISABLED
+            if kn.status & KN_ACTIVE:
+                self._requeue(kn)
+        ops.recheck(kn)  # FreeBSD runs the filter after every change
+        return 0, fflags
+
+    def _disable(self, kn: Knote) -> None:
+        kn.status |= KN_DISABLED
+        if kn.status & KN_QUEUED and kn.kevq is not None:
+            kn.kevq.remove(kn)
+            kn.status &= ~KN_QUEUED
+
+    def drop(self, kn: Knote) -> None:
+        """Delete a knote: dequeue it, detach its filter, forget it."""
+        if kn.status & KN_DETACHED:
+            return
+        if kn.status & KN_QUEUED and kn.kevq is not None:
+            kn.kevq.remove(kn)
+        kn.status = KN_DETACHED
+        self.knotes.pop((kn.ident, kn.filter), None)
+        kn.ops.detach(kn)
+
+    def drop_fd(self, fd: int) -> None:
+        """The fd was closed behind our back: its knotes vanish silently."""
+        for filt in list(self.filters):
+            kn = self.knotes.get((fd, filt))
+            if kn is not None and kn.ops.is_fd:
+                self.drop(kn)
+
+    # Activation ---------------------------------------------------------------------
+    def activate(self, kn: Knote) -> None:
+        """The filter says kn has something to report (lock held)."""
+        status = kn.status
+        kn.status = status | KN_ACTIVE
+        if status & (KN_QUEUED | KN_DETACHED | KN_DISABLED) or kn.owner is not None:
+            return
+        self._enqueue(kn)
+
+    def activate_locked(self, kn: Knote) -> None:
+        """activate() for callers that do not hold the lock (other threads)."""
+        with self.lock:
+            if not self.closed:
+                self.activate(kn)
+
+    def _requeue(self, kn: Knote) -> None:
+        if not kn.status & (KN_QUEUED | KN_DETACHED | KN_DISABLED) and kn.owner is None:
+            self._enqueue(kn)
+
+    def _enqueue(self, kn: Knote) -> None:
+        sched = self.sched
+        kevq = self.shared if sched is None else sched.place(kn, self.shared)
+        kevq.push(kn, bool(kn.flags & EV_REALTIME))
+        kn.status |= KN_QUEUED
+        self._wake(kevq)
+        if sched is not None and sched.steal and (not kevq.waiting or len(kevq) > 1):
+            # Work would sit behind a busy thread: wake an idle one to steal it.
+            thief = sched.idle_thief(kevq)
+            if thief is not None:
+                thief.cond.notify()
+            elif self.leader is not None and self.leader is not kevq and self.leader_polling:
+                self.backend.wake()
+
+    def _wake(self, kevq: Kevq) -> None:
+        if kevq.sleeping:
+            kevq.cond.notify()
+        elif kevq is self.leader and self.leader_polling:
+            self.backend.wake()
+
+    # Waiting ------------------------------------------------------------------------
+    def my_kevq(self) -> Kevq:
+        if self.sched is None:
+            return self.shared
+        slot: _ThreadSlot | None = getattr(self._tls, "slot", None)
+        if slot is None:
+            kevq = self.sched.new_kevq()
+            self._tls.slot = _ThreadSlot(self, kevq)
+            # Events queued while no thread was waiting are adopted here.
+            orphans = list(self.shared.rt) + list(self.shared.normal)
+            self.shared.rt.clear()
+            self.shared.normal.clear()
+            for kn in orphans:
+                kn.status &= ~KN_QUEUED
+                kn.kevq = None
+                self._enqueue(kn)
+            return kevq
+        return slot.kevq
+
+    def _wait(self, nevents: int, timeout: float | None) -> list[kevent]:
+        self.waited = True
+        kevq = self.my_kevq()
+        sched = self.sched
+        if sched is not None:
+            self._release_owned(kevq)
+        kevq.account_wait(time.monotonic_ns())
+        if self.freq and kevq.avg_ns:
+            # FREQ: take no more than this thread can finish at freq events/s.
+            nevents = max(1, min(nevents, int(1e9 / (kevq.avg_ns * self.freq))))
+        deadline = None if timeout is None or timeout <= 0 else time.monotonic() + timeout
+        kevq.waiting = True
+        try:
+            while True:
+                out = self._scan(kevq, nevents)
+                if out:
+                    return out
+                if self.closed:
+                    raise _closed_error()
+                if timeout is not None and timeout <= 0:
+                    if self.leader is None or self.sched is None:
+                        self.backend.dispatch(self.backend.poll(0, _HARVEST_BATCH))
+                        return self._scan(kevq, nevents)
+                    return []
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return []
+                if self.leader is None:
+                    self._lead(kevq, remaining, nevents)
+                else:
+                    kevq.sleeping = True
+                    try:
+                        kevq.cond.wait(remaining)
+                    finally:
+                        kevq.sleeping = False
+        finally:
+            kevq.waiting = False
+            kevq.account_return(time.monotonic_ns(), self._delivered)
+            if self.leader is None:
+                self._hand_over_lead(kevq)
+
+    def _lead(self, kevq: Kevq, remaining: float | None, nevents: int) -> None:
+        """Be the thread in epoll_wait; run the handlers of what is ready."""
+        self.leader = kevq
+        self.leader_polling = True
+        self.lock.release()
+        try:
+            ready = self.backend.poll(remaining, max(nevents, _HARVEST_BATCH))
+        except ValueError:  # the backend was closed under us
+            ready = []
+        finally:
+            self.lock.acquire()
+            self.leader_polling = False
+            self.leader = None
+        if self.closed:
+            self._finish_close()
+            return
+        self.backend.dispatch(ready)
+
+    def _hand_over_lead(self, me: Kevq) -> None:
+        """Someone must poll while we work: wake an idle waiter to lead."""
+        if self.closed:
+            return
+        if self.sched is None:
+            if me.sleeping or me.cond._waiters:  # type: ignore[attr-defined]
+                me.cond.notify()
+            return
+        for kevq in self.sched.kevqs:
+            if kevq.sleeping and kevq is not me:
+                kevq.cond.notify()
+                return
+
+    def _scan(self, kevq: Kevq, nevents: int) -> list[kevent]:
+        out: list[kevent] = []
+        sched = self.sched
+        multi = sched is not None
+        rt_budget = max(1, -(-nevents * self.rtshare // 100))  # ceil(n*share/100)
+        while len(out) < nevents:
+            if kevq.rt and rt_budget > 0:
+                kn = kevq.rt.popleft()
+                rt_budget -= 1
+            elif kevq.normal:
+                kn = kevq.normal.popleft()
+            elif sched is not None and sched.steal_into(kevq):
+                continue
+            else:
+                break
+            kn.status &= ~KN_QUEUED
+            kn.kevq = None
+            if kn.status & (KN_DISABLED | KN_DETACHED):
+                continue
+            if multi:
+                kn.owner = kevq
+            if not kn.ops.deliver(kn):
+                kn.owner = None
+                if not kn.status & KN_DETACHED:
+                    kn.status &= ~KN_ACTIVE
+                    kn.ops.recheck(kn)
+                continue
+            flags = kn.flags | kn.oflags
+            out.append(kevent(kn.ident, kn.filter, flags, kn.fflags, kn.data, kn.udata))
+            if flags & EV_REALTIME:
+                kevq.realtime_events += 1
+            if flags & EV_ONESHOT:
+                kn.owner = None
+                self.drop(kn)
+                continue
+            kn.status &= ~KN_ACTIVE
+            if flags & EV_CLEAR:
+                kn.ops.clear(kn)
+            if flags & EV_DISPATCH:
+                kn.status |= KN_DISABLED
+            kn.owner = kevq
+            kevq.owned.append(kn)
+        if not multi:
+            self._release_owned(kevq)
+        self._delivered = len(out)
+        return out
+
+    def _release_owned(self, kevq: Kevq) -> None:
+        """The owner is done with what it was given: level knotes may fire again."""
+        owned = kevq.owned
+        if not owned:
+            return
+        kevq.owned = []
+        for kn in owned:
+            if kn.owner is not kevq:
+                continue
+            kn.owner = None
+            if kn.status & KN_DETACHED:
+                continue
+            if kn.status & KN_ACTIVE:
+                self._requeue(kn)
+            else:
+                kn.ops.recheck(kn)
+
+    # SKQ threads ----------------------------------------------------------------------
+    def kevq_exit(self, kevq: Kevq) -> None:
+        """A thread left: release what it owns and re-place what it had queued."""
+        with self.lock:
+            if self.closed or self.sched is None or kevq.closing:
+                return
+            kevq.closing = True
+            self.sched.remove_kevq(kevq)
+            self._release_owned(kevq)
+            queued = list(kevq.rt) + list(kevq.normal)
+            kevq.rt.clear()
+            kevq.normal.clear()
+            for kn in queued:
+                kn.status &= ~KN_QUEUED
+                kn.kevq = None
+                self._enqueue(kn)
+
+    def leave(self) -> None:
+        """The calling thread stops serving this kqueue (its events move on)."""
+        slot: _ThreadSlot | None = getattr(self._tls, "slot", None)
+        if slot is not None:
+            del self._tls.slot
+            self.kevq_exit(slot.kevq)
+
+    # Closing -------------------------------------------------------------------------
+    def close(self) -> None:
+        with self.lock:
+            if self.closed:
+                return
+            self.closed = True
+            for kn in list(self.knotes.values()):
+                self.drop(kn)
+            for ops in set(self.filters.values()):
+                ops.close()
+            kevqs = [self.shared, *(self.sched.kevqs if self.sched else [])]
+            for kevq in kevqs:
+                kevq.cond.notify_all()
+            if self.leader is not None:
+                self.backend.wake()  # the leader closes the backend on its way out
+            else:
+                self._finish_close()
+
+    def _finish_close(self) -> None:
+        if self.backend.epoll.closed:
+            return
+        self.backend.close()
+
+    def stats(self) -> dict[str, Any]:
+        from .tunables import tunables
+
+        with self.lock:
+            common = {
+                "knotes": len(self.knotes),
+                "rtshare": self.rtshare,
+                "freq": self.freq,
+                "tunables": tunables.as_dict(),
+            }
+            if self.sched is None:
+                return {"multi": False, "policy": "classic", **common,
+                        "kevqs": [self.shared.stats()]}
+            return {"multi": True, **common, **self.sched.stats()}
+
+
+def _fd_is_open(fd: int) -> bool:
+    if fd < 0:
+        return False
+    try:
+        os.get_inheritable(fd)  # fcntl(F_GETFD): the cheapest validity check
+    except OSError:
+        return False
+    return True

@@ -1,0 +1,17 @@
+"""Filters: one module per kqueue filter, behind the interface in ``base``."""
+
+from __future__ import annotations
+
+from ..constants import EVFILT_READ, EVFILT_TIMER, EVFILT_USER, EVFILT_WRITE
+from .base import Filter
+from .fd import FdFilter
+from .timer import TimerFilter
+from .user import UserFilter
+
+#: Filter number -> filter class; numbers sharing a class share one instance.
+registry: dict[int, type[Filter]] = {
+    EVFILT_READ: FdFilter,
+    EVFILT_WRITE: FdFilter,
+    EVFILT_TIMER: TimerFilter,
+    EVFILT_USER: UserFilter,
+}

@@ -1,0 +1,295 @@
+"""EVFILT_READ and EVFILT_WRITE on sockets, pipes, FIFOs, files and devices.
+
+One epoll item per fd carries both directions.  Level-triggered knotes use an
+EPOLLONESHOT item that is re-armed when the knote is delivered (classic mode) or
+released by its owner (SKQ mode); that ``epoll_ctl(MOD)`` doubles as the check that
+the number still names the same open file, because epoll keys its items by
+(file, fd) and answers ENOENT/EBADF for a closed or reused number.  An fd with an
+EV_CLEAR knote uses an edge-triggered item instead (re-arming would re-report data
+that was already seen); its identity is checked with fstat.  Every delivery
+recomputes ``data`` and drops the event if the fd is not ready after all, which
+also filters out reports from an epoll item orphaned by ``dup`` + ``close``.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import select
+import socket
+import stat
+from typing import TYPE_CHECKING
+
+from ..backend import syscalls
+from ..constants import EV_CLEAR, EV_EOF, EVFILT_READ, NOTE_LOWAT
+from ..sched.topology import incoming_cpu
+from .base import KN_DETACHED, KN_DISABLED, KN_QUEUED, Filter, Knote
+
+if TYPE_CHECKING:
+    from ..backend.epoll import Handler
+    from ..core import KqueueCore
+
+_IN = select.EPOLLIN | select.EPOLLRDHUP
+_OUT = select.EPOLLOUT
+_HUP = select.EPOLLHUP | select.EPOLLRDHUP
+_ERR = select.EPOLLERR
+_GONE = (errno.EBADF, errno.ENOENT)
+
+# Kinds of open file, decided once at attach.
+SOCKET, LISTENER, FIFO, REGULAR, OTHER = range(5)
+
+
+class FdWatch:
+    """What skqueue knows about one fd: its kind, its knotes, its epoll item."""
+
+    __slots__ = ("armed", "edge", "fd", "identity", "kind", "read", "revents", "sndbuf", "write")
+
+    def __init__(self, fd: int, st: os.stat_result) -> None:
+        self.fd = fd
+        self.identity = (st.st_dev, st.st_ino)
+        self.kind = _kind_of(fd, st.st_mode)
+        self.read: Knote | None = None
+        self.write: Knote | None = None
+        self.armed = -1  # mask in the kernel; -1 = unknown (forces a MOD)
+        self.edge = False  # EPOLLET item (some knote has EV_CLEAR)
+        self.revents = 0  # epoll bits seen since the last delivery
+        self.sndbuf = 0
+
+    def knotes(self) -> list[Knote]:
+        return [kn for kn in (self.read, self.write) if kn is not None]
+
+
+def _kind_of(fd: int, mode: int) -> int:
+    if stat.S_ISSOCK(mode):
+        try:
+            listening = socket.socket(fileno=os.dup(fd))
+        except OSError:
+            return SOCKET
+        with listening:
+            if listening.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
+                return LISTENER
+        return SOCKET
+    if stat.S_ISFIFO(mode):
+        return FIFO
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return REGULAR
+    return OTHER
+
+
+def _wants(kn: Knote | None, exclude: Knote | None) -> bool:
+    """Is this knote waiting for the kernel to report readiness?"""
+    return (
+        kn is not None
+        and kn is not exclude
+        and not kn.status & (KN_DISABLED | KN_QUEUED | KN_DETACHED)
+        and kn.owner is None
+    )
+
+
+def _enabled(kn: Knote | None, exclude: Knote | None) -> bool:
+    return kn is not None and not kn.status & (KN_DISABLED | KN_DETACHED)
+
+
+class FdFilter(Filter):
+    """Both fd filters; one instance per kqueue serves READ and WRITE."""
+
+    is_fd = True
+
+    def __init__(self, core: KqueueCore) -> None:
+        super().__init__(core)
+        self.watches: dict[int, FdWatch] = {}
+
+    # Registration ----------------------------------------------------------------
+    def attach(self, kn: Knote) -> None:
+        fd = kn.ident
+        if fd < 0:
+            raise OSError(errno.EBADF, os.strerror(errno.EBADF))
+        watch = self.watches.get(fd)
+        if watch is None:
+            watch = FdWatch(fd, os.fstat(fd))
+            if watch.kind != REGULAR:
+                try:
+                    self.core.backend.add(fd, select.EPOLLONESHOT, self._handler(watch))
+                except PermissionError:  # epoll refuses some files: always ready
+                    watch.kind = REGULAR
+                watch.armed = 0
+            if watch.kind == SOCKET:
+                with socket.socket(fileno=os.dup(fd)) as sock:
+                    watch.sndbuf = sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+            self.watches[fd] = watch
+        if kn.filter == EVFILT_READ:
+            watch.read = kn
+        else:
+            watch.write = kn
+        kn.hook = watch
+
+    def detach(self, kn: Knote) -> None:
+        watch: FdWatch = kn.hook
+        if watch.read is kn:
+            watch.read = None
+        elif watch.write is kn:
+            watch.write = None
+        if watch.read is None and watch.write is None:
+            del self.watches[watch.fd]
+            if watch.kind != REGULAR:
+                self.core.backend.remove(watch.fd)
+        else:
+            self._rearm(watch, None)
+
+    def stale(self, kn: Knote) -> bool:
+        """Does kn belong to a file that was closed behind our back?"""
+        watch: FdWatch = kn.hook
+        if watch.kind == REGULAR or watch.edge:
+            try:
+                st = os.fstat(watch.fd)
+            except OSError:
+                return True
+            return (st.st_dev, st.st_ino) != watch.identity
+        return not self._rearm(watch, None, force=True)
+
+    # Readiness ---------------------------------------------------------------------
+    def _handler(self, watch: FdWatch) -> Handler:
+        core = self.core
+
+        def on_ready(events: int) -> None:
+            if not watch.edge:
+                watch.armed = 0  # EPOLLONESHOT disarmed the item
+            watch.revents |= events
+            r, w = watch.read, watch.write
+            if r is not None and events & (_IN | _HUP | _ERR):
+                core.activate(r)
+            if w is not None and events & (_OUT | _HUP | _ERR):
+                core.activate(w)
+            if not watch.edge:
+                self._rearm(watch, None)
+
+        return on_ready
+
+    def _rearm(self, watch: FdWatch, exclude: Knote | None, force: bool = False) -> bool:
+        """Put the epoll mask in line with the knotes; False if the fd is gone."""
+        if watch.kind == REGULAR:
+            return True
+        edge = any(kn.flags & EV_CLEAR for kn in watch.knotes())
+        # An edge item stays armed while its knotes are queued or owned, so that
+        # new data arriving meanwhile is seen; a one-shot item only for idle ones.
+        wants = _enabled if edge else _wants
+        mask = 0
+        if wants(watch.read, exclude):
+            mask |= _IN
+        if wants(watch.write, exclude):
+            mask |= _OUT
+        if not force and mask == watch.armed and edge == watch.edge:
+            return True
+        try:
+            self.core.backend.modify(
+                watch.fd, mask | (select.EPOLLET if edge else select.EPOLLONESHOT)
+            )
+        except OSError as exc:
+            if exc.errno in _GONE:
+                return False
+            raise
+        watch.armed = mask
+        watch.edge = edge
+        return True
+
+    def recheck(self, kn: Knote) -> None:
+        watch: FdWatch = kn.hook
+        try:
+            if watch.kind == REGULAR or (watch.edge and not kn.flags & EV_CLEAR):
+                # No kernel item reports this level-triggered knote: look now.
+                if self._measure(kn, watch):
+                    self.core.activate(kn)
+            gone = not self._rearm(watch, None)
+        except OSError:
+            gone = True
+        if gone:
+            self.core.drop_fd(watch.fd)
+
+    def activation_cpu(self, kn: Knote) -> int:
+        watch: FdWatch = kn.hook
+        if watch.kind == SOCKET:
+            cpu = incoming_cpu(watch.fd)
+            if cpu is not None:
+                return cpu
+        return super().activation_cpu(kn)
+
+    # Delivery ------------------------------------------------------------------------
+    def deliver(self, kn: Knote) -> bool:
+        watch: FdWatch = kn.hook
+        try:
+            ready = self._measure(kn, watch)
+        except OSError:
+            self.core.drop_fd(watch.fd)
+            return False
+        if watch.edge or watch.kind == REGULAR:
+            if watch.edge and self.stale(kn):
+                self.core.drop_fd(watch.fd)
+                return False
+        elif not self._rearm(watch, kn if ready and kn.owner is not None else None, force=True):
+            self.core.drop_fd(watch.fd)
+            return False
+        return ready
+
+    def _measure(self, kn: Knote, watch: FdWatch) -> bool:
+        """Fill data/fflags/oflags as FreeBSD does and say whether kn is ready."""
+        fd, kind = watch.fd, watch.kind
+        revents = watch.revents
+        kn.oflags = 0
+        kn.fflags = 0
+        lowat = kn.sdata if kn.sfflags & NOTE_LOWAT and kn.sdata > 0 else 1
+        if kn.filter == EVFILT_READ:
+            watch.revents &= ~(_IN | _ERR)
+            if kind == REGULAR:
+                kn.data = _check_identity(watch).st_size - os.lseek(fd, 0, os.SEEK_CUR)
+                return kn.data >= lowat
+            if kind == LISTENER:
+                kn.data = syscalls.accept_queue_length(fd)
+                return kn.data >= lowat
+            kn.data = _readable(fd)
+            if revents & _HUP or (kind == FIFO and revents & select.EPOLLHUP):
+                kn.oflags = EV_EOF
+            if revents & _ERR and kind == SOCKET:
+                kn.oflags = EV_EOF
+                kn.fflags = _socket_error(fd)
+            if kind == OTHER and kn.data == 0:
+                return bool(revents & (_IN | _HUP | _ERR))
+            return kn.data >= lowat or bool(kn.oflags)
+        watch.revents &= ~(_OUT | _ERR)
+        if kind == REGULAR:
+            _check_identity(watch)
+            kn.data = 0
+            return True
+        if kind == SOCKET:
+            kn.data = max(0, watch.sndbuf - syscalls.socket_outq(fd))
+            if revents & (select.EPOLLHUP | _ERR):
+                kn.oflags = EV_EOF
+                kn.fflags = _socket_error(fd)
+        elif kind == FIFO:
+            kn.data = syscalls.pipe_capacity(fd) - syscalls.bytes_readable(fd)
+            if revents & _ERR:
+                kn.oflags = EV_EOF
+        else:
+            kn.data = 0
+            return bool(revents & (_OUT | _ERR | select.EPOLLHUP))
+        return kn.data >= lowat or bool(kn.oflags)
+
+
+def _check_identity(watch: FdWatch) -> os.stat_result:
+    st = os.fstat(watch.fd)
+    if (st.st_dev, st.st_ino) != watch.identity:
+        raise OSError(errno.EBADF, "fd now names another file")
+    return st
+
+
+def _readable(fd: int) -> int:
+    try:
+        return syscalls.bytes_readable(fd)
+    except OSError as exc:
+        if exc.errno in (errno.ENOTTY, errno.EINVAL, errno.EOPNOTSUPP):
+            return 0
+        raise
+
+
+def _socket_error(fd: int) -> int:
+    with socket.socket(fileno=os.dup(fd)) as sock:
+        return sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)

@@ -1,0 +1,135 @@
+"""EVFILT_TIMER: a heap of deadlines behind the kqueue's one alarm timerfd.
+
+One timerfd per timer would not scale to 100,000 timers (fd limits); the heap
+does, and the alarm is re-armed only when the earliest deadline changes.
+"""
+
+from __future__ import annotations
+
+import errno
+import heapq
+import os
+import time
+from typing import TYPE_CHECKING
+
+from ..constants import (
+    EV_CLEAR,
+    EV_ONESHOT,
+    NOTE_ABSTIME,
+    NOTE_MSECONDS,
+    NOTE_NSECONDS,
+    NOTE_SECONDS,
+    NOTE_USECONDS,
+)
+from .base import Filter, Knote
+
+if TYPE_CHECKING:
+    from ..core import KqueueCore
+    from ..event import kevent
+
+_UNITS = {
+    0: 1_000_000,
+    NOTE_MSECONDS: 1_000_000,
+    NOTE_SECONDS: 1_000_000_000,
+    NOTE_USECONDS: 1_000,
+    NOTE_NSECONDS: 1,
+}
+_UNIT_MASK = NOTE_SECONDS | NOTE_MSECONDS | NOTE_USECONDS | NOTE_NSECONDS
+
+
+class TimerState:
+    """A timer knote's schedule; ``generation`` invalidates stale heap entries."""
+
+    __slots__ = ("deadline", "expired", "generation", "period")
+
+    def __init__(self) -> None:
+        self.deadline = 0
+        self.period = 0  # 0 = fires once
+        self.expired = 0  # expirations not yet delivered
+        self.generation = 0
+
+
+class TimerFilter(Filter):
+    """Periodic, one-shot and absolute timers; data = expirations since last delivery."""
+
+    def __init__(self, core: KqueueCore) -> None:
+        super().__init__(core)
+        self.heap: list[tuple[int, int, int, Knote]] = []
+        self._seq = 0
+        core.backend.alarm_handler = self.expire
+
+    def attach(self, kn: Knote) -> None:
+        kn.flags |= EV_CLEAR  # as FreeBSD: data counts expirations since the last delivery
+        kn.hook = TimerState()
+        self._start(kn)
+
+    def touch(self, kn: Knote, ev: kevent) -> None:
+        # FreeBSD restarts a modified timer and forgets undelivered expirations.
+        old = (kn.sfflags, kn.sdata)
+        super().touch(kn, ev)
+        try:
+            self._start(kn)
+        except OSError:
+            kn.sfflags, kn.sdata = old
+            raise
+        kn.status &= ~1  # KN_ACTIVE: nothing pending any more
+
+    def _start(self, kn: Knote) -> None:
+        unit = kn.sfflags & _UNIT_MASK
+        if unit not in _UNITS or kn.sdata < 0:
+            raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
+        state: TimerState = kn.hook
+        state.generation += 1
+        state.expired = 0
+        amount = kn.sdata * _UNITS[unit]
+        now = time.monotonic_ns()
+        if kn.sfflags & NOTE_ABSTIME:
+            state.deadline = now + amount - time.time_ns()
+            state.period = 0
+        else:
+            state.deadline = now + amount
+            state.period = 0 if kn.flags & EV_ONESHOT else max(amount, 1)
+        self._push(kn, state)
+
+    def _push(self, kn: Knote, state: TimerState) -> None:
+        self._seq += 1
+        heapq.heappush(self.heap, (state.deadline, self._seq, state.generation, kn))
+        if self.heap[0][3] is kn:
+            self.core.backend.arm_alarm(state.deadline)
+
+    def detach(self, kn: Knote) -> None:
+        kn.hook.generation += 1  # its heap entries are now ignored
+
+    def expire(self) -> None:
+        """The alarm fired: count expirations of every due timer and activate it."""
+        now = time.monotonic_ns()
+        heap = self.heap
+        while heap and heap[0][0] <= now:
+            _, _, generation, kn = heapq.heappop(heap)
+            state: TimerState = kn.hook
+            if generation != state.generation:
+                continue
+            if state.period:
+                missed = (now - state.deadline) // state.period + 1
+                state.expired += missed
+                state.deadline += missed * state.period
+                self._push(kn, state)
+            else:
+                state.expired += 1
+            self.core.activate(kn)
+        if heap:
+            self.core.backend.arm_alarm(heap[0][0])
+
+    def deliver(self, kn: Knote) -> bool:
+        state: TimerState = kn.hook
+        kn.data = state.expired
+        kn.fflags = 0
+        kn.oflags = 0
+        return state.expired > 0
+
+    def clear(self, kn: Knote) -> None:
+        kn.hook.expired = 0
+
+    def recheck(self, kn: Knote) -> None:
+        if kn.hook.expired:
+            self.core.activate(kn)

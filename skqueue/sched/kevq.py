@@ -1,0 +1,125 @@
+"""The kevq: a per-thread event queue (SKQ), or the one shared queue of a classic kqueue."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..filters.base import Knote
+
+_EWMA_OLD = 0.95  # SKQ's 95/5 moving average of time per event
+
+
+class Kevq:
+    """Queues (normal and realtime), owned knotes, a private wake-up and statistics."""
+
+    __slots__ = (
+        "avg_ns",
+        "closing",
+        "cond",
+        "events",
+        "fallbacks",
+        "group",
+        "last_return_ns",
+        "mismatches",
+        "n_last",
+        "normal",
+        "owned",
+        "placements",
+        "realtime",
+        "realtime_events",
+        "rt",
+        "sleeping",
+        "steal_scans",
+        "steals",
+        "thread_id",
+        "thread_name",
+        "waiting",
+        "waits",
+    )
+
+    def __init__(self, lock: threading.Lock, group: int = 0) -> None:
+        self.normal: deque[Knote] = deque()
+        self.rt: deque[Knote] = deque()
+        self.owned: list[Knote] = []
+        # A condition on the kqueue lock, private to this kevq, so that placing
+        # an event wakes exactly the thread that will take it (no herd).
+        self.cond = threading.Condition(lock)
+        self.sleeping = False  # blocked in cond.wait()
+        self.waiting = False  # inside a kevent() wait at all
+        self.closing = False
+        self.group = group
+        thread = threading.current_thread()
+        self.thread_name = thread.name
+        self.thread_id = threading.get_native_id()
+        # Expected-start-time inputs (SKQ's best-of-N).
+        self.avg_ns = 0.0
+        self.last_return_ns = time.monotonic_ns()
+        self.n_last = 0
+        # Statistics.
+        self.events = 0
+        self.waits = 0
+        self.realtime_events = 0
+        self.steals = 0
+        self.steal_scans = 0
+        self.fallbacks = 0
+        self.mismatches = 0
+        self.placements = 0
+
+    def __len__(self) -> int:
+        return len(self.normal) + len(self.rt)
+
+    def push(self, kn: Knote, realtime: bool) -> None:
+        (self.rt if realtime else self.normal).append(kn)
+        kn.kevq = self
+
+    def remove(self, kn: Knote) -> None:
+        """Take a knote out of this kevq's queues (O(n), only for delete/disable)."""
+        try:
+            self.normal.remove(kn)
+        except ValueError:
+            self.rt.remove(kn)
+        kn.kevq = None
+
+    def expected_start_ns(self, now_ns: int) -> float:
+        """When an event placed here now would start: SKQ's best-of-N estimate."""
+        busy_until = self.last_return_ns + self.n_last * self.avg_ns
+        return max(float(now_ns), busy_until) + len(self) * self.avg_ns
+
+    def account_wait(self, now_ns: int) -> None:
+        """A new wait closes the previous batch: update the time-per-event average."""
+        if self.n_last:
+            per_event = (now_ns - self.last_return_ns) / self.n_last
+            self.avg_ns = per_event if not self.avg_ns else (
+                _EWMA_OLD * self.avg_ns + (1 - _EWMA_OLD) * per_event
+            )
+        self.waits += 1
+
+    def account_return(self, now_ns: int, n: int) -> None:
+        self.last_return_ns = now_ns
+        self.n_last = n
+        self.events += n
+
+    def stats(self) -> dict[str, Any]:
+        waits = self.waits or 1
+        return {
+            "thread_name": self.thread_name,
+            "thread_id": self.thread_id,
+            "cpu_group": self.group,
+            "events": self.events,
+            "waits": self.waits,
+            "avg_event_us": self.avg_ns / 1e3,
+            "avg_events_per_wait": self.events / waits,
+            "realtime": self.realtime_events,
+            "steals": self.steals,
+            "steal_scans": self.steal_scans,
+            "fallbacks": self.fallbacks,
+            "mismatches": self.mismatches,
+            "placements": self.placements,
+            "queued": len(self.normal),
+            "queued_realtime": len(self.rt),
+            "owned": len(self.owned),
+        }

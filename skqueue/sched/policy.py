@@ -1,0 +1,165 @@
+"""SKQ placement policies and work stealing.
+
+At every activation :meth:`Scheduler.place` picks one kevq: random, queue
+affinity, CPU affinity, best-of-N by expected start time, or a hybrid of an
+affinity policy with best-of-N sampling.  All methods run with the kqueue lock held.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+from ..constants import KQ_SCHED_BEST, KQ_SCHED_CPU, KQ_SCHED_FEAT_WS, KQ_SCHED_QUEUE
+from ..tunables import tunables
+from .kevq import Kevq
+from .topology import current_cpu, topology
+
+if TYPE_CHECKING:
+    from ..filters.base import Knote
+
+SCHED_RANDOM = 0
+_NAMES = {
+    SCHED_RANDOM: "random",
+    KQ_SCHED_QUEUE: "queue",
+    KQ_SCHED_CPU: "cpu",
+    KQ_SCHED_BEST: "best",
+}
+#: Friendly names accepted by ``skqueue.kqueue(sched=...)``.
+POLICY_NAMES = {name: number for number, name in _NAMES.items()}
+
+
+class Scheduler:
+    """The kevqs of a multi kqueue and the policy that places events on them."""
+
+    def __init__(self, lock: threading.Lock, sched: int, sargs: int, feat: int, fargs: int):
+        if sched not in _NAMES or feat & ~KQ_SCHED_FEAT_WS:
+            raise ValueError(f"unknown scheduler {sched:#x} / feature {feat:#x}")
+        if sched == KQ_SCHED_BEST and sargs < 1:
+            raise ValueError("best-of-N needs sargs >= 1")
+        self._lock = lock
+        self.sched = sched
+        self.sargs = sargs
+        self.feat = feat
+        self.steal = bool(feat & KQ_SCHED_FEAT_WS)
+        self.fargs = max(1, fargs)
+        self.kevqs: list[Kevq] = []
+        self.topology = topology()
+        self.place_ns = 0
+        self.placements = 0
+        self._random = random.Random()
+
+    @property
+    def name(self) -> str:
+        base = _NAMES[self.sched]
+        if self.sched == KQ_SCHED_BEST or self.sargs:
+            base += str(self.sargs)
+        return base + (f"+ws{self.fargs}" if self.steal else "")
+
+    # kevqs ---------------------------------------------------------------------------
+    def new_kevq(self) -> Kevq:
+        kevq = Kevq(self._lock, self.topology.group(current_cpu()))
+        self.kevqs.append(kevq)
+        return kevq
+
+    def remove_kevq(self, kevq: Kevq) -> None:
+        if kevq in self.kevqs:
+            self.kevqs.remove(kevq)
+
+    # Placement ------------------------------------------------------------------------
+    def place(self, kn: Knote, fallback: Kevq) -> Kevq:
+        """Choose the kevq for this activation of kn (fallback when nobody waits)."""
+        kevqs = self.kevqs
+        if not kevqs:
+            return fallback
+        start = time.perf_counter_ns()
+        if len(kevqs) == 1:
+            chosen = kevqs[0]
+        elif self.sched == KQ_SCHED_BEST:
+            chosen = self._best(self._sample(self.sargs), time.monotonic_ns())
+        elif self.sched == SCHED_RANDOM:
+            chosen = self._random.choice(kevqs)
+        else:
+            chosen = self._affine(kn)
+        chosen.placements += 1
+        self.placements += 1
+        self.place_ns += time.perf_counter_ns() - start
+        return chosen
+
+    def _sample(self, n: int) -> list[Kevq]:
+        kevqs = self.kevqs
+        return kevqs if n >= len(kevqs) else self._random.sample(kevqs, n)
+
+    @staticmethod
+    def _best(candidates: list[Kevq], now_ns: int) -> Kevq:
+        return min(candidates, key=lambda k: k.expected_start_ns(now_ns))
+
+    def _affine(self, kn: Knote) -> Kevq:
+        """Queue or CPU affinity, optionally hybrid with best-of-sargs sampling."""
+        if self.sched == KQ_SCHED_QUEUE and kn.group >= 0:
+            group = kn.group
+        else:
+            group = self.topology.group(kn.ops.activation_cpu(kn))
+            if self.sched == KQ_SCHED_QUEUE:
+                kn.group = group  # bound at its first activation
+        now = time.monotonic_ns()
+        local = [k for k in self.kevqs if k.group == group]
+        if not local:
+            chosen = self._random.choice(self.kevqs)
+            chosen.fallbacks += 1
+            return chosen
+        chosen = self._best(local, now)
+        if self.sargs:
+            other = self._best(self._sample(self.sargs), now)
+            penalty = tunables.cache_penalty_ns
+            if other.group != group and (
+                other.expected_start_ns(now) + penalty < chosen.expected_start_ns(now)
+            ):
+                other.mismatches += 1
+                return other
+        return chosen
+
+    # Work stealing -------------------------------------------------------------------------
+    def steal_into(self, thief: Kevq) -> bool:
+        """Move up to fargs queued events from a random busy kevq to the thief."""
+        if not self.steal:
+            return False
+        thief.steal_scans += 1
+        victims = [k for k in self.kevqs if k is not thief and len(k)]
+        if not victims:
+            return False
+        probes = min(len(victims), tunables.steal_scan_factor)
+        victim = max(self._random.sample(victims, probes), key=len)
+        taken = 0
+        while taken < self.fargs and len(victim):
+            realtime = bool(victim.rt)
+            kn = victim.rt.popleft() if realtime else victim.normal.popleft()
+            thief.push(kn, realtime)
+            taken += 1
+        thief.steals += taken
+        return taken > 0
+
+    def idle_thief(self, busy: Kevq) -> Kevq | None:
+        """A sleeping kevq with nothing queued, to wake so it can steal from busy."""
+        if not self.steal:
+            return None
+        for kevq in self.kevqs:
+            if kevq is not busy and kevq.sleeping and not len(kevq):
+                return kevq
+        return None
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "policy": self.name,
+            "sched": self.sched,
+            "sargs": self.sargs,
+            "feat": self.feat,
+            "fargs": self.fargs,
+            "placements": self.placements,
+            "place_total_us": self.place_ns / 1e3,
+            "place_avg_us": self.place_ns / 1e3 / (self.placements or 1),
+            "topology": self.topology.describe(),
+            "kevqs": [k.stats() for k in self.kevqs],
+        }

@@ -1,0 +1,68 @@
+"""Process-wide tunables: skqueue's sysctls, readable and settable at run time."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+_LIMITS: dict[str, tuple[int, int]] = {
+    # SKQ scheduler.
+    "cache_penalty_ns": (0, 1_000_000_000),
+    "steal_scan_factor": (1, 64),
+    # AIO.
+    "aio_max_queue": (1, 1 << 20),
+    "aio_max_per_fd": (1, 1 << 20),
+    "aio_workers": (1, 256),
+    "tx_zcopy": (0, 1),
+    "tx_zcopy_min": (0, 1 << 30),
+}
+
+
+class Tunables:
+    """Validated integer knobs; writes are atomic under a lock (never the GIL)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._values: dict[str, int] = {
+            "cache_penalty_ns": 1_000,
+            "steal_scan_factor": 2,
+            "aio_max_queue": 4096,
+            "aio_max_per_fd": 1024,
+            "aio_workers": 4,
+            "tx_zcopy": 1,
+            "tx_zcopy_min": 16 * 1024,
+        }
+
+    def __getattr__(self, name: str) -> int:
+        values = self.__dict__.get("_values")
+        if values is None or name not in values:
+            raise AttributeError(name)
+        return values[name]
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name.startswith("_"):
+            object.__setattr__(self, name, value)
+            return
+        self.set(name, value)
+
+    def set(self, name: str, value: int | bool) -> None:
+        """Set one tunable; ValueError names the allowed range when value is outside it."""
+        if name not in _LIMITS:
+            raise AttributeError(f"no tunable named {name!r}")
+        if isinstance(value, bool):
+            value = int(value)
+        if not isinstance(value, int):
+            raise TypeError(f"{name} takes an int, not {type(value).__name__}")
+        low, high = _LIMITS[name]
+        if not low <= value <= high:
+            raise ValueError(f"{name} must be in [{low}, {high}], got {value}")
+        with self._lock:
+            self._values[name] = value
+
+    def as_dict(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._values)
+
+
+#: The one tunables object of this process.
+tunables = Tunables()
