@@ -7,8 +7,9 @@ scheduling.  ``install()`` makes ``select``, ``selectors`` and asyncio use it.
 
 from __future__ import annotations
 
+from . import constants
 from .constants import *  # noqa: F403 - the kqueue vocabulary is the public surface
-from .constants import KQSCHED_MAKE, KQTUNE_MAKE
+from .constants import KQSCHED_MAKE, KQSCHED_PARSE, KQTUNE_MAKE, KQTUNE_PARSE
 from .event import kevent
 from .install import install, uninstall
 from .kqueue import kqueue
@@ -16,9 +17,12 @@ from .selector import KqueueSelector
 from .tunables import tunables
 
 __version__ = "0.1.0"
-__all__ = [
+__all__ = [  # noqa: PLE0604
+    *constants.__all__,
     "KQSCHED_MAKE",
+    "KQSCHED_PARSE",
     "KQTUNE_MAKE",
+    "KQTUNE_PARSE",
     "KqueueSelector",
     "install",
     "kevent",

@@ -145,3 +145,4 @@ KQ_NOTE_TRACKERR = NOTE_TRACKERR
 
 #: Names that ``skqueue.install()`` copies into the ``select`` module.
 SELECT_NAMES = tuple(name for name in dir() if name.startswith("KQ_") and name.isupper())
+__all__ = [name for name in dir() if name[:2] in ("EV", "KQ", "NO", "FK") and name.isupper()]

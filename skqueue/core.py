@@ -272,6 +272,11 @@ class KqueueCore:
             nevents = max(1, min(nevents, int(1e9 / (kevq.avg_ns * self.freq))))
         deadline = None if timeout is None or timeout <= 0 else time.monotonic() + timeout
         kevq.waiting = True
+        if len(kevq):
+            # Queued events will satisfy this wait without epoll_wait; look at the
+            # kernel anyway so that fds re-armed since (still-ready level knotes)
+            # join the tail of the queue, as FreeBSD re-queues them, and never starve.
+            self.backend.dispatch(self.backend.poll(0, _HARVEST_BATCH))
         try:
             while True:
                 out = self._scan(kevq, nevents)

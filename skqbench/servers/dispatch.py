@@ -22,8 +22,9 @@ class DispatchServer(KqueueServer):
         flags = skqueue.EV_ADD | skqueue.EV_DISPATCH
         self.kq.control([read_event(conn.fd, flags, conn)], 0)
 
-    def rearm(self, kq: skqueue.kqueue, fd: int) -> None:
-        kq.control([read_event(fd, skqueue.EV_ENABLE)], 0)
+    def rearm(self, kq: skqueue.kqueue, fd: int, conn: Connection | None) -> None:
+        # As on FreeBSD, every change sets the knote's udata, so it is passed again.
+        kq.control([read_event(fd, skqueue.EV_ENABLE, conn)], 0)
 
 
 DESIGN = DispatchServer

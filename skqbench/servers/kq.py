@@ -50,8 +50,9 @@ class KqueueServer(Server):
     def register(self, conn: Connection) -> None:
         """Register a new connection."""
 
-    def rearm(self, kq: skqueue.kqueue, fd: int) -> None:
-        """Called after an event on ``fd`` was handled and the fd is still open."""
+    def rearm(self, kq: skqueue.kqueue, fd: int, conn: Connection | None) -> None:
+        """Called after an event on ``fd`` (``conn``, or ``None`` for the listener) was
+        handled and the fd is still open."""
 
     def accept_all(self) -> list[Connection]:
         """Accept every pending connection on the (non-blocking) listener."""
@@ -82,9 +83,9 @@ class KqueueServer(Server):
                 if conn is None:
                     for new in self.accept_all():
                         self.register(new)
-                    self.rearm(kq, self.listener.fileno())
+                    self.rearm(kq, self.listener.fileno(), None)
                 elif conn.serve_one(self, name):
-                    self.rearm(kq, conn.fd)
+                    self.rearm(kq, conn.fd, conn)
                 else:
                     self._drop(kq, conn)
 

@@ -46,6 +46,7 @@ class Scheduler:
         self.steal = bool(feat & KQ_SCHED_FEAT_WS)
         self.fargs = max(1, fargs)
         self.kevqs: list[Kevq] = []
+        self.retired: list[dict[str, Any]] = []  # statistics of kevqs whose thread left
         self.topology = topology()
         self.place_ns = 0
         self.placements = 0
@@ -67,6 +68,7 @@ class Scheduler:
     def remove_kevq(self, kevq: Kevq) -> None:
         if kevq in self.kevqs:
             self.kevqs.remove(kevq)
+            self.retired.append(kevq.stats())
 
     # Placement ------------------------------------------------------------------------
     def place(self, kn: Knote, fallback: Kevq) -> Kevq:
@@ -162,4 +164,5 @@ class Scheduler:
             "place_avg_us": self.place_ns / 1e3 / (self.placements or 1),
             "topology": self.topology.describe(),
             "kevqs": [k.stats() for k in self.kevqs],
+            "retired_kevqs": list(self.retired),
         }
