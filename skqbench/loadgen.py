@@ -14,6 +14,7 @@ are recorded with the latency they had reached and counted as ``timeouts``.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import multiprocessing as mp
 import random
@@ -23,6 +24,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from multiprocessing.connection import Connection as Pipe
+from multiprocessing.process import BaseProcess
 from typing import Any
 
 from hdrh.histogram import HdrHistogram
@@ -269,7 +271,7 @@ class LoadGenerator:
         if processes < 1:
             raise ValueError("need at least one generator process")
         ctx = mp.get_context("spawn")
-        self._workers: list[tuple[mp.process.BaseProcess, Pipe]] = []
+        self._workers: list[tuple[BaseProcess, Pipe]] = []
         for i in range(processes):
             mine, theirs = ctx.Pipe()
             proc = ctx.Process(
@@ -311,10 +313,8 @@ class LoadGenerator:
 
     def close(self) -> None:
         for proc, pipe in self._workers:
-            try:
+            with contextlib.suppress(OSError):
                 pipe.send(None)
-            except OSError:
-                pass
             proc.join(5.0)
             if proc.is_alive():
                 proc.kill()
@@ -339,7 +339,10 @@ def _merge(spec: LoadSpec, parts: list[dict[str, Any]]) -> LoadResult:
         return sum(int(p[key]) for p in parts)
 
     empty = hist.get_total_count() == 0
-    pct = (lambda q: math.nan) if empty else (lambda q: _us(hist.get_value_at_percentile(q)))
+
+    def pct(q: float) -> float:
+        return math.nan if empty else _us(hist.get_value_at_percentile(q))
+
     return LoadResult(
         offered=spec.rate,
         scheduled=round(total("sent") / spec.duration_s, 1),

@@ -11,6 +11,7 @@ import multiprocessing as mp
 import socket
 from dataclasses import replace
 from multiprocessing.connection import Connection as Pipe
+from multiprocessing.process import BaseProcess
 from typing import Any
 
 from skqbench.osutil import child_process_setup
@@ -51,7 +52,7 @@ class ReuseportServer(Server):
         port: int = reserve.getsockname()[1]
         child = replace(self.cfg, design="asyncio", workers=1, port=port, reuseport=True)
         ctx = mp.get_context("spawn")
-        self._procs: list[tuple[mp.process.BaseProcess, Pipe]] = []
+        self._procs: list[tuple[BaseProcess, Pipe]] = []
         try:
             for i in range(self.cfg.workers):
                 mine, theirs = ctx.Pipe()
@@ -61,9 +62,9 @@ class ReuseportServer(Server):
                 proc.start()
                 theirs.close()
                 self._procs.append((proc, mine))
-            for proc, pipe in self._procs:
+            for started, pipe in self._procs:
                 if not pipe.poll(START_TIMEOUT_S) or pipe.recv() != "ready":
-                    raise RuntimeError(f"{proc.name} did not start")
+                    raise RuntimeError(f"{started.name} did not start")
         except BaseException:
             self.stop()
             raise

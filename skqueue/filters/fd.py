@@ -42,7 +42,18 @@ SOCKET, LISTENER, FIFO, REGULAR, OTHER = range(5)
 class FdWatch:
     """What skqueue knows about one fd: its kind, its knotes, its epoll item."""
 
-    __slots__ = ("armed", "edge", "fd", "identity", "kind", "read", "revents", "sndbuf", "write")
+    __slots__ = (
+        "armed",
+        "edge",
+        "fd",
+        "identity",
+        "kind",
+        "read",
+        "revents",
+        "sndbuf",
+        "want_edge",
+        "write",
+    )
 
     def __init__(self, fd: int, st: os.stat_result) -> None:
         self.fd = fd
@@ -51,12 +62,15 @@ class FdWatch:
         self.read: Knote | None = None
         self.write: Knote | None = None
         self.armed = -1  # mask in the kernel; -1 = unknown (forces a MOD)
-        self.edge = False  # EPOLLET item (some knote has EV_CLEAR)
+        self.edge = False  # the kernel item is EPOLLET
+        self.want_edge = False  # some knote has EV_CLEAR, so it should be
         self.revents = 0  # epoll bits seen since the last delivery
         self.sndbuf = 0
 
-    def knotes(self) -> list[Knote]:
-        return [kn for kn in (self.read, self.write) if kn is not None]
+    def update_mode(self) -> None:
+        self.want_edge = any(
+            kn is not None and kn.flags & EV_CLEAR for kn in (self.read, self.write)
+        )
 
 
 def _kind_of(fd: int, mode: int) -> int:
@@ -122,6 +136,7 @@ class FdFilter(Filter):
         else:
             watch.write = kn
         kn.hook = watch
+        watch.update_mode()
 
     def detach(self, kn: Knote) -> None:
         watch: FdWatch = kn.hook
@@ -129,6 +144,7 @@ class FdFilter(Filter):
             watch.read = None
         elif watch.write is kn:
             watch.write = None
+        watch.update_mode()
         if watch.read is None and watch.write is None:
             del self.watches[watch.fd]
             if watch.kind != REGULAR:
@@ -160,8 +176,8 @@ class FdFilter(Filter):
                 core.activate(r)
             if w is not None and events & (_OUT | _HUP | _ERR):
                 core.activate(w)
-            if not watch.edge:
-                self._rearm(watch, None)
+            if not watch.edge and r is not None and w is not None:
+                self._rearm(watch, None)  # the direction that did not fire
 
         return on_ready
 
@@ -169,7 +185,7 @@ class FdFilter(Filter):
         """Put the epoll mask in line with the knotes; False if the fd is gone."""
         if watch.kind == REGULAR:
             return True
-        edge = any(kn.flags & EV_CLEAR for kn in watch.knotes())
+        edge = watch.want_edge
         # An edge item stays armed while its knotes are queued or owned, so that
         # new data arriving meanwhile is seen; a one-shot item only for idle ones.
         wants = _enabled if edge else _wants

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..constants import (
+    EV_CLEAR,
     NOTE_FFAND,
     NOTE_FFCOPY,
     NOTE_FFCTRLMASK,
@@ -28,6 +29,8 @@ class UserFilter(Filter):
     def touch(self, kn: Knote, ev: kevent) -> None:
         kn.sdata = ev.data
         self._apply(kn, ev.fflags, first=False)
+        if ev.flags & EV_CLEAR:  # FreeBSD: a change with EV_CLEAR resets the trigger
+            kn.hook = False
 
     def _apply(self, kn: Knote, fflags: int, first: bool) -> None:
         if fflags & NOTE_TRIGGER:

@@ -1,0 +1,212 @@
+"""Latency-versus-load sweeps: raise the offered load until the server saturates.
+
+For every configuration (design x policy x workers) a fresh server process is started,
+and the same list of offered rates is applied in increasing order, so configurations
+can be compared at identical offered loads.  A configuration stops at its first
+saturated point (kept in the results): achieved throughput below ``saturation`` times
+the scheduled rate, any timeout or error, or p99 above ``explode`` times the SLO.
+
+Results go to ``results.json`` after every point, so an interrupted sweep (Ctrl-C) keeps
+everything measured so far.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+from skqbench.loadgen import LoadGenerator, LoadResult, LoadSpec
+from skqbench.servers.base import ServerConfig
+from skqbench.servers.harness import ServerProcess
+from skqbench.service import parse_dist
+
+RESULTS_FILE = "results.json"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class SweepPlan:
+    """What to measure.  ``load`` is a template: its port and rate are set per point."""
+
+    configs: list[ServerConfig]
+    rates: list[float]
+    load: LoadSpec
+    processes: int = 1
+    slo_factor: float = 20.0  # SLO = slo_factor x mean service time, unless slo_us is set
+    slo_us: float | None = None
+    saturation: float = 0.95
+    explode: float = 10.0
+    settle_s: float = 0.2  # pause between points so one point's tail does not leak
+
+    def __post_init__(self) -> None:
+        if not self.configs or not self.rates:
+            raise ValueError("a sweep needs at least one configuration and one rate")
+        if any(r <= 0 for r in self.rates):
+            raise ValueError("rates must be positive")
+        self.rates = sorted(self.rates)
+        if self.slo_us is None:
+            self.slo_us = self.slo_factor * self.mean_service_us
+        if self.slo_us <= 0 or not 0 < self.saturation <= 1 or self.explode < 1:
+            raise ValueError("SLO must be positive, saturation in (0, 1], explode >= 1")
+
+    @property
+    def mean_service_us(self) -> float:
+        return parse_dist(self.load.dist).mean_ns(self.load.connections) / 1000.0
+
+
+@dataclass
+class Point:
+    """One measured point of one configuration."""
+
+    label: str
+    config: dict[str, Any]
+    result: dict[str, Any]
+    saturated: bool
+    why: str
+
+
+@dataclass
+class SweepResults:
+    """Everything a report needs; serialised as ``results.json``."""
+
+    plan: dict[str, Any]
+    slo_us: float
+    mean_service_us: float
+    labels: list[str]
+    points: list[Point] = field(default_factory=list)
+    errors: dict[str, str] = field(default_factory=dict)
+    interrupted: bool = False
+    started: float = field(default_factory=time.time)
+    elapsed_s: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["format"] = FORMAT_VERSION
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> SweepResults:
+        if data.get("format") != FORMAT_VERSION:
+            raise ValueError(f"not a skqbench results file (format {data.get('format')!r})")
+        fields = {k: v for k, v in data.items() if k != "format"}
+        fields["points"] = [Point(**p) for p in data["points"]]
+        return cls(**fields)
+
+    def save(self, out_dir: str) -> str:
+        os.makedirs(out_dir, exist_ok=True)
+        path = os.path.join(out_dir, RESULTS_FILE)
+        tmp = path + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(self.to_json(), f, indent=1, allow_nan=True)
+        os.replace(tmp, path)
+        return path
+
+
+def load_results(out_dir: str) -> SweepResults:
+    """Read a ``results.json`` written by :func:`run_sweep`."""
+    with open(os.path.join(out_dir, RESULTS_FILE)) as f:
+        data: dict[str, Any] = json.load(f)
+    return SweepResults.from_json(data)
+
+
+def saturation_reason(res: LoadResult, plan: SweepPlan) -> str:
+    """Why a point counts as saturated, or ``""`` if it does not."""
+    assert plan.slo_us is not None
+    if res.errors or res.timeouts:
+        return f"{res.errors} errors, {res.timeouts} unanswered"
+    if res.achieved < plan.saturation * res.scheduled:
+        return f"achieved {res.achieved:.0f}/s < {plan.saturation:.0%} of {res.scheduled:.0f}/s"
+    if math.isnan(res.p99_us) or res.p99_us > plan.explode * plan.slo_us:
+        return f"p99 {res.p99_us:.0f} us > {plan.explode:g} x SLO"
+    return ""
+
+
+Progress = Callable[[str, int, int, "Point | None"], None]
+
+
+@contextmanager
+def _no_sigint() -> Iterator[None]:
+    """Cleanup after Ctrl-C must finish, or processes and the results file are left half done."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def run_sweep(plan: SweepPlan, out_dir: str, progress: Progress | None = None) -> SweepResults:
+    """Measure every configuration at increasing rates; Ctrl-C ends it cleanly.
+
+    ``progress(label, done, total, point)`` is called before each point (point None) and
+    after it.  Returns the results, also saved in ``out_dir``.
+    """
+    assert plan.slo_us is not None
+    results = SweepResults(
+        plan=asdict(plan),
+        slo_us=plan.slo_us,
+        mean_service_us=plan.mean_service_us,
+        labels=[c.label for c in plan.configs],
+    )
+    total = len(plan.configs) * len(plan.rates)
+    t0 = time.monotonic()
+    gen = LoadGenerator(plan.processes)
+    try:
+        for i, cfg in enumerate(plan.configs):
+            _sweep_one(plan, cfg, gen, results, out_dir, progress, i * len(plan.rates), total)
+    except KeyboardInterrupt:
+        results.interrupted = True
+    finally:
+        with _no_sigint():
+            gen.close()
+            results.elapsed_s = round(time.monotonic() - t0, 1)
+            results.save(out_dir)
+    return results
+
+
+def _sweep_one(
+    plan: SweepPlan,
+    cfg: ServerConfig,
+    gen: LoadGenerator,
+    results: SweepResults,
+    out_dir: str,
+    progress: Progress | None,
+    done: int,
+    total: int,
+) -> None:
+    """One configuration: its own server process, rates until saturation."""
+    server = ServerProcess(cfg)
+    try:
+        port = server.start()
+    except RuntimeError as exc:
+        results.errors[cfg.label] = str(exc)
+        results.save(out_dir)
+        return
+    try:
+        for rate in plan.rates:
+            if progress:
+                progress(f"{cfg.label} @ {rate:.0f}/s", done, total, None)
+            try:
+                res = gen.run(replace(plan.load, port=port, rate=rate))
+            except RuntimeError as exc:
+                results.errors[cfg.label] = str(exc)
+                break
+            why = saturation_reason(res, plan)
+            point = Point(cfg.label, asdict(cfg), res.to_json(), bool(why), why)
+            results.points.append(point)
+            results.save(out_dir)
+            done += 1
+            if progress:
+                progress(cfg.label, done, total, point)
+            if why:
+                break
+            time.sleep(plan.settle_s)
+    finally:
+        with _no_sigint():
+            server.stop()
