@@ -20,11 +20,11 @@ from dataclasses import asdict, dataclass
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402 - the backend must be chosen first
-from rich.console import Console  # noqa: E402
-from rich.table import Table  # noqa: E402
+import matplotlib.pyplot as plt
+from rich.console import Console
+from rich.table import Table
 
-from skqbench.sweep import Point, SweepResults  # noqa: E402
+from skqbench.sweep import Point, SweepResults
 
 BASELINE = "vanilla"
 

@@ -28,6 +28,7 @@ from .base import KN_DETACHED, KN_DISABLED, KN_QUEUED, Filter, Knote
 if TYPE_CHECKING:
     from ..backend.epoll import Handler
     from ..core import KqueueCore
+    from ..event import kevent
 
 _IN = select.EPOLLIN | select.EPOLLRDHUP
 _OUT = select.EPOLLOUT
@@ -68,9 +69,13 @@ class FdWatch:
         self.sndbuf = 0
 
     def update_mode(self) -> None:
-        self.want_edge = any(
-            kn is not None and kn.flags & EV_CLEAR for kn in (self.read, self.write)
-        )
+        self.want_edge = any(kn is not None and _wants_edge(kn) for kn in (self.read, self.write))
+
+
+def _wants_edge(kn: Knote) -> bool:
+    """EV_CLEAR needs edges; so does NOTE_LOWAT, which a level item would report over
+    and over (a busy loop) while less than the low-water mark is there."""
+    return bool(kn.flags & EV_CLEAR or (kn.sfflags & NOTE_LOWAT and kn.sdata > 1))
 
 
 def _kind_of(fd: int, mode: int) -> int:
@@ -137,6 +142,10 @@ class FdFilter(Filter):
             watch.write = kn
         kn.hook = watch
         watch.update_mode()
+
+    def touch(self, kn: Knote, ev: kevent) -> None:
+        super().touch(kn, ev)
+        kn.hook.update_mode()  # NOTE_LOWAT may have come or gone
 
     def detach(self, kn: Knote) -> None:
         watch: FdWatch = kn.hook

@@ -154,7 +154,8 @@ class WriteDriver(Driver):
             pass
 
     def fire(self, reg: Reg) -> None:
-        """The peer reads everything: the whole send buffer is free again."""
+        """Fill the buffer, then the peer reads everything: it is all free again."""
+        self._fill()
         try:
             while self.peer.recv(1 << 20):
                 pass

@@ -1,0 +1,315 @@
+"""The ``skqueue`` command: benchmarks, a server for your own tools, scheduler statistics.
+
+    skqueue bench reproduce [--quick]   the imbalanced-workload comparison, end to end
+    skqueue bench sweep ...             any configuration (design x policy x workers)
+    skqueue bench report DIR            redo plots and table from a results folder
+    skqueue serve ...                   run one server design on loopback
+    skqueue stats                       scheduler statistics of a running server
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from skqbench.loadgen import ARRIVALS, LoadSpec
+from skqbench.servers.base import DESIGNS, ServerConfig, parse_policy
+from skqbench.servers.harness import default_control_path, query, run_server
+from skqbench.service import WORK_KINDS, parse_dist
+from skqbench.sweep import Point, SweepPlan, load_results, run_sweep
+
+T = TypeVar("T")
+
+# The main demo (see ``reproduce_plan``): SKQ's imbalanced per-connection classes.
+REPRO_CONNECTIONS = 64
+REPRO_WORKERS = 4
+REPRO_SKQ_QUICK = ("best2", "best2+ws")
+REPRO_SKQ_FULL = ("random", "queue", "cpu", "best2", "queue2", "cpu2", "random+ws",
+                  "cpu+ws", "best2+ws", "cpu2+ws")
+REPRO_BASELINES = ("vanilla", "dispatch", "asyncio", "uvloop", "reuseport")
+# Base service time: long enough that 4 workers saturate on service time (where
+# scheduling matters) before this 2-core box runs out of CPU for Python dispatch
+# (measured: see benchmarks/reproduce/README.md).
+REPRO_BASE_US = 400.0
+
+
+def _checked(convert: Callable[[str], T], what: str) -> Callable[[str], T]:
+    """An argparse type that turns a ``ValueError`` into a clean usage error."""
+
+    def parse(text: str) -> T:
+        try:
+            return convert(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"bad {what} {text!r}: {exc}") from None
+
+    parse.__name__ = what
+    return parse
+
+
+def _positive(kind: Callable[[str], T]) -> Callable[[str], T]:
+    def convert(text: str) -> T:
+        value = kind(text)
+        if not value > 0:  # type: ignore[operator]
+            raise ValueError("must be > 0")
+        return value
+
+    return convert
+
+
+def _rates(text: str) -> list[float]:
+    rates = [float(r) for r in text.split(",") if r.strip()]
+    if not rates or any(r <= 0 for r in rates):
+        raise ValueError("expected positive numbers separated by commas")
+    return rates
+
+
+def _dist(text: str) -> str:
+    parse_dist(text)
+    return text
+
+
+def _policy(text: str) -> str:
+    return parse_policy(text).name
+
+
+pos_int = _checked(_positive(int), "positive integer")
+pos_float = _checked(_positive(float), "positive number")
+
+
+def _add_load_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--connections", type=pos_int, default=REPRO_CONNECTIONS,
+                   help="client connections (default %(default)s)")
+    p.add_argument("--arrival", choices=ARRIVALS, default="poisson",
+                   help="arrival process (pareto: mutilate's fb_ia shape; default %(default)s)")
+    p.add_argument("--processes", type=pos_int, default=1,
+                   help="load generator processes (default %(default)s; 1 leaves a core "
+                   "to the server on a 2-core machine)")
+    p.add_argument("--work", choices=WORK_KINDS, default="sleep",
+                   help="server-side service routine (default %(default)s)")
+    p.add_argument("--duration", type=pos_float, default=None,
+                   help="measured seconds per point")
+    p.add_argument("--warmup", type=_checked(float, "seconds"), default=None,
+                   help="unmeasured seconds before each point")
+    p.add_argument("--seed", type=int, default=1, help="random seed (default %(default)s)")
+    slo = p.add_mutually_exclusive_group()
+    slo.add_argument("--slo-factor", type=pos_float, default=20.0,
+                     help="p99 SLO as a multiple of the mean service time (default %(default)s)")
+    slo.add_argument("--slo-us", type=pos_float, default=None, help="p99 SLO in microseconds")
+    p.add_argument("--out", default=None, help="report folder (default results/<command>-<time>)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="skqueue", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    bench = sub.add_parser("bench", help="benchmarks: reproduce, sweep, report")
+    bsub = bench.add_subparsers(dest="bench_command", required=True)
+
+    rep = bsub.add_parser("reproduce", help="SKQ vs the usual designs, imbalanced classes")
+    rep.add_argument("--quick", action="store_true", help="about two minutes on 2 cores")
+    rep.add_argument("--workers", type=pos_int, default=REPRO_WORKERS,
+                     help="worker threads/processes per server (default %(default)s)")
+    rep.add_argument("--base-us", type=pos_float, default=REPRO_BASE_US,
+                     help="base service time of the 1x class in us (default %(default)s)")
+    _add_load_options(rep)
+
+    sw = bsub.add_parser("sweep", help="latency vs load for any configurations")
+    sw.add_argument("--design", action="append", choices=list(DESIGNS),
+                    help="server design, repeatable (default skq)")
+    sw.add_argument("--policy", action="append", type=_checked(_policy, "SKQ policy"),
+                    help="SKQ policy for the skq design, repeatable (default best2)")
+    sw.add_argument("--workers", action="append", type=pos_int,
+                    help="worker count, repeatable (default 4)")
+    sw.add_argument("--dist", type=_checked(_dist, "service distribution"),
+                    default="classes:400us",
+                    help="fixed:T, exp:T, bimodal:LOW:HIGH:P or classes:BASE "
+                    "(default %(default)s)")
+    rates = sw.add_mutually_exclusive_group()
+    rates.add_argument("--rates", type=_checked(_rates, "rate list"),
+                       help="offered loads in requests/s, comma separated")
+    rates.add_argument("--steps", type=pos_int, default=10,
+                       help="number of evenly spaced loads up to --max-load (default %(default)s)")
+    sw.add_argument("--max-load", type=pos_float, default=1.0,
+                    help="highest load as a fraction of workers / mean service time "
+                    "(default %(default)s)")
+    _add_load_options(sw)
+
+    rp = bsub.add_parser("report", help="plots and table from a results folder")
+    rp.add_argument("folder")
+    rp.add_argument("--ref-load", type=pos_float, default=None,
+                    help="offered load to compare p99 at (default: vanilla's knee)")
+
+    sv = sub.add_parser("serve", help="run a server on loopback until Ctrl-C")
+    sv.add_argument("--design", choices=list(DESIGNS), default="skq")
+    sv.add_argument("--policy", type=_checked(_policy, "SKQ policy"), default="best2")
+    sv.add_argument("--workers", type=pos_int, default=4)
+    sv.add_argument("--port", type=_checked(int, "port"), default=0)
+    sv.add_argument("--work", choices=WORK_KINDS, default="sleep")
+    sv.add_argument("--control", default=None,
+                    help="control socket path (default: %s)" % default_control_path())
+
+    st = sub.add_parser("stats", help="statistics of a server started by 'skqueue serve'")
+    st.add_argument("--control", default=None, help="control socket path")
+    return parser
+
+
+# ------------------------------------------------------------------------ commands
+
+
+def _out_dir(args: argparse.Namespace, name: str) -> str:
+    if args.out:
+        out: str = args.out
+        return out
+    return os.path.join("results", f"{name}-{time.strftime('%Y%m%d-%H%M%S')}")
+
+
+def _load_template(args: argparse.Namespace, dist: str, quick: bool) -> LoadSpec:
+    return LoadSpec(
+        port=1,
+        rate=1.0,
+        duration_s=args.duration or (1.0 if quick else 3.0),
+        warmup_s=args.warmup if args.warmup is not None else (0.3 if quick else 0.5),
+        connections=args.connections,
+        arrival=args.arrival,
+        dist=dist,
+        seed=args.seed,
+    )
+
+
+def _capacity_rates(workers: int, mean_us: float, steps: int, max_load: float) -> list[float]:
+    """``steps`` evenly spaced loads up to ``max_load`` x the nominal capacity."""
+    capacity = workers / (mean_us / 1e6)
+    return [round(capacity * max_load * (i + 1) / steps) for i in range(steps)]
+
+
+def reproduce_plan(args: argparse.Namespace) -> SweepPlan:
+    """The main demo: per-connection classes (95 % 1x, 4 % 5x, 1 % 20x of ``--base-us``),
+    ``--workers`` workers, SKQ's best configurations against every baseline.  Quick runs
+    7 configurations at 10 loads of 1 s; the full one adds the other policies, 20 loads
+    of 3 s."""
+    dist = f"classes:{args.base_us:g}us"
+    policies = REPRO_SKQ_QUICK if args.quick else REPRO_SKQ_FULL
+    configs = [ServerConfig("vanilla", args.workers, work=args.work)]
+    configs += [ServerConfig("skq", args.workers, p, work=args.work) for p in policies]
+    configs += [ServerConfig(d, args.workers, work=args.work) for d in REPRO_BASELINES[1:]]
+    load = _load_template(args, dist, args.quick)
+    mean_us = parse_dist(dist).mean_ns(args.connections) / 1000
+    steps = 10 if args.quick else 20
+    return SweepPlan(configs, _capacity_rates(args.workers, mean_us, steps, 1.0), load,
+                     processes=args.processes, slo_factor=args.slo_factor, slo_us=args.slo_us)
+
+
+def sweep_plan(args: argparse.Namespace) -> SweepPlan:
+    """Every combination of --workers x --design x --policy (policies apply to skq)."""
+    designs = args.design or ["skq"]
+    policies = args.policy or ["best2"]
+    configs = []
+    for workers in args.workers or [4]:
+        for design in designs:
+            for policy in policies if design == "skq" else ["best2"]:
+                configs.append(ServerConfig(design, workers, policy, work=args.work))
+    load = _load_template(args, args.dist, False)
+    mean_us = parse_dist(args.dist).mean_ns(args.connections) / 1000
+    rates = args.rates or _capacity_rates(max(args.workers or [4]), mean_us, args.steps,
+                                          args.max_load)
+    return SweepPlan(configs, rates, load, processes=args.processes,
+                     slo_factor=args.slo_factor, slo_us=args.slo_us)
+
+
+def run_plan(plan: SweepPlan, out_dir: str) -> int:
+    """Run a sweep with a progress bar, then write and print the report."""
+    from skqbench.report import write_report  # matplotlib: only when a report is written
+
+    console = Console()
+    console.print(f"[bold]{len(plan.configs)} configurations x up to {len(plan.rates)} loads "
+                  f"({plan.rates[0]:,.0f}..{plan.rates[-1]:,.0f}/s), SLO p99 <= "
+                  f"{plan.slo_us / 1000:.2f} ms; results in {out_dir}[/bold]")
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=console) as bar:
+        task = bar.add_task("starting", total=len(plan.configs) * len(plan.rates))
+
+        def progress(label: str, done: int, total: int, point: Point | None) -> None:
+            bar.update(task, completed=done, description=label)
+            if point is not None:
+                r = point.result
+                mark = f"  [red]saturated: {point.why}[/red]" if point.saturated else ""
+                bar.console.print(
+                    f"{point.label:<20} offered {r['offered']:>7,.0f}/s achieved "
+                    f"{r['achieved']:>7,.0f}/s  p50 {r['p50_us'] / 1000:7.2f} ms  "
+                    f"p99 {r['p99_us'] / 1000:7.2f} ms{mark}")
+
+        results = run_sweep(plan, out_dir, progress)
+    write_report(results, out_dir, console)
+    console.print(f"report: {os.path.abspath(out_dir)} (results.json, p99.png, p50.png, "
+                  "summary.md)")
+    if results.interrupted:
+        console.print("[yellow]interrupted: the report covers the points measured so far[/yellow]")
+        return 130
+    return 1 if results.errors and not results.points else 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from skqbench.report import write_report
+
+    write_report(load_results(args.folder), args.folder, ref_load=args.ref_load)
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    cfg = ServerConfig(args.design, args.workers, args.policy, args.work, args.port)
+    control = args.control or default_control_path()
+
+    def ready(port: int) -> None:
+        print(f"{cfg.label} serving on 127.0.0.1:{port}; control socket {control} "
+              "('skqueue stats'); Ctrl-C stops", flush=True)
+
+    try:
+        run_server(cfg, control, ready, threading.Event())
+    except KeyboardInterrupt:
+        print("stopped", file=sys.stderr)
+    return 0
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    path = args.control or default_control_path()
+    try:
+        stats = query(path)
+    except OSError as exc:
+        print(f"skqueue stats: no server answers on {path} ({exc}); "
+              "start one with 'skqueue serve'", file=sys.stderr)
+        return 1
+    print(json.dumps(stats, indent=2))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "serve":
+            return cmd_serve(args)
+        if args.command == "stats":
+            return cmd_stats(args)
+        if args.bench_command == "report":
+            return cmd_report(args)
+        name = args.bench_command
+        plan = reproduce_plan(args) if name == "reproduce" else sweep_plan(args)
+    except ValueError as exc:  # a combination of arguments no single option could reject
+        parser.error(str(exc))
+    except FileNotFoundError as exc:
+        parser.error(f"{exc.filename}: no such file (is it a results folder?)")
+    return run_plan(plan, _out_dir(args, name))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
