@@ -14,10 +14,10 @@ import socket
 import time
 from collections.abc import Callable
 
+from _common import write_results
+
 import skqueue
 from skqueue import EV_ADD, EVFILT_READ, kevent
-
-from _common import write_results
 
 
 def make_pairs(n: int) -> list[tuple[socket.socket, socket.socket]]:

@@ -9,16 +9,17 @@ triggered events, showing that a wait does not scan all registrations.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import resource
 import socket
 import time
 import tracemalloc
 from collections.abc import Callable
 
+from _common import write_results
+
 import skqueue
 from skqueue import EV_ADD, EV_DELETE, EVFILT_READ, EVFILT_TIMER, EVFILT_USER, NOTE_TRIGGER, kevent
-
-from _common import write_results
 
 
 def measure(name: str, idents: list[int], filt: int, fflags: int, data: int,
@@ -74,10 +75,9 @@ def main() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     want = 2 * n + 1000
     if soft < want:
-        try:  # root may raise the hard limit too (CAP_SYS_RESOURCE)
+        # Root may raise the hard limit too (CAP_SYS_RESOURCE); a container may not.
+        with contextlib.suppress(ValueError, OSError):
             resource.setrlimit(resource.RLIMIT_NOFILE, (want, max(hard, want)))
-        except (ValueError, OSError):
-            pass
     limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
     n_fds = min(n, (limit - 1000) // 2)  # two fds per socketpair
     if n_fds >= 1000:

@@ -15,10 +15,10 @@ import os
 import threading
 import time
 
+from _common import write_results
+
 import skqueue
 from skqueue import EV_ADD, EV_DISPATCH, EV_ENABLE, EVFILT_READ, kevent
-
-from _common import write_results
 
 POLICIES = {
     "random": dict(sched=0),

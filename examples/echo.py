@@ -35,12 +35,14 @@ def serve(listener: socket.socket) -> None:
     while finished < CLIENTS:
         for ev in kq.control(None, 16):
             name = _flags(ev.flags)
-            print(f"event ident={ev.ident} filter=READ flags={name} data={ev.data} udata={ev.udata!r}")
+            print(f"event ident={ev.ident} filter=READ flags={name} "
+                  f"data={ev.data} udata={ev.udata!r}")
             if ev.udata == "listener":
                 for _ in range(ev.data):  # data = connections waiting to be accepted
                     conn, _ = listener.accept()
                     conns[conn.fileno()] = conn
-                    kq.control([kevent(conn, EVFILT_READ, EV_ADD, udata=f"conn {conn.fileno()}")], 0)
+                    change = kevent(conn, EVFILT_READ, EV_ADD, udata=f"conn {conn.fileno()}")
+                    kq.control([change], 0)
             elif ev.flags & EV_EOF and ev.data == 0:
                 conn = conns.pop(ev.ident)
                 kq.control([kevent(conn, EVFILT_READ, EV_DELETE)], 0)

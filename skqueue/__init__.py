@@ -17,7 +17,7 @@ from .selector import KqueueSelector
 from .tunables import tunables
 
 __version__ = "0.1.0"
-__all__ = [  # noqa: PLE0604
+__all__ = [
     *constants.__all__,
     "KQSCHED_MAKE",
     "KQSCHED_PARSE",

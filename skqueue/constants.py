@@ -85,22 +85,22 @@ KQTUNE_RTSHARE = 0
 KQTUNE_FREQ = 1
 
 
-def KQSCHED_MAKE(sched: int, sargs: int, feat: int, fargs: int) -> int:  # noqa: N802
+def KQSCHED_MAKE(sched: int, sargs: int, feat: int, fargs: int) -> int:
     """Pack a scheduler choice the way freebsd-skq's FKQMULTI argument does."""
     return (sched & 0xFF) | (sargs & 0xFF) << 8 | (feat & 0xFF) << 16 | (fargs & 0xFF) << 24
 
 
-def KQSCHED_PARSE(value: int) -> tuple[int, int, int, int]:  # noqa: N802
+def KQSCHED_PARSE(value: int) -> tuple[int, int, int, int]:
     """Inverse of :func:`KQSCHED_MAKE`: (sched, sargs, feat, fargs)."""
     return value & 0xFF, value >> 8 & 0xFF, value >> 16 & 0xFF, value >> 24 & 0xFF
 
 
-def KQTUNE_MAKE(obj: int, val: int) -> int:  # noqa: N802
+def KQTUNE_MAKE(obj: int, val: int) -> int:
     """Pack a tunable id and value for FKQTUNE: id in the top byte, value below."""
     return (obj & 0xFF) << 24 | (val & 0xFFFFFF)
 
 
-def KQTUNE_PARSE(value: int) -> tuple[int, int]:  # noqa: N802
+def KQTUNE_PARSE(value: int) -> tuple[int, int]:
     """Inverse of :func:`KQTUNE_MAKE`: (obj, val)."""
     return value >> 24 & 0xFF, value & 0xFFFFFF
 

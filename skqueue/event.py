@@ -15,7 +15,7 @@ def _udata_key(udata: object) -> int:
     return udata if type(udata) is int else id(udata)
 
 
-class kevent:  # noqa: N801 - the name select.kevent uses
+class kevent:
     """One kqueue change or event: (ident, filter, flags, fflags, data, udata).
 
     ``ident`` may be an int or any object with ``fileno()``; ``udata`` may be any

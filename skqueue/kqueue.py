@@ -35,7 +35,7 @@ def _einval(message: str) -> OSError:
     return OSError(errno.EINVAL, f"{os.strerror(errno.EINVAL)}: {message}")
 
 
-class kqueue:  # noqa: N801 - the name select.kqueue uses
+class kqueue:
     """A kqueue.  With ``sched`` (or ``ioctl(FKQMULTI, ...)``) it is an SKQ kqueue.
 
     ``sched`` is a number (0 random, KQ_SCHED_QUEUE, KQ_SCHED_CPU, KQ_SCHED_BEST)

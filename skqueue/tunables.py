@@ -37,7 +37,8 @@ class Tunables:
         values = self.__dict__.get("_values")
         if values is None or name not in values:
             raise AttributeError(name)
-        return values[name]
+        value: int = values[name]
+        return value
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name.startswith("_"):

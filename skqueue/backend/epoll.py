@@ -7,6 +7,7 @@ inotify, pidfds) is an item in this epoll set; the epoll fd is the kqueue's
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import select
@@ -87,10 +88,8 @@ class EpollBackend:
 
     def _drain_wake(self) -> None:
         self._woken = False
-        try:
+        with contextlib.suppress(BlockingIOError):
             os.eventfd_read(self._wake_fd)
-        except BlockingIOError:
-            pass
 
     def arm_alarm(self, deadline_ns: int) -> None:
         """Make poll() return by deadline_ns (CLOCK_MONOTONIC); keeps the earlier one."""

@@ -220,10 +220,10 @@ class FdFilter(Filter):
     def recheck(self, kn: Knote) -> None:
         watch: FdWatch = kn.hook
         try:
-            if watch.kind == REGULAR or (watch.edge and not kn.flags & EV_CLEAR):
-                # No kernel item reports this level-triggered knote: look now.
-                if self._measure(kn, watch):
-                    self.core.activate(kn)
+            # No kernel item reports a level knote on a file or an edge item: look now.
+            unreported = watch.kind == REGULAR or (watch.edge and not kn.flags & EV_CLEAR)
+            if unreported and self._measure(kn, watch):
+                self.core.activate(kn)
             gone = not self._rearm(watch, None)
         except OSError:
             gone = True
@@ -246,13 +246,17 @@ class FdFilter(Filter):
         except OSError:
             self.core.drop_fd(watch.fd)
             return False
-        if watch.edge or watch.kind == REGULAR:
-            if watch.edge and self.stale(kn):
+        if watch.edge:
+            if self.stale(kn):
                 self.core.drop_fd(watch.fd)
                 return False
-        elif not self._rearm(watch, kn if ready and kn.owner is not None else None, force=True):
-            self.core.drop_fd(watch.fd)
-            return False
+        else:
+            # Re-arm (classic) or keep disarmed while owned (SKQ); the MOD also
+            # proves the fd still names the file it was registered on.
+            exclude = kn if ready and kn.owner is not None else None
+            if not self._rearm(watch, exclude, force=True):
+                self.core.drop_fd(watch.fd)
+                return False
         return ready
 
     def _measure(self, kn: Knote, watch: FdWatch) -> bool:
@@ -290,9 +294,11 @@ class FdFilter(Filter):
                 kn.oflags = EV_EOF
                 kn.fflags = _socket_error(fd)
         elif kind == FIFO:
-            kn.data = syscalls.pipe_capacity(fd) - syscalls.bytes_readable(fd)
-            if revents & _ERR:
+            if revents & _ERR:  # the reader is gone: FreeBSD reports no space
                 kn.oflags = EV_EOF
+                kn.data = 0
+            else:
+                kn.data = syscalls.pipe_capacity(fd) - syscalls.bytes_readable(fd)
         else:
             kn.data = 0
             return bool(revents & (_OUT | _ERR | select.EPOLLHUP))

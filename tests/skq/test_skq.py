@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 import socket
@@ -219,15 +220,13 @@ def test_work_stealing_drains_a_stopped_thread() -> None:
         def consumer() -> None:
             while consumed[0] < 127 * 50:
                 for ev in kq.control(None, 4, 0.5):
-                    try:
+                    with contextlib.suppress(BlockingIOError):
                         consumed[0] += len(pairs[ev.udata][0].recv(4096))
-                    except BlockingIOError:
-                        pass
             finished.set()
 
         busy = start(consumer)
         time.sleep(0.05)  # both kevqs exist: placement may pick the stopped thread's
-        for reader, writer in pairs[1:]:
+        for _, writer in pairs[1:]:
             writer.send(b"s" * 50)
         assert finished.wait(20), f"consumed only {consumed[0]} of 6350 bytes"
         release.set()

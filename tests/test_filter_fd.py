@@ -1,0 +1,485 @@
+"""EVFILT_READ / EVFILT_WRITE specifics: what ``data``, ``fflags`` and EV_EOF say
+for each kind of file (FreeBSD kqueue(2)), NOTE_LOWAT, fds closed behind the
+kqueue's back, and the errors of the kevent call itself."""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import signal
+import socket
+import struct
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+import skqueue
+from skqueue import (
+    EV_ADD,
+    EV_CLEAR,
+    EV_DELETE,
+    EV_EOF,
+    EV_ERROR,
+    EVFILT_READ,
+    EVFILT_WRITE,
+    NOTE_LOWAT,
+    kevent,
+)
+
+WAIT = 2.0
+QUIET = 0.05
+
+KINDS: dict[str, Callable[[], skqueue.kqueue]] = {
+    "classic": skqueue.kqueue,
+    "skq": lambda: skqueue.kqueue(sched="best", sargs=2),
+}
+
+
+@pytest.fixture(params=sorted(KINDS))
+def kq(request: pytest.FixtureRequest) -> Iterator[skqueue.kqueue]:
+    made = KINDS[request.param]()
+    yield made
+    made.close()
+
+
+@pytest.fixture
+def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
+    a, b = socket.socketpair()
+    yield a, b
+    a.close()
+    b.close()
+
+
+@pytest.fixture
+def pipe() -> Iterator[tuple[int, int]]:
+    r, w = os.pipe2(os.O_NONBLOCK)
+    yield r, w
+    for fd in (r, w):
+        try:
+            os.close(fd)
+        except OSError:
+            pass  # the test closed it on purpose
+
+
+def add(kq: skqueue.kqueue, fd: int, filt: int = EVFILT_READ, flags: int = 0,
+        fflags: int = 0, data: int = 0) -> None:
+    kq.control([kevent(fd, filt, EV_ADD | flags, fflags, data)], 0)
+
+
+def one(kq: skqueue.kqueue, timeout: float = WAIT) -> kevent:
+    events = kq.control(None, 8, timeout)
+    assert len(events) == 1, events
+    return events[0]
+
+
+def none(kq: skqueue.kqueue) -> None:
+    assert kq.control(None, 8, QUIET) == []
+
+
+def tcp_pair(listener: socket.socket) -> tuple[socket.socket, socket.socket]:
+    client = socket.create_connection(listener.getsockname())
+    server, _ = listener.accept()
+    return client, server
+
+
+@pytest.fixture
+def listener() -> Iterator[socket.socket]:
+    sock = socket.create_server(("127.0.0.1", 0), backlog=16)
+    yield sock
+    sock.close()
+
+
+# READ: data ---------------------------------------------------------------------------
+def test_read_socket_data_is_bytes_readable(kq: skqueue.kqueue, pair: tuple[socket.socket, socket.socket]) -> None:
+    a, b = pair
+    add(kq, a.fileno())
+    none(kq)
+    b.send(b"hello")
+    ev = one(kq)
+    assert (ev.ident, ev.filter, ev.flags, ev.data) == (a.fileno(), EVFILT_READ, 0, 5)
+    b.send(b"!!")
+    assert one(kq).data == 7
+    a.recv(3)
+    assert one(kq).data == 4
+    a.recv(100)
+    none(kq)
+
+
+def test_read_tcp_data_is_bytes_readable(kq: skqueue.kqueue, listener: socket.socket) -> None:
+    client, server = tcp_pair(listener)
+    with client, server:
+        add(kq, server.fileno())
+        client.sendall(b"x" * 1000)
+        deadline = time.monotonic() + WAIT
+        data = 0
+        while data < 1000 and time.monotonic() < deadline:  # segments may trickle in
+            data = one(kq).data
+        assert data == 1000
+
+
+def test_read_pipe_data(kq: skqueue.kqueue, pipe: tuple[int, int]) -> None:
+    r, w = pipe
+    add(kq, r)
+    none(kq)
+    os.write(w, b"1234567")
+    assert one(kq).data == 7
+
+
+def test_read_fifo_data(kq: skqueue.kqueue, tmp_path: Path) -> None:
+    path = tmp_path / "fifo"
+    os.mkfifo(path)
+    r = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    w = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+    try:
+        add(kq, r)
+        none(kq)
+        os.write(w, b"abc")
+        assert one(kq).data == 3
+        os.close(w)
+        ev = one(kq)  # the writer is gone
+        assert (ev.flags & EV_EOF, ev.data) == (EV_EOF, 3)
+    finally:
+        os.close(r)
+
+
+def test_read_listening_socket_data_is_pending_connections(
+    kq: skqueue.kqueue, listener: socket.socket
+) -> None:
+    add(kq, listener.fileno())
+    none(kq)  # 0 pending: not ready
+    clients = [socket.create_connection(listener.getsockname())]
+    assert one(kq).data == 1
+    clients += [socket.create_connection(listener.getsockname()) for _ in range(2)]
+    assert one(kq).data == 3
+    for _ in range(3):
+        listener.accept()[0].close()
+    none(kq)
+    for c in clients:
+        c.close()
+
+
+def test_read_regular_file_data_is_bytes_to_eof(kq: skqueue.kqueue, tmp_path: Path) -> None:
+    path = tmp_path / "file"
+    path.write_bytes(b"x" * 100)
+    with open(path, "rb") as f:
+        f.seek(30)
+        add(kq, f.fileno())
+        assert one(kq).data == 70
+        f.seek(100)
+        none(kq)  # at EOF there is nothing to read (FreeBSD: data 0 is not ready)
+
+
+# READ: EOF and errors -----------------------------------------------------------------
+def test_read_eof_when_peer_closes(kq: skqueue.kqueue, pair: tuple[socket.socket, socket.socket]) -> None:
+    a, b = pair
+    add(kq, a.fileno())
+    b.send(b"abc")
+    b.close()
+    ev = one(kq)
+    assert (ev.flags, ev.fflags, ev.data) == (EV_EOF, 0, 3)
+    a.recv(10)
+    ev = one(kq)  # EOF stays reported, level-triggered
+    assert (ev.flags, ev.data) == (EV_EOF, 0)
+
+
+def test_read_eof_when_pipe_writer_closes(kq: skqueue.kqueue, pipe: tuple[int, int]) -> None:
+    r, w = pipe
+    add(kq, r)
+    os.close(w)
+    ev = one(kq)
+    assert (ev.flags, ev.data) == (EV_EOF, 0)
+
+
+def test_read_eof_after_shutdown_write(kq: skqueue.kqueue, listener: socket.socket) -> None:
+    client, server = tcp_pair(listener)
+    with client, server:
+        add(kq, server.fileno())
+        client.shutdown(socket.SHUT_WR)
+        ev = one(kq)
+        assert (ev.flags, ev.fflags, ev.data) == (EV_EOF, 0, 0)
+
+
+def test_read_reset_reports_socket_error_in_fflags(kq: skqueue.kqueue, listener: socket.socket) -> None:
+    client, server = tcp_pair(listener)
+    with server:
+        add(kq, server.fileno())
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        client.close()  # SO_LINGER 0: the peer sends RST
+        ev = one(kq)
+        assert ev.flags & EV_EOF
+        assert ev.fflags == errno.ECONNRESET
+
+
+# NOTE_LOWAT ---------------------------------------------------------------------------
+def test_read_lowat_socket(kq: skqueue.kqueue, pair: tuple[socket.socket, socket.socket]) -> None:
+    a, b = pair
+    add(kq, a.fileno(), fflags=NOTE_LOWAT, data=5)
+    b.send(b"123")
+    none(kq)
+    b.send(b"45")
+    ev = one(kq)
+    assert ev.data == 5
+    assert one(kq).data == 5  # still level-triggered while at or above the mark
+    a.recv(1)
+    none(kq)
+
+
+def test_read_lowat_pipe(kq: skqueue.kqueue, pipe: tuple[int, int]) -> None:
+    r, w = pipe
+    add(kq, r, fflags=NOTE_LOWAT, data=4)
+    os.write(w, b"12")
+    none(kq)
+    os.write(w, b"3")
+    none(kq)
+    os.write(w, b"4")
+    assert one(kq).data == 4
+
+
+def test_unmet_lowat_does_not_spin(kq: skqueue.kqueue, pair: tuple[socket.socket, socket.socket]) -> None:
+    """A level epoll item would report the short buffer again and again."""
+    a, b = pair
+    add(kq, a.fileno(), fflags=NOTE_LOWAT, data=100)
+    b.send(b"x")
+    started = time.process_time()
+    assert kq.control(None, 8, 0.3) == []
+    assert time.process_time() - started < 0.1
+
+
+def test_lowat_removed_by_modify(kq: skqueue.kqueue, pair: tuple[socket.socket, socket.socket]) -> None:
+    a, b = pair
+    add(kq, a.fileno(), fflags=NOTE_LOWAT, data=100)
+    b.send(b"x")
+    none(kq)
+    add(kq, a.fileno())  # modify: no low-water mark any more
+    assert one(kq).data == 1
+
+
+def test_write_lowat_socket(kq: skqueue.kqueue, pair: tuple[socket.socket, socket.socket]) -> None:
+    a, b = pair
+    sndbuf = a.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+    add(kq, a.fileno(), EVFILT_WRITE, fflags=NOTE_LOWAT, data=sndbuf + 1)
+    none(kq)
+    add(kq, a.fileno(), EVFILT_WRITE, fflags=NOTE_LOWAT, data=sndbuf)
+    assert one(kq).data == sndbuf
+
+
+# WRITE ---------------------------------------------------------------------------------
+def test_write_socket_data_is_send_buffer_space(kq: skqueue.kqueue, pair: tuple[socket.socket, socket.socket]) -> None:
+    a, b = pair
+    sndbuf = a.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+    add(kq, a.fileno(), EVFILT_WRITE)
+    ev = one(kq)
+    assert (ev.filter, ev.flags, ev.data) == (EVFILT_WRITE, 0, sndbuf)
+    a.send(b"x" * 1000)
+    assert one(kq).data <= sndbuf - 1000
+    b.recv(4096)
+    assert one(kq).data == sndbuf
+
+
+def test_write_full_socket_is_not_ready(kq: skqueue.kqueue, pair: tuple[socket.socket, socket.socket]) -> None:
+    a, b = pair
+    a.setblocking(False)
+    add(kq, a.fileno(), EVFILT_WRITE)
+    with pytest.raises(BlockingIOError):
+        while True:
+            a.send(b"x" * 65536)
+    none(kq)
+    b.setblocking(False)
+    with pytest.raises(BlockingIOError):
+        while True:
+            b.recv(1 << 20)
+    assert one(kq).data > 0
+
+
+def test_write_pipe_data_is_pipe_space(kq: skqueue.kqueue, pipe: tuple[int, int]) -> None:
+    r, w = pipe
+    capacity = fcntl.fcntl(w, fcntl.F_GETPIPE_SZ)
+    add(kq, w, EVFILT_WRITE)
+    assert one(kq).data == capacity
+    os.write(w, b"x" * 100)
+    assert one(kq).data == capacity - 100
+    with pytest.raises(BlockingIOError):
+        while True:  # big writes may be partial, so the pipe ends up exactly full
+            os.write(w, b"x" * capacity)
+    none(kq)
+    os.read(r, 8192)
+    assert one(kq).data == 8192
+
+
+def test_write_eof_when_pipe_reader_is_gone(kq: skqueue.kqueue, pipe: tuple[int, int]) -> None:
+    r, w = pipe
+    add(kq, w, EVFILT_WRITE)
+    one(kq)
+    os.close(r)
+    ev = one(kq)
+    assert (ev.flags, ev.data) == (EV_EOF, 0)  # FreeBSD: no space to write into
+
+
+def test_write_eof_when_socket_peer_is_gone(kq: skqueue.kqueue, pair: tuple[socket.socket, socket.socket]) -> None:
+    a, b = pair
+    add(kq, a.fileno(), EVFILT_WRITE)
+    one(kq)
+    b.close()
+    assert one(kq).flags & EV_EOF
+
+
+def test_read_and_write_on_one_fd(kq: skqueue.kqueue, pair: tuple[socket.socket, socket.socket]) -> None:
+    a, b = pair
+    add(kq, a.fileno(), EVFILT_READ)
+    add(kq, a.fileno(), EVFILT_WRITE)
+    b.send(b"abc")
+    events = sorted((ev.filter, ev.data > 0) for ev in kq.control(None, 8, WAIT))
+    assert events == [(EVFILT_WRITE, True), (EVFILT_READ, True)]
+    kq.control([kevent(a, EVFILT_WRITE, EV_DELETE)], 0)
+    assert one(kq).filter == EVFILT_READ  # the other direction survives
+
+
+# Closed behind the kqueue's back ---------------------------------------------------------
+def _reuse(fd: int) -> tuple[socket.socket, socket.socket]:
+    """A fresh socketpair whose first end takes over the number fd."""
+    c, d = socket.socketpair()
+    if c.fileno() != fd:
+        os.dup2(c.fileno(), fd)
+        c.close()
+        c = socket.socket(fileno=fd)
+    return c, d
+
+
+@pytest.mark.parametrize("filt", [EVFILT_READ, EVFILT_WRITE])
+def test_closed_fd_loses_registration_silently(kq: skqueue.kqueue, filt: int) -> None:
+    a, b = socket.socketpair()
+    fd = a.fileno()
+    add(kq, fd, filt, flags=EV_CLEAR if filt == EVFILT_WRITE else 0)
+    b.send(b"pending")  # ready, maybe already harvested
+    a.close()
+    c, d = _reuse(fd)
+    with b, c, d:
+        d.send(b"new file's data")  # the new file is ready in both directions
+        none(kq)
+        with pytest.raises(OSError) as info:
+            kq.control([kevent(fd, filt, EV_DELETE)], 0)
+        assert info.value.errno == errno.ENOENT
+        add(kq, fd, filt)  # a fresh registration on the new file works
+        ev = one(kq)
+        assert (ev.ident, ev.filter) == (fd, filt)
+
+
+@pytest.mark.parametrize("clear", [0, EV_CLEAR], ids=["level", "clear"])
+def test_dup_then_close_never_reports_the_old_file(kq: skqueue.kqueue, clear: int) -> None:
+    """epoll keeps the old file's item alive through the dup; kqueue must not."""
+    a, b = socket.socketpair()
+    fd = a.fileno()
+    add(kq, fd, flags=clear)
+    kept = os.dup(fd)
+    a.close()
+    c, d = _reuse(fd)
+    with b, c, d:
+        try:
+            b.send(b"to the old file")  # its epoll item fires under the number fd
+            none(kq)
+            d.send(b"to the new file")  # and the new file under fd is readable too
+            none(kq)
+            b.send(b"more")
+            none(kq)
+        finally:
+            os.close(kept)
+
+
+def test_closed_while_queued_is_not_delivered(kq: skqueue.kqueue) -> None:
+    a, b = socket.socketpair()
+    fd = a.fileno()
+    add(kq, fd)
+    keep = os.dup(fd)  # keeps the old file (and its epoll item) alive
+    b.send(b"x")
+    kq.control(None, 0, 0)  # no room: nothing harvested or delivered
+    a.close()
+    c, d = _reuse(fd)
+    with b, c, d:
+        d.send(b"y")
+        none(kq)
+    os.close(keep)
+
+
+# Errors --------------------------------------------------------------------------------
+def _closed_fd() -> int:
+    fd = os.open(os.devnull, os.O_RDONLY)
+    os.close(fd)
+    return fd
+
+
+@pytest.mark.parametrize("ident", [_closed_fd, lambda: -1, lambda: 1 << 20],
+                         ids=["closed", "negative", "huge"])
+@pytest.mark.parametrize("filt", [EVFILT_READ, EVFILT_WRITE])
+def test_bad_fd_is_ebadf(kq: skqueue.kqueue, ident: Callable[[], int], filt: int) -> None:
+    fd = ident()
+    (err,) = kq.control([kevent(fd, filt, EV_ADD, 0, 0, "u")], 1, 0)
+    assert (err.ident, err.filter, err.flags, err.data, err.udata) == (fd, filt, EV_ERROR, errno.EBADF, "u")
+    with pytest.raises(OSError) as info:
+        kq.control([kevent(fd, filt, EV_ADD)], 0)
+    assert info.value.errno == errno.EBADF
+
+
+@pytest.mark.parametrize("filt", [-100, 7, -12])
+def test_unknown_filter_is_einval(kq: skqueue.kqueue, filt: int) -> None:
+    (err,) = kq.control([kevent(0, filt, EV_ADD)], 1, 0)
+    assert (err.flags, err.data) == (EV_ERROR, errno.EINVAL)
+    with pytest.raises(OSError) as info:
+        kq.control([kevent(0, filt, EV_ADD)], 0)
+    assert info.value.errno == errno.EINVAL
+
+
+def test_closed_kqueue_raises_value_error(pair: tuple[socket.socket, socket.socket]) -> None:
+    kq = skqueue.kqueue()
+    kq.close()
+    with pytest.raises(ValueError):
+        kq.control(None, 1, 0)
+    with pytest.raises(ValueError):
+        kq.control([kevent(pair[0], EVFILT_READ, EV_ADD)], 0)
+
+
+def test_close_wakes_a_blocked_waiter() -> None:
+    kq = skqueue.kqueue()
+    outcome: list[BaseException | list[kevent]] = []
+
+    def wait() -> None:
+        try:
+            outcome.append(kq.control(None, 1, 10))
+        except BaseException as exc:  # noqa: BLE001 - the outcome is what we test
+            outcome.append(exc)
+
+    waiter = threading.Thread(target=wait)
+    waiter.start()
+    time.sleep(0.1)
+    kq.close()
+    waiter.join(5)
+    assert not waiter.is_alive()
+    assert len(outcome) == 1 and isinstance(outcome[0], ValueError)
+
+
+@pytest.mark.skipif(threading.current_thread() is not threading.main_thread(),
+                    reason="signals are delivered to the main thread")
+def test_eintr_is_retried(kq: skqueue.kqueue, pair: tuple[socket.socket, socket.socket]) -> None:
+    a, b = pair
+    add(kq, a.fileno())
+    interrupted: list[int] = []
+    old = signal.signal(signal.SIGALRM, lambda signum, frame: interrupted.append(signum))
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.05)
+        started = time.monotonic()
+        assert kq.control(None, 8, 0.3) == []  # interrupted, resumed, timed out
+        elapsed = time.monotonic() - started
+        assert interrupted == [signal.SIGALRM]
+        assert 0.25 < elapsed < 2
+        signal.setitimer(signal.ITIMER_REAL, 0.05)
+        sender = threading.Timer(0.2, b.send, (b"late",))
+        sender.start()
+        ev = one(kq)  # the signal does not end the wait; the data does
+        sender.join(5)
+        assert ev.data == 4 and len(interrupted) == 2
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
