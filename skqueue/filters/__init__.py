@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from ..constants import EVFILT_READ, EVFILT_TIMER, EVFILT_USER, EVFILT_WRITE
+from ..constants import (
+    EVFILT_AIO,
+    EVFILT_LIO,
+    EVFILT_READ,
+    EVFILT_TIMER,
+    EVFILT_USER,
+    EVFILT_WRITE,
+)
+from .aio import AioFilter
 from .base import Filter
 from .fd import FdFilter
 from .timer import TimerFilter
@@ -14,4 +22,6 @@ registry: dict[int, type[Filter]] = {
     EVFILT_WRITE: FdFilter,
     EVFILT_TIMER: TimerFilter,
     EVFILT_USER: UserFilter,
+    EVFILT_AIO: AioFilter,
+    EVFILT_LIO: AioFilter,
 }

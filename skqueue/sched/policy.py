@@ -92,11 +92,24 @@ class Scheduler:
 
     def _sample(self, n: int) -> list[Kevq]:
         kevqs = self.kevqs
-        return kevqs if n >= len(kevqs) else self._random.sample(kevqs, n)
+        size = len(kevqs)
+        if n >= size:
+            return kevqs
+        if n == 2:  # the common best-of-2, without random.sample's overhead
+            first = int(self._random.random() * size)
+            second = (first + 1 + int(self._random.random() * (size - 1))) % size
+            return [kevqs[first], kevqs[second]]
+        return self._random.sample(kevqs, n)
 
     @staticmethod
     def _best(candidates: list[Kevq], now_ns: int) -> Kevq:
-        return min(candidates, key=lambda k: k.expected_start_ns(now_ns))
+        best = candidates[0]
+        best_start = best.expected_start_ns(now_ns)
+        for kevq in candidates[1:]:
+            start = kevq.expected_start_ns(now_ns)
+            if start < best_start:
+                best, best_start = kevq, start
+        return best
 
     def _affine(self, kn: Knote) -> Kevq:
         """Queue or CPU affinity, optionally hybrid with best-of-sargs sampling."""
