@@ -22,6 +22,7 @@ KN_ACTIVE = 0x01  # the filter has something to report
 KN_QUEUED = 0x02  # sitting in a kevq
 KN_DISABLED = 0x04  # EV_DISABLE or delivered with EV_DISPATCH
 KN_DETACHED = 0x08  # deleted; any reference left behind is stale
+KN_REARMED = 0x10  # delivery already re-armed it: its release has nothing to do
 
 #: The registration flags a knote keeps (action bits are not stored).
 KN_KEPT_FLAGS = EV_ONESHOT | EV_CLEAR | EV_DISPATCH | EV_RECEIPT | EV_REALTIME
