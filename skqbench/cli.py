@@ -10,8 +10,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import signal
 import sys
 import threading
 import time
@@ -146,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     rp = bsub.add_parser("report", help="plots and table from a results folder")
     rp.add_argument("folder")
-    rp.add_argument("--ref-load", type=pos_float, default=None,
+    rp.add_argument("--knee", type=pos_float, default=None,
                     help="offered load to compare p99 at (default: vanilla's knee)")
 
     sv = sub.add_parser("serve", help="run a server on loopback until Ctrl-C")
@@ -156,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--port", type=_checked(int, "port"), default=0)
     sv.add_argument("--work", choices=WORK_KINDS, default="sleep")
     sv.add_argument("--control", default=None,
-                    help="control socket path (default: %s)" % default_control_path())
+                    help=f"control socket path (default: {default_control_path()})")
 
     st = sub.add_parser("stats", help="statistics of a server started by 'skqueue serve'")
     st.add_argument("--control", default=None, help="control socket path")
@@ -206,7 +208,8 @@ def reproduce_plan(args: argparse.Namespace) -> SweepPlan:
     mean_us = parse_dist(dist).mean_ns(args.connections) / 1000
     steps = 10 if args.quick else 20
     return SweepPlan(configs, _capacity_rates(args.workers, mean_us, steps, 1.0), load,
-                     processes=args.processes, slo_factor=args.slo_factor, slo_us=args.slo_us)
+                     processes=args.processes, slo_factor=args.slo_factor,
+                     slo_us=args.slo_us or 0.0)
 
 
 def sweep_plan(args: argparse.Namespace) -> SweepPlan:
@@ -223,7 +226,7 @@ def sweep_plan(args: argparse.Namespace) -> SweepPlan:
     rates = args.rates or _capacity_rates(max(args.workers or [4]), mean_us, args.steps,
                                           args.max_load)
     return SweepPlan(configs, rates, load, processes=args.processes,
-                     slo_factor=args.slo_factor, slo_us=args.slo_us)
+                     slo_factor=args.slo_factor, slo_us=args.slo_us or 0.0)
 
 
 def run_plan(plan: SweepPlan, out_dir: str) -> int:
@@ -261,7 +264,7 @@ def run_plan(plan: SweepPlan, out_dir: str) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from skqbench.report import write_report
 
-    write_report(load_results(args.folder), args.folder, ref_load=args.ref_load)
+    write_report(load_results(args.folder), args.folder, knee=args.knee)
     return 0
 
 
@@ -273,10 +276,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"{cfg.label} serving on 127.0.0.1:{port}; control socket {control} "
               "('skqueue stats'); Ctrl-C stops", flush=True)
 
-    try:
-        run_server(cfg, control, ready, threading.Event())
-    except KeyboardInterrupt:
-        print("stopped", file=sys.stderr)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())  # service managers stop with TERM
+    with contextlib.suppress(KeyboardInterrupt):
+        run_server(cfg, control, ready, stop)
+    print("stopped", file=sys.stderr)
     return 0
 
 

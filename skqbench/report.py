@@ -3,10 +3,10 @@
 * ``p99.png`` and ``p50.png``: latency (log scale) versus achieved load, one line per
   configuration, the SLO drawn across; saturated points are drawn hollow.
 * The summary table: low-latency throughput (the highest achieved load whose p99 stays
-  under the SLO, on an unsaturated point), p99 at the reference load, and both as
-  ratios against vanilla.  The reference load is vanilla's knee: the first offered load
-  at which vanilla misses the SLO or saturates (every configuration is measured at the
-  same offered loads, so they are compared there).
+  under the SLO, on an unsaturated point) and p99 at two reference loads, all as ratios
+  against vanilla.  The references are vanilla's knee (the first offered load at which
+  vanilla misses the SLO) and vanilla's saturation (its first saturated load); every
+  configuration is measured at the same offered loads, so they are compared there.
 * ``summary.json`` and ``summary.md`` (a Markdown table for the README).
 """
 
@@ -31,16 +31,18 @@ BASELINE = "vanilla"
 
 @dataclass
 class Row:
-    """One configuration's summary; ratios are ``None`` where they cannot be computed."""
+    """One configuration's summary; ``None`` where a value cannot be computed."""
 
     label: str
     design: str
     points: int
     llt: float  # low-latency throughput, requests/s
     max_achieved: float
-    p99_at_ref_us: float | None  # None: saturated before the reference load
-    llt_vs_baseline: float | None
-    p99_gain_vs_baseline: float | None  # baseline p99 / this p99 at the reference load
+    p99_at_knee_us: float | None  # None: not measured there (saturated earlier)
+    p99_at_sat_us: float | None
+    llt_vs_baseline: float | None = None
+    knee_gain: float | None = None  # baseline p99 / this p99, at the knee
+    sat_gain: float | None = None  # the same at vanilla's saturation load
 
 
 def _meets_slo(p: Point, slo_us: float) -> bool:
@@ -52,51 +54,62 @@ def low_latency_throughput(points: list[Point], slo_us: float) -> float:
     return max((p.result["achieved"] for p in points if _meets_slo(p, slo_us)), default=0.0)
 
 
-def reference_load(res: SweepResults) -> float | None:
-    """Vanilla's knee (see module docstring), or None without a vanilla configuration."""
+@dataclass
+class References:
+    """Offered loads where configurations are compared: vanilla's knee (its first point
+    over the SLO) and its saturation (its first saturated point)."""
+
+    knee: float | None
+    sat: float | None
+
+
+def reference_loads(res: SweepResults, knee: float | None = None) -> References:
+    """From the first vanilla configuration swept; ``knee`` overrides the knee."""
     base = [p for p in res.points if p.config["design"] == BASELINE]
     if not base:
+        return References(knee, None)
+    curve = [p for p in base if p.label == base[0].label]
+    if knee is None:
+        knee = next((p for p in curve if not _meets_slo(p, res.slo_us)), curve[-1]).result[
+            "offered"]
+    sat = next((p.result["offered"] for p in curve if p.saturated), None)
+    return References(knee, sat)
+
+
+def _p99_at(points: list[Point], offered: float | None) -> float | None:
+    if offered is None:
         return None
-    label = base[0].label
-    curve = [p for p in base if p.label == label]
-    knee = next((p for p in curve if not _meets_slo(p, res.slo_us)), curve[-1])
-    offered: float = knee.result["offered"]
-    return offered
+    p = next((p for p in points if math.isclose(p.result["offered"], offered)), None)
+    return None if p is None else float(p.result["p99_us"])
 
 
-def _at(points: list[Point], offered: float) -> Point | None:
-    return next((p for p in points if math.isclose(p.result["offered"], offered)), None)
+def _ratio(num: float | None, den: float | None) -> float | None:
+    return num / den if num and den else None
 
 
-def summarize(res: SweepResults, ref_load: float | None = None) -> tuple[list[Row], float | None]:
-    """Rows in the order the configurations were swept, and the reference load used."""
-    ref = ref_load if ref_load is not None else reference_load(res)
-    by_label = {label: [p for p in res.points if p.label == label] for label in res.labels}
+def summarize(res: SweepResults, knee: float | None = None) -> tuple[list[Row], References]:
+    """Rows in the order the configurations were swept, and the reference loads used."""
+    refs = reference_loads(res, knee)
     rows = []
-    for label, pts in by_label.items():
-        if not pts:
-            continue
-        at_ref = _at(pts, ref) if ref is not None else None
-        rows.append(
-            Row(
+    for label in res.labels:
+        pts = [p for p in res.points if p.label == label]
+        if pts:
+            rows.append(Row(
                 label=label,
                 design=pts[0].config["design"],
                 points=len(pts),
                 llt=low_latency_throughput(pts, res.slo_us),
                 max_achieved=max(p.result["achieved"] for p in pts),
-                p99_at_ref_us=at_ref.result["p99_us"] if at_ref else None,
-                llt_vs_baseline=None,
-                p99_gain_vs_baseline=None,
-            )
-        )
+                p99_at_knee_us=_p99_at(pts, refs.knee),
+                p99_at_sat_us=_p99_at(pts, refs.sat),
+            ))
     base = next((r for r in rows if r.design == BASELINE), None)
     if base is not None:
         for r in rows:
-            if base.llt > 0:
-                r.llt_vs_baseline = r.llt / base.llt
-            if base.p99_at_ref_us and r.p99_at_ref_us:
-                r.p99_gain_vs_baseline = base.p99_at_ref_us / r.p99_at_ref_us
-    return rows, ref
+            r.llt_vs_baseline = _ratio(r.llt, base.llt)
+            r.knee_gain = _ratio(base.p99_at_knee_us, r.p99_at_knee_us)
+            r.sat_gain = _ratio(base.p99_at_sat_us, r.p99_at_sat_us)
+    return rows, refs
 
 
 def plot(res: SweepResults, out_dir: str) -> list[str]:
@@ -113,10 +126,9 @@ def plot(res: SweepResults, out_dir: str) -> list[str]:
             xs = [p.result["achieved"] for p in pts]
             ys = [p.result[key] / 1000.0 for p in pts]
             ax.plot(xs, ys, style, color=color, marker="o", label=label)
-            sat = [(x, y) for x, y, p in zip(xs, ys, pts, strict=True) if p.saturated]
-            if sat:
-                ax.scatter(*zip(*sat, strict=True), s=90, facecolors="white", edgecolors=color,
-                           zorder=3)
+            sat = [i for i, p in enumerate(pts) if p.saturated]
+            ax.scatter([xs[i] for i in sat], [ys[i] for i in sat], s=90, facecolors="white",
+                       edgecolors=color, zorder=3)
         if key == "p99_us":
             ax.axhline(res.slo_us / 1000.0, color="grey", linestyle=":",
                        label=f"SLO {res.slo_us / 1000.0:.2f} ms")
@@ -145,32 +157,40 @@ def _fmt(v: float | None, unit: str = "", digits: int = 0) -> str:
 
 
 def _cells(r: Row) -> list[str]:
-    p99 = "saturated" if r.p99_at_ref_us is None else _fmt(r.p99_at_ref_us / 1000, " ms", 2)
+    def ms(v: float | None) -> str:
+        return "saturated" if v is None else _fmt(v / 1000, " ms", 2)
+
     return [
         r.label,
         _fmt(r.llt, "/s"),
         _fmt(r.llt_vs_baseline, "x", 2),
-        p99,
-        _fmt(r.p99_gain_vs_baseline, "x", 1),
+        ms(r.p99_at_knee_us),
+        _fmt(r.knee_gain, "x", 1),
+        ms(r.p99_at_sat_us),
+        _fmt(r.sat_gain, "x", 1),
         _fmt(r.max_achieved, "/s"),
     ]
 
 
-HEADERS = ["configuration", "low-latency tput", "vs vanilla", "p99 @ ref", "p99 gain",
-           "max achieved"]
+HEADERS = ["configuration", "low-latency tput", "vs vanilla", "p99 @ knee", "gain",
+           "p99 @ vanilla sat", "gain", "max achieved"]
 
 
-def caption(res: SweepResults, ref: float | None) -> str:
-    ref_text = "no reference load (no vanilla run)" if ref is None else f"ref load {ref:,.0f}/s"
+def caption(res: SweepResults, refs: References) -> str:
+    def load(v: float | None) -> str:
+        return "n/a" if v is None else f"{v:,.0f}/s"
+
     state = " INTERRUPTED, partial results;" if res.interrupted else ""
     return (f"SLO p99 <= {res.slo_us / 1000:.2f} ms ({res.slo_us / res.mean_service_us:.0f} x "
-            f"mean service {res.mean_service_us:.0f} us); {ref_text} (vanilla's knee);"
-            f"{state} {res.elapsed_s:.0f} s")
+            f"mean service {res.mean_service_us:.0f} us); knee = vanilla's first load over "
+            f"the SLO ({load(refs.knee)}), sat = vanilla's first saturated load "
+            f"({load(refs.sat)}); gain = vanilla's p99 / this p99 there;{state} "
+            f"{res.elapsed_s:.0f} s")
 
 
-def table(res: SweepResults, rows: list[Row], ref: float | None) -> Table:
+def table(res: SweepResults, rows: list[Row], refs: References) -> Table:
     """The rich summary table."""
-    t = Table(title="skqueue benchmark summary", caption=caption(res, ref))
+    t = Table(title="skqueue benchmark summary", caption=caption(res, refs))
     for h in HEADERS:
         t.add_column(h, justify="left" if h == "configuration" else "right")
     for r in rows:
@@ -178,11 +198,11 @@ def table(res: SweepResults, rows: list[Row], ref: float | None) -> Table:
     return t
 
 
-def markdown(res: SweepResults, rows: list[Row], ref: float | None) -> str:
+def markdown(res: SweepResults, rows: list[Row], refs: References) -> str:
     lines = ["| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
     lines += ["| " + " | ".join(_cells(r)) + " |" for r in rows]
     lines.append("")
-    lines.append(caption(res, ref) + ".")
+    lines.append(caption(res, refs) + ".")
     if res.errors:
         lines.append("")
         lines += [f"- {label}: {err}" for label, err in res.errors.items()]
@@ -190,19 +210,19 @@ def markdown(res: SweepResults, rows: list[Row], ref: float | None) -> str:
 
 
 def write_report(res: SweepResults, out_dir: str, console: Console | None = None,
-                 ref_load: float | None = None) -> list[Row]:
+                 knee: float | None = None) -> list[Row]:
     """Plots, summary.json and summary.md into ``out_dir``; prints the table."""
     os.makedirs(out_dir, exist_ok=True)
-    rows, ref = summarize(res, ref_load)
+    rows, refs = summarize(res, knee)
     plot(res, out_dir)
     with open(os.path.join(out_dir, "summary.json"), "w") as f:
-        json.dump({"slo_us": res.slo_us, "reference_load": ref,
+        json.dump({"slo_us": res.slo_us, "reference_loads": asdict(refs),
                    "interrupted": res.interrupted, "errors": res.errors,
                    "rows": [asdict(r) for r in rows]}, f, indent=1)
     with open(os.path.join(out_dir, "summary.md"), "w") as f:
-        f.write(markdown(res, rows, ref))
+        f.write(markdown(res, rows, refs))
     console = console or Console()
-    console.print(table(res, rows, ref))
+    console.print(table(res, rows, refs))
     for label, err in res.errors.items():
         console.print(f"[red]{label}: {err}[/red]")
     return rows

@@ -40,7 +40,7 @@ class SweepPlan:
     load: LoadSpec
     processes: int = 1
     slo_factor: float = 20.0  # SLO = slo_factor x mean service time, unless slo_us is set
-    slo_us: float | None = None
+    slo_us: float = 0.0
     saturation: float = 0.95
     explode: float = 10.0
     settle_s: float = 0.2  # pause between points so one point's tail does not leak
@@ -51,7 +51,7 @@ class SweepPlan:
         if any(r <= 0 for r in self.rates):
             raise ValueError("rates must be positive")
         self.rates = sorted(self.rates)
-        if self.slo_us is None:
+        if not self.slo_us:
             self.slo_us = self.slo_factor * self.mean_service_us
         if self.slo_us <= 0 or not 0 < self.saturation <= 1 or self.explode < 1:
             raise ValueError("SLO must be positive, saturation in (0, 1], explode >= 1")
@@ -118,7 +118,6 @@ def load_results(out_dir: str) -> SweepResults:
 
 def saturation_reason(res: LoadResult, plan: SweepPlan) -> str:
     """Why a point counts as saturated, or ``""`` if it does not."""
-    assert plan.slo_us is not None
     if res.errors or res.timeouts:
         return f"{res.errors} errors, {res.timeouts} unanswered"
     if res.achieved < plan.saturation * res.scheduled:
@@ -147,7 +146,6 @@ def run_sweep(plan: SweepPlan, out_dir: str, progress: Progress | None = None) -
     ``progress(label, done, total, point)`` is called before each point (point None) and
     after it.  Returns the results, also saved in ``out_dir``.
     """
-    assert plan.slo_us is not None
     results = SweepResults(
         plan=asdict(plan),
         slo_us=plan.slo_us,

@@ -7,7 +7,8 @@ scheduling.  ``install()`` makes ``select``, ``selectors`` and asyncio use it.
 
 from __future__ import annotations
 
-from . import constants
+from . import aio, constants
+from .aio import *  # noqa: F403 - the aio(4) calls and constants
 from .constants import *  # noqa: F403 - the kqueue vocabulary is the public surface
 from .constants import KQSCHED_MAKE, KQSCHED_PARSE, KQTUNE_MAKE, KQTUNE_PARSE
 from .event import kevent
@@ -19,6 +20,7 @@ from .tunables import tunables
 __version__ = "0.1.0"
 __all__ = [
     *constants.__all__,
+    *aio.__all__,
     "KQSCHED_MAKE",
     "KQSCHED_PARSE",
     "KQTUNE_MAKE",

@@ -42,6 +42,7 @@ from .filters.base import (
     KN_DISABLED,
     KN_KEPT_FLAGS,
     KN_QUEUED,
+    KN_REARMED,
     Filter,
     Knote,
 )
@@ -88,6 +89,7 @@ class KqueueCore:
         self.shared = Kevq(self.lock)  # classic queue; in SKQ mode, the orphanage
         self.sched: Scheduler | None = None
         self._tls = threading.local()
+        self.in_wait = 0  # threads inside a wait
         self.leader: Kevq | None = None
         self.leader_polling = False
         self._delivered = 0
@@ -236,9 +238,15 @@ class KqueueCore:
                 self.backend.wake()
 
     def _wake(self, kevq: Kevq) -> None:
-        if kevq.sleeping:
+        # Not kevq.sleeping: the classic kevq has many sleepers, and one already
+        # notified (but not yet running) must not swallow the next wake-up.
+        if kevq.cond._waiters:  # type: ignore[attr-defined]
             kevq.cond.notify()
         elif kevq is self.leader and self.leader_polling:
+            self.backend.wake()
+        elif not self.in_wait and self.sched is None:
+            # Nobody waits: make the kqueue's own fd readable, so that a poller
+            # watching kq.fileno() (a nested kqueue, asyncio) sees this event.
             self.backend.wake()
 
     # Waiting ------------------------------------------------------------------------
@@ -272,12 +280,13 @@ class KqueueCore:
             nevents = max(1, min(nevents, int(1e9 / (kevq.avg_ns * self.freq))))
         deadline = None if timeout is None or timeout <= 0 else time.monotonic() + timeout
         kevq.waiting = True
-        if len(kevq):
-            # Queued events will satisfy this wait without epoll_wait; look at the
-            # kernel anyway so that fds re-armed since (still-ready level knotes)
-            # join the tail of the queue, as FreeBSD re-queues them, and never starve.
-            self.backend.dispatch(self.backend.poll(0, _HARVEST_BATCH))
+        self.in_wait += 1
         try:
+            if len(kevq):
+                # Queued events will satisfy this wait without epoll_wait; look at
+                # the kernel anyway so that fds re-armed since (still-ready level
+                # knotes) join the tail of the queue, as FreeBSD re-queues them.
+                self.backend.dispatch(self.backend.poll(0, _HARVEST_BATCH))
             while True:
                 out = self._scan(kevq, nevents)
                 if out:
@@ -285,10 +294,10 @@ class KqueueCore:
                 if self.closed:
                     raise _closed_error()
                 if timeout is not None and timeout <= 0:
-                    if self.leader is None or self.sched is None:
-                        self.backend.dispatch(self.backend.poll(0, _HARVEST_BATCH))
-                        return self._scan(kevq, nevents)
-                    return []
+                    # A poll: look at the kernel once (epoll_wait is safe to call
+                    # while a leader blocks in it), then return what there is.
+                    self.backend.dispatch(self.backend.poll(0, _HARVEST_BATCH))
+                    return self._scan(kevq, nevents)
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return []
@@ -303,6 +312,9 @@ class KqueueCore:
         finally:
             kevq.waiting = False
             kevq.account_return(time.monotonic_ns(), self._delivered)
+            self.in_wait -= 1
+            if not self.in_wait and self.sched is None and len(kevq) and not self.closed:
+                self.backend.wake()  # events left queued: keep fileno() readable
             if self.leader is None:
                 self._hand_over_lead(kevq)
 
@@ -377,6 +389,10 @@ class KqueueCore:
                 kn.ops.clear(kn)
             if flags & EV_DISPATCH:
                 kn.status |= KN_DISABLED
+            if kn.status & KN_REARMED:
+                # Classic mode, and its delivery already re-armed it: nothing to release.
+                kn.status &= ~KN_REARMED
+                continue
             kn.owner = kevq
             kevq.owned.append(kn)
         if not multi:
@@ -394,9 +410,10 @@ class KqueueCore:
             if kn.owner is not kevq:
                 continue
             kn.owner = None
-            if kn.status & KN_DETACHED:
+            status = kn.status
+            if status & KN_DETACHED:
                 continue
-            if kn.status & KN_ACTIVE:
+            if status & KN_ACTIVE:
                 self._requeue(kn)
             else:
                 kn.ops.recheck(kn)

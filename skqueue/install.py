@@ -45,4 +45,6 @@ def uninstall() -> None:
 
 
 def installed() -> bool:
-    return bool(_saved)
+    """Whether install() is in effect: code that needs select.kqueue can check first."""
+    with _lock:
+        return bool(_saved)

@@ -2,18 +2,35 @@
 
 from __future__ import annotations
 
+import os
 import selectors
 from typing import Any
 
-from .constants import EV_ADD, EV_DELETE, EVFILT_READ, EVFILT_WRITE
+from .constants import EV_ADD, EV_DELETE, EV_RECEIPT, EVFILT_READ, EVFILT_WRITE
 from .event import kevent
 from .kqueue import kqueue
 
 _FileObj = Any  # int or object with fileno(), as selectors accepts
+_FILTERS = ((selectors.EVENT_READ, EVFILT_READ), (selectors.EVENT_WRITE, EVFILT_WRITE))
+
+
+def _filters(events: int) -> list[int]:
+    return [filt for flag, filt in _FILTERS if events & flag]
+
+
+def _mask(filt: int) -> int:
+    return selectors.EVENT_READ if filt == EVFILT_READ else selectors.EVENT_WRITE
 
 
 class KqueueSelector(selectors._BaseSelectorImpl):
-    """Readiness selection through one skqueue kqueue (read and write filters)."""
+    """Readiness selection through one skqueue kqueue (READ and WRITE filters).
+
+    Behaves like CPython's BSD ``selectors.KqueueSelector``: one (key, mask) pair
+    per ready filter.  Changes go in with EV_RECEIPT so that every change answers
+    for itself: a refused registration leaves nothing half-registered behind.
+    """
+
+    _fd_to_key: dict[int, selectors.SelectorKey]  # set by _BaseSelectorImpl
 
     def __init__(self) -> None:
         super().__init__()
@@ -27,45 +44,46 @@ class KqueueSelector(selectors._BaseSelectorImpl):
         self, fileobj: _FileObj, events: int, data: Any = None
     ) -> selectors.SelectorKey:
         key = super().register(fileobj, events, data)
+        filters = _filters(events)
         try:
-            changes = []
-            if events & selectors.EVENT_READ:
-                changes.append(kevent(key.fd, EVFILT_READ, EV_ADD))
-                self._max_events += 1
-            if events & selectors.EVENT_WRITE:
-                changes.append(kevent(key.fd, EVFILT_WRITE, EV_ADD))
-                self._max_events += 1
-            self._selector.control(changes, 0, 0)
+            receipts = self._change(key.fd, filters, EV_ADD)
         except BaseException:
             super().unregister(fileobj)
             raise
+        failed = [ev.data for ev in receipts if ev.data]
+        if failed:
+            self._change(key.fd, filters, EV_DELETE)  # undo whichever change did succeed
+            super().unregister(fileobj)
+            raise OSError(failed[0], os.strerror(failed[0]))
+        self._max_events += len(filters)
         return key
 
     def unregister(self, fileobj: _FileObj) -> selectors.SelectorKey:
         key = super().unregister(fileobj)
-        for flag, filt in ((selectors.EVENT_READ, EVFILT_READ),
-                           (selectors.EVENT_WRITE, EVFILT_WRITE)):
-            if key.events & flag:
-                self._max_events -= 1
-                try:
-                    self._selector.control([kevent(key.fd, filt, EV_DELETE)], 0, 0)
-                except OSError:
-                    pass  # closed before unregister: its knote is already gone
+        filters = _filters(key.events)
+        self._max_events -= len(filters)
+        # A receipt with an error means the fd was closed since it was
+        # registered, and its registrations went with it: nothing to do.
+        self._change(key.fd, filters, EV_DELETE)
         return key
+
+    def _change(self, fd: int, filters: list[int], action: int) -> list[kevent]:
+        """Apply one action to several filters of fd; one receipt per filter."""
+        changes = [kevent(fd, filt, action | EV_RECEIPT) for filt in filters]
+        return self._selector.control(changes, len(changes), 0)
 
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
         timeout = None if timeout is None else max(timeout, 0)
         ready: list[tuple[selectors.SelectorKey, int]] = []
         try:
+            # At least one event, or kqueue would return at once whatever the timeout.
             events = self._selector.control(None, max(self._max_events, 1), timeout)
         except InterruptedError:
             return ready
         for ev in events:
-            key = self._key_from_fd(ev.ident)
-            if key is None:
-                continue
-            mask = selectors.EVENT_READ if ev.filter == EVFILT_READ else selectors.EVENT_WRITE
-            ready.append((key, mask & key.events))
+            key = self._fd_to_key.get(ev.ident)
+            if key is not None:
+                ready.append((key, _mask(ev.filter) & key.events))
         return ready
 
     def close(self) -> None:

@@ -4,6 +4,7 @@ kqueue's back, and the errors of the kevent call itself."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import os
@@ -18,7 +19,8 @@ from pathlib import Path
 import pytest
 
 import skqueue
-from skqueue import (
+from skqueue import kevent
+from skqueue.constants import (
     EV_ADD,
     EV_CLEAR,
     EV_DELETE,
@@ -27,7 +29,6 @@ from skqueue import (
     EVFILT_READ,
     EVFILT_WRITE,
     NOTE_LOWAT,
-    kevent,
 )
 
 WAIT = 2.0
@@ -59,14 +60,18 @@ def pipe() -> Iterator[tuple[int, int]]:
     r, w = os.pipe2(os.O_NONBLOCK)
     yield r, w
     for fd in (r, w):
-        try:
+        with contextlib.suppress(OSError):  # the test closed it on purpose
             os.close(fd)
-        except OSError:
-            pass  # the test closed it on purpose
 
 
-def add(kq: skqueue.kqueue, fd: int, filt: int = EVFILT_READ, flags: int = 0,
-        fflags: int = 0, data: int = 0) -> None:
+def add(
+    kq: skqueue.kqueue,
+    fd: int,
+    filt: int = EVFILT_READ,
+    flags: int = 0,
+    fflags: int = 0,
+    data: int = 0,
+) -> None:
     kq.control([kevent(fd, filt, EV_ADD | flags, fflags, data)], 0)
 
 
@@ -94,7 +99,9 @@ def listener() -> Iterator[socket.socket]:
 
 
 # READ: data ---------------------------------------------------------------------------
-def test_read_socket_data_is_bytes_readable(kq: skqueue.kqueue, pair: tuple[socket.socket, socket.socket]) -> None:
+def test_read_socket_data_is_bytes_readable(
+    kq: skqueue.kqueue, pair: tuple[socket.socket, socket.socket]
+) -> None:
     a, b = pair
     add(kq, a.fileno())
     none(kq)
@@ -173,8 +180,25 @@ def test_read_regular_file_data_is_bytes_to_eof(kq: skqueue.kqueue, tmp_path: Pa
         none(kq)  # at EOF there is nothing to read (FreeBSD: data 0 is not ready)
 
 
+def test_read_regular_file_wakes_when_it_grows(kq: skqueue.kqueue, tmp_path: Path) -> None:
+    """FreeBSD re-evaluates READ on a file at every write to it (``tail -f``)."""
+    path = tmp_path / "log"
+    path.write_bytes(b"")
+    with open(path, "rb", buffering=0) as reader, open(path, "ab", buffering=0) as writer:
+        add(kq, reader.fileno())
+        none(kq)
+        writer.write(b"abc")
+        assert one(kq).data == 3
+        reader.read()
+        none(kq)
+        writer.write(b"de")
+        assert one(kq).data == 2
+
+
 # READ: EOF and errors -----------------------------------------------------------------
-def test_read_eof_when_peer_closes(kq: skqueue.kqueue, pair: tuple[socket.socket, socket.socket]) -> None:
+def test_read_eof_when_peer_closes(
+    kq: skqueue.kqueue, pair: tuple[socket.socket, socket.socket]
+) -> None:
     a, b = pair
     add(kq, a.fileno())
     b.send(b"abc")
@@ -203,15 +227,34 @@ def test_read_eof_after_shutdown_write(kq: skqueue.kqueue, listener: socket.sock
         assert (ev.flags, ev.fflags, ev.data) == (EV_EOF, 0, 0)
 
 
-def test_read_reset_reports_socket_error_in_fflags(kq: skqueue.kqueue, listener: socket.socket) -> None:
+def test_read_reset_reports_socket_error_in_fflags(
+    kq: skqueue.kqueue, listener: socket.socket
+) -> None:
     client, server = tcp_pair(listener)
     with server:
         add(kq, server.fileno())
         client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         client.close()  # SO_LINGER 0: the peer sends RST
+        for _ in range(2):  # reported with every delivery, as FreeBSD keeps so_error
+            ev = one(kq)
+            assert (ev.flags, ev.fflags, ev.data) == (EV_EOF, errno.ECONNRESET, 0)
+
+
+def test_udp_error_is_readable_without_eof(kq: skqueue.kqueue) -> None:
+    """FreeBSD: a "temporary udp error" makes the socket readable, no EV_EOF, and
+    recv() still reports it (the kqueue must not consume the error)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as closed_port:
+        closed_port.bind(("127.0.0.1", 0))
+        address = closed_port.getsockname()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+        udp.connect(address)
+        add(kq, udp.fileno())
+        udp.send(b"ping")  # answered by ICMP port unreachable
         ev = one(kq)
-        assert ev.flags & EV_EOF
-        assert ev.fflags == errno.ECONNRESET
+        assert (ev.flags, ev.fflags, ev.data) == (0, 0, 0)
+        with pytest.raises(ConnectionRefusedError):
+            udp.recv(10)
+        none(kq)
 
 
 # NOTE_LOWAT ---------------------------------------------------------------------------
@@ -239,7 +282,9 @@ def test_read_lowat_pipe(kq: skqueue.kqueue, pipe: tuple[int, int]) -> None:
     assert one(kq).data == 4
 
 
-def test_unmet_lowat_does_not_spin(kq: skqueue.kqueue, pair: tuple[socket.socket, socket.socket]) -> None:
+def test_unmet_lowat_does_not_spin(
+    kq: skqueue.kqueue, pair: tuple[socket.socket, socket.socket]
+) -> None:
     """A level epoll item would report the short buffer again and again."""
     a, b = pair
     add(kq, a.fileno(), fflags=NOTE_LOWAT, data=100)
@@ -249,7 +294,9 @@ def test_unmet_lowat_does_not_spin(kq: skqueue.kqueue, pair: tuple[socket.socket
     assert time.process_time() - started < 0.1
 
 
-def test_lowat_removed_by_modify(kq: skqueue.kqueue, pair: tuple[socket.socket, socket.socket]) -> None:
+def test_lowat_removed_by_modify(
+    kq: skqueue.kqueue, pair: tuple[socket.socket, socket.socket]
+) -> None:
     a, b = pair
     add(kq, a.fileno(), fflags=NOTE_LOWAT, data=100)
     b.send(b"x")
@@ -259,7 +306,7 @@ def test_lowat_removed_by_modify(kq: skqueue.kqueue, pair: tuple[socket.socket, 
 
 
 def test_write_lowat_socket(kq: skqueue.kqueue, pair: tuple[socket.socket, socket.socket]) -> None:
-    a, b = pair
+    a = pair[0]
     sndbuf = a.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
     add(kq, a.fileno(), EVFILT_WRITE, fflags=NOTE_LOWAT, data=sndbuf + 1)
     none(kq)
@@ -268,7 +315,9 @@ def test_write_lowat_socket(kq: skqueue.kqueue, pair: tuple[socket.socket, socke
 
 
 # WRITE ---------------------------------------------------------------------------------
-def test_write_socket_data_is_send_buffer_space(kq: skqueue.kqueue, pair: tuple[socket.socket, socket.socket]) -> None:
+def test_write_socket_data_is_send_buffer_space(
+    kq: skqueue.kqueue, pair: tuple[socket.socket, socket.socket]
+) -> None:
     a, b = pair
     sndbuf = a.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
     add(kq, a.fileno(), EVFILT_WRITE)
@@ -280,7 +329,9 @@ def test_write_socket_data_is_send_buffer_space(kq: skqueue.kqueue, pair: tuple[
     assert one(kq).data == sndbuf
 
 
-def test_write_full_socket_is_not_ready(kq: skqueue.kqueue, pair: tuple[socket.socket, socket.socket]) -> None:
+def test_write_full_socket_is_not_ready(
+    kq: skqueue.kqueue, pair: tuple[socket.socket, socket.socket]
+) -> None:
     a, b = pair
     a.setblocking(False)
     add(kq, a.fileno(), EVFILT_WRITE)
@@ -319,7 +370,9 @@ def test_write_eof_when_pipe_reader_is_gone(kq: skqueue.kqueue, pipe: tuple[int,
     assert (ev.flags, ev.data) == (EV_EOF, 0)  # FreeBSD: no space to write into
 
 
-def test_write_eof_when_socket_peer_is_gone(kq: skqueue.kqueue, pair: tuple[socket.socket, socket.socket]) -> None:
+def test_write_eof_when_socket_peer_is_gone(
+    kq: skqueue.kqueue, pair: tuple[socket.socket, socket.socket]
+) -> None:
     a, b = pair
     add(kq, a.fileno(), EVFILT_WRITE)
     one(kq)
@@ -327,7 +380,9 @@ def test_write_eof_when_socket_peer_is_gone(kq: skqueue.kqueue, pair: tuple[sock
     assert one(kq).flags & EV_EOF
 
 
-def test_read_and_write_on_one_fd(kq: skqueue.kqueue, pair: tuple[socket.socket, socket.socket]) -> None:
+def test_read_and_write_on_one_fd(
+    kq: skqueue.kqueue, pair: tuple[socket.socket, socket.socket]
+) -> None:
     a, b = pair
     add(kq, a.fileno(), EVFILT_READ)
     add(kq, a.fileno(), EVFILT_WRITE)
@@ -366,6 +421,36 @@ def test_closed_fd_loses_registration_silently(kq: skqueue.kqueue, filt: int) ->
         add(kq, fd, filt)  # a fresh registration on the new file works
         ev = one(kq)
         assert (ev.ident, ev.filter) == (fd, filt)
+
+
+def test_reused_number_add_makes_a_fresh_knote(kq: skqueue.kqueue) -> None:
+    a, b = socket.socketpair()
+    fd = a.fileno()
+    add(kq, fd, flags=EV_CLEAR)
+    a.close()
+    c, d = _reuse(fd)
+    with b, c, d:
+        add(kq, fd)  # not a modify of the dead knote: a level knote on the new file
+        d.send(b"abc")
+        assert one(kq).data == 3
+        assert one(kq).data == 3  # level-triggered: EV_CLEAR died with the old file
+
+
+def test_dup_and_original_are_separate_registrations(
+    kq: skqueue.kqueue, pair: tuple[socket.socket, socket.socket]
+) -> None:
+    a, b = pair
+    copy = os.dup(a.fileno())
+    try:
+        add(kq, a.fileno())
+        add(kq, copy)
+        b.send(b"x")
+        assert sorted(ev.ident for ev in kq.control(None, 8, WAIT)) == sorted([a.fileno(), copy])
+        kq.control([kevent(a, EVFILT_READ, EV_DELETE)], 0)
+        assert one(kq).ident == copy
+    finally:
+        os.close(copy)
+    none(kq)  # closing the copy removed its knote
 
 
 @pytest.mark.parametrize("clear", [0, EV_CLEAR], ids=["level", "clear"])
@@ -411,13 +496,20 @@ def _closed_fd() -> int:
     return fd
 
 
-@pytest.mark.parametrize("ident", [_closed_fd, lambda: -1, lambda: 1 << 20],
-                         ids=["closed", "negative", "huge"])
+@pytest.mark.parametrize(
+    "ident", [_closed_fd, lambda: -1, lambda: 1 << 20], ids=["closed", "negative", "huge"]
+)
 @pytest.mark.parametrize("filt", [EVFILT_READ, EVFILT_WRITE])
 def test_bad_fd_is_ebadf(kq: skqueue.kqueue, ident: Callable[[], int], filt: int) -> None:
     fd = ident()
     (err,) = kq.control([kevent(fd, filt, EV_ADD, 0, 0, "u")], 1, 0)
-    assert (err.ident, err.filter, err.flags, err.data, err.udata) == (fd, filt, EV_ERROR, errno.EBADF, "u")
+    assert (err.ident, err.filter, err.flags, err.data, err.udata) == (
+        fd,
+        filt,
+        EV_ERROR,
+        errno.EBADF,
+        "u",
+    )
     with pytest.raises(OSError) as info:
         kq.control([kevent(fd, filt, EV_ADD)], 0)
     assert info.value.errno == errno.EBADF
@@ -448,7 +540,7 @@ def test_close_wakes_a_blocked_waiter() -> None:
     def wait() -> None:
         try:
             outcome.append(kq.control(None, 1, 10))
-        except BaseException as exc:  # noqa: BLE001 - the outcome is what we test
+        except BaseException as exc:
             outcome.append(exc)
 
     waiter = threading.Thread(target=wait)
@@ -460,8 +552,10 @@ def test_close_wakes_a_blocked_waiter() -> None:
     assert len(outcome) == 1 and isinstance(outcome[0], ValueError)
 
 
-@pytest.mark.skipif(threading.current_thread() is not threading.main_thread(),
-                    reason="signals are delivered to the main thread")
+@pytest.mark.skipif(
+    threading.current_thread() is not threading.main_thread(),
+    reason="signals are delivered to the main thread",
+)
 def test_eintr_is_retried(kq: skqueue.kqueue, pair: tuple[socket.socket, socket.socket]) -> None:
     a, b = pair
     add(kq, a.fileno())

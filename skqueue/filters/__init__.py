@@ -5,16 +5,22 @@ from __future__ import annotations
 from ..constants import (
     EVFILT_AIO,
     EVFILT_LIO,
+    EVFILT_PROC,
     EVFILT_READ,
+    EVFILT_SIGNAL,
     EVFILT_TIMER,
     EVFILT_USER,
+    EVFILT_VNODE,
     EVFILT_WRITE,
 )
 from .aio import AioFilter
 from .base import Filter
 from .fd import FdFilter
+from .proc import ProcFilter
+from .signal import SignalFilter
 from .timer import TimerFilter
 from .user import UserFilter
+from .vnode import VnodeFilter
 
 #: Filter number -> filter class; numbers sharing a class share one instance.
 registry: dict[int, type[Filter]] = {
@@ -24,4 +30,7 @@ registry: dict[int, type[Filter]] = {
     EVFILT_USER: UserFilter,
     EVFILT_AIO: AioFilter,
     EVFILT_LIO: AioFilter,
+    EVFILT_SIGNAL: SignalFilter,
+    EVFILT_PROC: ProcFilter,
+    EVFILT_VNODE: VnodeFilter,
 }

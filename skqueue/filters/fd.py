@@ -21,9 +21,10 @@ import stat
 from typing import TYPE_CHECKING
 
 from ..backend import syscalls
-from ..constants import EV_CLEAR, EV_EOF, EVFILT_READ, NOTE_LOWAT
+from ..constants import EV_CLEAR, EV_DISPATCH, EV_EOF, EV_ONESHOT, EVFILT_READ, NOTE_LOWAT
 from ..sched.topology import incoming_cpu
-from .base import KN_DETACHED, KN_DISABLED, KN_QUEUED, Filter, Knote
+from .base import KN_DETACHED, KN_DISABLED, KN_QUEUED, KN_REARMED, Filter, Knote
+from .vnode import Subscription, unwatch_growth, watch_growth
 
 if TYPE_CHECKING:
     from ..backend.epoll import Handler
@@ -47,11 +48,13 @@ class FdWatch:
         "armed",
         "edge",
         "fd",
+        "growth",
         "identity",
         "kind",
         "read",
         "revents",
         "sndbuf",
+        "sockerr",
         "want_edge",
         "write",
     )
@@ -67,6 +70,8 @@ class FdWatch:
         self.want_edge = False  # some knote has EV_CLEAR, so it should be
         self.revents = 0  # epoll bits seen since the last delivery
         self.sndbuf = 0
+        self.sockerr = -1  # SO_ERROR once read at EOF (-1: not read)
+        self.growth: Subscription | None = None  # inotify watch waking READ on a file
 
     def update_mode(self) -> None:
         self.want_edge = any(kn is not None and _wants_edge(kn) for kn in (self.read, self.write))
@@ -138,6 +143,8 @@ class FdFilter(Filter):
             self.watches[fd] = watch
         if kn.filter == EVFILT_READ:
             watch.read = kn
+            if watch.kind == REGULAR:  # FreeBSD wakes READ on a file when it grows
+                watch.growth = watch_growth(self.core, fd, lambda: self.recheck(kn))
         else:
             watch.write = kn
         kn.hook = watch
@@ -151,6 +158,9 @@ class FdFilter(Filter):
         watch: FdWatch = kn.hook
         if watch.read is kn:
             watch.read = None
+            if watch.growth is not None:
+                unwatch_growth(self.core, watch.growth)
+                watch.growth = None
         elif watch.write is kn:
             watch.write = None
         watch.update_mode()
@@ -257,6 +267,8 @@ class FdFilter(Filter):
             if not self._rearm(watch, exclude, force=True):
                 self.core.drop_fd(watch.fd)
                 return False
+            if ready and exclude is None and not kn.flags & (EV_DISPATCH | EV_ONESHOT):
+                kn.status |= KN_REARMED
         return ready
 
     def _measure(self, kn: Knote, watch: FdWatch) -> bool:
@@ -275,11 +287,14 @@ class FdFilter(Filter):
                 kn.data = syscalls.accept_queue_length(fd)
                 return kn.data >= lowat
             kn.data = _readable(fd)
-            if revents & _HUP or (kind == FIFO and revents & select.EPOLLHUP):
+            # EPOLLERR on a pipe means this is a write end whose reader is gone:
+            # FreeBSD's READ on that end reports EV_EOF (asyncio relies on it).
+            if revents & _HUP or (kind == FIFO and revents & _ERR):
                 kn.oflags = EV_EOF
-            if revents & _ERR and kind == SOCKET:
-                kn.oflags = EV_EOF
-                kn.fflags = _socket_error(fd)
+                if kind == SOCKET:
+                    kn.fflags = _eof_error(watch, revents)
+            elif revents & _ERR and kind == SOCKET:
+                return True  # a transient (UDP) error: readable, recv() reports it
             if kind == OTHER and kn.data == 0:
                 return bool(revents & (_IN | _HUP | _ERR))
             return kn.data >= lowat or bool(kn.oflags)
@@ -290,9 +305,13 @@ class FdFilter(Filter):
             return True
         if kind == SOCKET:
             kn.data = max(0, watch.sndbuf - syscalls.socket_outq(fd))
-            if revents & (select.EPOLLHUP | _ERR):
+            if revents & select.EPOLLHUP:
                 kn.oflags = EV_EOF
-                kn.fflags = _socket_error(fd)
+                # Never consume SO_ERROR here: a non-blocking connect() learns its
+                # failure from it once WRITE fires (asyncio's sock_connect does).
+                kn.fflags = max(watch.sockerr, 0)
+            elif revents & _ERR:
+                return True  # a transient (UDP) error: writable, send() reports it
         elif kind == FIFO:
             if revents & _ERR:  # the reader is gone: FreeBSD reports no space
                 kn.oflags = EV_EOF
@@ -321,6 +340,14 @@ def _readable(fd: int) -> int:
         raise
 
 
-def _socket_error(fd: int) -> int:
-    with socket.socket(fileno=os.dup(fd)) as sock:
-        return sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+def _eof_error(watch: FdWatch, revents: int) -> int:
+    """The socket error to report with EV_EOF.
+
+    Reading SO_ERROR clears it on Linux (there is no way to peek), while FreeBSD
+    reports it on every delivery: read it once and keep it.  The price is that the
+    application's next recv() sees a plain EOF instead of the error.
+    """
+    if watch.sockerr < 0 and revents & _ERR:
+        with socket.socket(fileno=os.dup(watch.fd)) as sock:
+            watch.sockerr = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+    return max(watch.sockerr, 0)

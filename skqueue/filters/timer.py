@@ -13,6 +13,7 @@ import time
 from typing import TYPE_CHECKING
 
 from ..constants import (
+    EV_ADD,
     EV_CLEAR,
     EV_ONESHOT,
     NOTE_ABSTIME,
@@ -59,12 +60,16 @@ class TimerFilter(Filter):
         core.backend.alarm_handler = self.expire
 
     def attach(self, kn: Knote) -> None:
-        kn.flags |= EV_CLEAR  # as FreeBSD: data counts expirations since the last delivery
+        if not kn.sfflags & NOTE_ABSTIME:  # as FreeBSD: data counts expirations since
+            kn.flags |= EV_CLEAR  # the last delivery; an absolute timer stays level
         kn.hook = TimerState()
         self._start(kn)
 
     def touch(self, kn: Knote, ev: kevent) -> None:
-        # FreeBSD restarts a modified timer and forgets undelivered expirations.
+        # FreeBSD restarts a re-added timer and forgets undelivered expirations;
+        # other changes (EV_ENABLE, EV_DISABLE) leave the timer as it is.
+        if not ev.flags & EV_ADD:
+            return
         old = (kn.sfflags, kn.sdata)
         super().touch(kn, ev)
         try:
@@ -76,19 +81,25 @@ class TimerFilter(Filter):
 
     def _start(self, kn: Knote) -> None:
         unit = kn.sfflags & _UNIT_MASK
-        if unit not in _UNITS or kn.sdata < 0:
+        if kn.sfflags & ~(_UNIT_MASK | NOTE_ABSTIME) or unit not in _UNITS or kn.sdata < 0:
+            raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
+        # FreeBSD: a periodic timer of 0 ticks every unit, not continuously.
+        amount = (kn.sdata or (0 if kn.flags & EV_ONESHOT else 1)) * _UNITS[unit]
+        now = time.monotonic_ns()
+        realtime = time.time_ns()
+        if kn.sfflags & NOTE_ABSTIME and amount < realtime - time.clock_gettime_ns(
+            time.CLOCK_BOOTTIME
+        ):  # FreeBSD refuses absolute times before the boot
             raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
         state: TimerState = kn.hook
         state.generation += 1
         state.expired = 0
-        amount = kn.sdata * _UNITS[unit]
-        now = time.monotonic_ns()
         if kn.sfflags & NOTE_ABSTIME:
-            state.deadline = now + amount - time.time_ns()
+            state.deadline = now + amount - realtime
             state.period = 0
         else:
             state.deadline = now + amount
-            state.period = 0 if kn.flags & EV_ONESHOT else max(amount, 1)
+            state.period = 0 if kn.flags & EV_ONESHOT else amount
         self._push(kn, state)
 
     def _push(self, kn: Knote, state: TimerState) -> None:

@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 import skqueue
-from skqueue import (
+from skqueue.constants import (
     EV_CLEAR,
     EVFILT_READ,
     EVFILT_TIMER,
@@ -230,7 +230,9 @@ class UserDriver(Driver):
         )
 
     def quiet(self, reg: Reg) -> None:
-        reg.kq.control([skqueue.kevent(reg.ident, EVFILT_USER, EV_CLEAR, 0, self.data, reg.udata)], 0)
+        reg.kq.control(
+            [skqueue.kevent(reg.ident, EVFILT_USER, EV_CLEAR, 0, self.data, reg.udata)], 0
+        )
 
     def check(self, ev: skqueue.kevent) -> None:
         assert (ev.fflags, ev.data) == (self.fflags, self.data)

@@ -6,6 +6,7 @@ general; what is filter-specific comes from the driver (see ``drivers.py``).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import time
 from collections.abc import Callable, Iterator
@@ -13,7 +14,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 import skqueue
-from skqueue import (
+from skqueue.constants import (
     EV_ADD,
     EV_CLEAR,
     EV_DELETE,
@@ -84,6 +85,12 @@ def nothing(driver: Driver, reg: Reg) -> None:
     assert reg.kq.control(None, 4, driver.settle) == []
 
 
+def fire_gone(driver: Driver, reg: Reg) -> None:
+    """Fire what a deleted knote watched; a per-kqueue ident (USER) may refuse."""
+    with contextlib.suppress(FileNotFoundError):
+        driver.fire(reg)
+
+
 def assert_enoent(driver: Driver, reg: Reg, flags: int) -> None:
     with pytest.raises(OSError) as info:
         change(driver, reg, flags)
@@ -104,7 +111,7 @@ def test_add(driver: Driver, reg: Reg) -> None:
 def test_delete(driver: Driver, reg: Reg) -> None:
     change(driver, reg, EV_ADD)
     change(driver, reg, EV_DELETE)
-    driver.fire(reg) if driver.shared else None
+    fire_gone(driver, reg)
     nothing(driver, reg)
     assert_enoent(driver, reg, EV_DELETE)
 
@@ -156,7 +163,7 @@ def test_oneshot(driver: Driver, reg: Reg) -> None:
     nothing(driver, reg)
     driver.fire(reg)
     wait_one(driver, reg, EV_ONESHOT)
-    driver.fire(reg) if driver.shared else None
+    fire_gone(driver, reg)
     nothing(driver, reg)
     assert_enoent(driver, reg, EV_DELETE)
 
@@ -188,8 +195,9 @@ def test_receipt(driver: Driver, reg: Reg) -> None:
     started = time.monotonic()
     receipts = reg.kq.control(
         [
-            skqueue.kevent(reg.ident, driver.filter, flags | EV_RECEIPT, driver.fflags,
-                           driver.data, reg.udata)
+            skqueue.kevent(
+                reg.ident, driver.filter, flags | EV_RECEIPT, driver.fflags, driver.data, reg.udata
+            )
             for flags in (EV_DISABLE, EV_ENABLE)
         ],
         4,
@@ -238,7 +246,7 @@ def test_delete_drains_pending_event(driver: Driver, reg: Reg) -> None:
     driver.fire(reg)
     change(driver, reg, EV_DELETE)
     nothing(driver, reg)
-    driver.fire(reg) if driver.shared else None
+    fire_gone(driver, reg)
     nothing(driver, reg)
 
 

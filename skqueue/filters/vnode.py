@@ -1,0 +1,375 @@
+"""EVFILT_VNODE: file and directory changes, from the kqueue's one inotify fd.
+
+Each kqueue owns at most one inotify instance (``InotifyWatcher``), created with
+the first watch and closed with the last, registered in the kqueue's epoll set.
+A knote watches the inode behind its fd through the ``/proc/self/fd/N`` magic
+link, which names the open file itself: it works for files that were already
+unlinked or renamed, and cannot race with a rename the way a path from
+``readlink`` would.  inotify keys watches by inode, so two fds on one file share a
+watch descriptor; the watcher fans each event out to every subscriber.
+
+Linux events map onto FreeBSD notes like this:
+
+- ``IN_MODIFY`` -> NOTE_WRITE, plus NOTE_EXTEND when ``st_size`` grew.
+- ``IN_ATTRIB`` -> compared with the last ``st_nlink``: fewer links -> NOTE_DELETE
+  (FreeBSD sends NOTE_DELETE for every unlink, even if other links remain; a
+  directory only when the count reaches 0), more links -> NOTE_LINK, same count
+  -> NOTE_ATTRIB.  Linux sends IN_ATTRIB, not IN_DELETE_SELF, when a file is
+  unlinked while an fd is open, which is always the case for a knote.
+- ``IN_MOVE_SELF`` -> NOTE_RENAME; ``IN_DELETE_SELF`` -> NOTE_DELETE.
+- entries of a watched directory: created or deleted -> NOTE_WRITE; renamed ->
+  NOTE_WRITE, plus NOTE_EXTEND when the entry moved in from or out to another
+  directory (FreeBSD's rename hint); a subdirectory created, deleted or moved
+  across -> NOTE_LINK as well (the directory's link count changed).
+- ``IN_UNMOUNT`` -> NOTE_REVOKE with EV_EOF|EV_ONESHOT, as FreeBSD's revoke.
+- ``IN_Q_OVERFLOW`` (events lost) -> every knote compares a fresh ``fstat`` with
+  its last snapshot (size, mtime, ctime, link count) and reports what changed.
+
+Returned ``fflags`` accumulate the requested notes until delivered with EV_CLEAR;
+``data`` is 0.  A knote whose fd was closed or now names another file is dropped
+silently when an event or a delivery finds that out (identity = st_dev, st_ino).
+
+Limits (Linux): a directory removed while an fd is open on it gets no inotify
+event until that fd is closed, so NOTE_DELETE is never reported for directories
+(their NOTE_LINK/NOTE_WRITE from entries work).  Events are translated when the
+kqueue reads them, so a quick unlink-then-link pair can look like NOTE_ATTRIB
+(the link count is compared, not replayed).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import select
+import stat
+from collections import Counter
+from collections.abc import Callable
+from typing import TYPE_CHECKING, cast
+
+from ..backend import syscalls
+from ..backend.syscalls import (
+    IN_ATTRIB,
+    IN_CREATE,
+    IN_DELETE,
+    IN_DELETE_SELF,
+    IN_IGNORED,
+    IN_ISDIR,
+    IN_MODIFY,
+    IN_MOVE_SELF,
+    IN_MOVED_FROM,
+    IN_MOVED_TO,
+    IN_Q_OVERFLOW,
+    IN_UNMOUNT,
+)
+from ..constants import (
+    EV_EOF,
+    EV_ONESHOT,
+    EVFILT_VNODE,
+    NOTE_ATTRIB,
+    NOTE_DELETE,
+    NOTE_EXTEND,
+    NOTE_LINK,
+    NOTE_RENAME,
+    NOTE_REVOKE,
+    NOTE_WRITE,
+)
+from .base import KN_DETACHED, Filter, Knote
+
+if TYPE_CHECKING:
+    from ..core import KqueueCore
+
+#: Called with the event mask (plus MOVED_ACROSS) and the entry name ("" = itself).
+Callback = Callable[[int, str], None]
+
+# One fixed mask for every watch: a second subscriber on the same inode then
+# never needs the kernel mask changed (IN_UNMOUNT/IGNORED/OVERFLOW always come).
+_MASK = (
+    IN_MODIFY
+    | IN_ATTRIB
+    | IN_MOVE_SELF
+    | IN_DELETE_SELF
+    | IN_CREATE
+    | IN_DELETE
+    | IN_MOVED_FROM
+    | IN_MOVED_TO
+)
+_MOVED = IN_MOVED_FROM | IN_MOVED_TO
+#: Private bit: a move whose other half was not in this directory (cross-directory).
+MOVED_ACROSS = 0x0100_0000
+_ALL_NOTES = (
+    NOTE_DELETE | NOTE_WRITE | NOTE_EXTEND | NOTE_ATTRIB | NOTE_LINK | NOTE_RENAME | NOTE_REVOKE
+)
+
+
+class Subscription:
+    """One interest in one inode; ``wd`` is -1 once the kernel dropped the watch."""
+
+    __slots__ = ("callback", "wd")
+
+    def __init__(self, wd: int, callback: Callback) -> None:
+        self.wd = wd
+        self.callback = callback
+
+
+class InotifyWatcher:
+    """The kqueue's inotify instance, shared by VNODE knotes and READ on regular files."""
+
+    def __init__(self, core: KqueueCore) -> None:
+        self.core = core
+        self.fd = -1
+        self.subs: dict[int, list[Subscription]] = {}
+
+    def subscribe(self, fd: int, callback: Callback) -> Subscription:
+        """Watch the file open on fd; raises OSError (ENOSPC: watch limit) on failure."""
+        if self.fd < 0:
+            self.fd = syscalls.inotify_init()
+            self.core.backend.add(self.fd, select.EPOLLIN, self._on_ready)
+        try:
+            wd = syscalls.inotify_add_watch(self.fd, f"/proc/self/fd/{fd}", _MASK)
+        except OSError:
+            self._close_if_idle()
+            raise
+        sub = Subscription(wd, callback)
+        self.subs.setdefault(wd, []).append(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        subs = self.subs.get(sub.wd)
+        if subs is not None and sub in subs:
+            subs.remove(sub)
+            if not subs:
+                del self.subs[sub.wd]
+                syscalls.inotify_rm_watch(self.fd, sub.wd)
+        sub.wd = -1
+        self._close_if_idle()
+
+    def _close_if_idle(self) -> None:
+        """Give the inotify instance back (the per-user limit is 128) when unused."""
+        if self.fd >= 0 and not self.subs:
+            self.close()
+
+    def _on_ready(self, events: int) -> None:
+        batch = syscalls.read_inotify(self.fd)
+        # A rename inside one directory shows both halves on its watch with one cookie.
+        halves = Counter((ev.wd, ev.cookie) for ev in batch if ev.mask & _MOVED)
+        for ev in batch:
+            mask = ev.mask
+            if mask & _MOVED and halves[(ev.wd, ev.cookie)] < 2:
+                mask |= MOVED_ACROSS
+            if mask & IN_Q_OVERFLOW:
+                targets = [sub for subs in self.subs.values() for sub in subs]
+            else:
+                targets = list(self.subs.get(ev.wd, ()))
+            for sub in targets:
+                if sub.wd != -1:
+                    sub.callback(mask, ev.name)
+            if mask & IN_IGNORED:  # the kernel dropped the watch; its wd may be reused
+                for sub in self.subs.pop(ev.wd, ()):
+                    sub.wd = -1
+        self._close_if_idle()
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            self.core.backend.remove(self.fd)
+            os.close(self.fd)
+            self.fd = -1
+        for subs in self.subs.values():
+            for sub in subs:
+                sub.wd = -1
+        self.subs.clear()
+
+
+def inotify_of(core: KqueueCore) -> InotifyWatcher:
+    """The kqueue's shared inotify watcher (owned by its VNODE filter instance)."""
+    return cast(VnodeFilter, core.filter_for(EVFILT_VNODE)).inotify
+
+
+class VnodeState:
+    """A VNODE knote's view of its file: identity, last snapshot, pending notes."""
+
+    __slots__ = (
+        "ctime_ns",
+        "fd",
+        "identity",
+        "is_dir",
+        "mtime_ns",
+        "nlink",
+        "notes",
+        "revoked",
+        "size",
+        "sub",
+    )
+
+    def __init__(self, fd: int, st: os.stat_result) -> None:
+        self.fd = fd
+        self.identity = (st.st_dev, st.st_ino)
+        self.is_dir = stat.S_ISDIR(st.st_mode)
+        self.notes = 0  # requested notes seen since the last EV_CLEAR delivery
+        self.revoked = False
+        self.sub: Subscription | None = None
+        self.size = self.nlink = self.mtime_ns = self.ctime_ns = 0
+        self.remember(st)
+
+    def remember(self, st: os.stat_result) -> None:
+        self.size = st.st_size
+        self.nlink = st.st_nlink
+        self.mtime_ns = st.st_mtime_ns
+        self.ctime_ns = st.st_ctime_ns
+
+    def link_notes(self, st: os.stat_result) -> int:
+        """NOTE_DELETE / NOTE_LINK from a change of the link count, else 0."""
+        if st.st_nlink == self.nlink:
+            return 0
+        if st.st_nlink == 0 or (st.st_nlink < self.nlink and not self.is_dir):
+            return NOTE_DELETE
+        return NOTE_LINK
+
+    def absorb(self, mask: int, name: str, st: os.stat_result) -> int:
+        """The FreeBSD notes one inotify event stands for (see the module docstring).
+
+        Only the snapshot field an event is about is updated, so that a link-count
+        change is still seen by its IN_ATTRIB when an earlier IN_MODIFY of the
+        same batch is translated after the link happened.
+        """
+        notes = 0
+        if name:
+            if mask & (IN_CREATE | IN_DELETE | _MOVED):
+                notes |= NOTE_WRITE
+            if mask & MOVED_ACROSS:
+                notes |= NOTE_EXTEND
+            if mask & IN_ISDIR and mask & (IN_CREATE | IN_DELETE | MOVED_ACROSS):
+                notes |= NOTE_LINK
+            return notes
+        grew = not self.is_dir and st.st_size > self.size
+        if mask & IN_Q_OVERFLOW:
+            links = self.link_notes(st)
+            if grew:
+                notes |= NOTE_WRITE | NOTE_EXTEND
+            elif st.st_mtime_ns != self.mtime_ns:
+                notes |= NOTE_WRITE
+            if links:
+                notes |= links
+            elif st.st_ctime_ns != self.ctime_ns and not notes:
+                notes |= NOTE_ATTRIB
+            self.remember(st)
+        if mask & IN_MODIFY:
+            notes |= NOTE_WRITE | (NOTE_EXTEND if grew else 0)
+            self.size = st.st_size
+        if mask & IN_ATTRIB:
+            notes |= self.link_notes(st) or NOTE_ATTRIB
+            self.nlink = st.st_nlink
+        if mask & IN_MOVE_SELF:
+            notes |= NOTE_RENAME
+        if mask & IN_DELETE_SELF:
+            notes |= NOTE_DELETE
+        if mask & IN_UNMOUNT:
+            notes |= NOTE_REVOKE
+        self.mtime_ns = st.st_mtime_ns
+        self.ctime_ns = st.st_ctime_ns
+        return notes
+
+
+def _check_watchable(fd: int, mode: int) -> None:
+    """FreeBSD's VNODE filter takes vnodes only: sockets and pipes are EINVAL."""
+    kind = stat.S_IFMT(mode)
+    anonymous_pipe = kind == stat.S_IFIFO and os.readlink(f"/proc/self/fd/{fd}").startswith(
+        "pipe:"
+    )
+    if kind in (0, stat.S_IFSOCK) or anonymous_pipe:
+        raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
+
+
+class VnodeFilter(Filter):
+    """NOTE_DELETE, WRITE, EXTEND, ATTRIB, LINK, RENAME, REVOKE on an open fd."""
+
+    is_fd = True
+
+    def __init__(self, core: KqueueCore) -> None:
+        super().__init__(core)
+        self.inotify = InotifyWatcher(core)
+
+    def attach(self, kn: Knote) -> None:
+        st = os.fstat(kn.ident)
+        _check_watchable(kn.ident, st.st_mode)
+        state = VnodeState(kn.ident, st)
+        state.sub = self.inotify.subscribe(kn.ident, lambda mask, name: self._event(kn, mask, name))
+        kn.hook = state
+
+    def detach(self, kn: Knote) -> None:
+        state: VnodeState = kn.hook
+        if state.sub is not None:
+            self.inotify.unsubscribe(state.sub)
+
+    def _current(self, kn: Knote) -> os.stat_result | None:
+        """fstat the knote's fd; None (and the knote dropped) if it names another file."""
+        state: VnodeState = kn.hook
+        try:
+            st = os.fstat(state.fd)
+        except OSError:
+            st = None
+        if st is None or (st.st_dev, st.st_ino) != state.identity:
+            self.core.drop(kn)
+            return None
+        return st
+
+    def _event(self, kn: Knote, mask: int, name: str) -> None:
+        if kn.status & KN_DETACHED:
+            return
+        st = self._current(kn)
+        if st is None:
+            return
+        state: VnodeState = kn.hook
+        notes = state.absorb(mask, name, st)
+        state.notes |= notes & kn.sfflags
+        state.revoked = state.revoked or bool(notes & NOTE_REVOKE)
+        if state.notes or state.revoked:
+            self.core.activate(kn)
+
+    def deliver(self, kn: Knote) -> bool:
+        if self._current(kn) is None:
+            return False
+        state: VnodeState = kn.hook
+        kn.fflags = state.notes & _ALL_NOTES
+        kn.data = 0
+        kn.oflags = EV_EOF | EV_ONESHOT if state.revoked else 0
+        return bool(state.notes) or state.revoked
+
+    def clear(self, kn: Knote) -> None:
+        kn.hook.notes = 0
+
+    def recheck(self, kn: Knote) -> None:
+        state: VnodeState = kn.hook
+        if state.notes or state.revoked:
+            self.core.activate(kn)
+
+    def stale(self, kn: Knote) -> bool:
+        state: VnodeState = kn.hook
+        try:
+            st = os.fstat(state.fd)
+        except OSError:
+            return True
+        return (st.st_dev, st.st_ino) != state.identity
+
+    def close(self) -> None:
+        self.inotify.close()
+
+
+def watch_growth(core: KqueueCore, fd: int, on_modify: Callable[[], None]) -> Subscription | None:
+    """Call on_modify when the regular file on fd is written (READ at EOF wakes up).
+
+    None when inotify cannot watch it (watch limit): the READ knote then falls
+    back to being re-checked at registration and release only.
+    """
+
+    def on_event(mask: int, name: str) -> None:
+        if mask & (IN_MODIFY | IN_Q_OVERFLOW):
+            on_modify()
+
+    try:
+        return inotify_of(core).subscribe(fd, on_event)
+    except OSError:
+        return None
+
+
+def unwatch_growth(core: KqueueCore, sub: Subscription) -> None:
+    inotify_of(core).unsubscribe(sub)

@@ -1,0 +1,110 @@
+"""The ``skqueue`` command: argument errors, serve + stats, Ctrl-C keeps results."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from skqbench.cli import main
+from skqbench.protocol import Request
+
+from .conftest import connect, roundtrip
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "skqbench.cli", *args]
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        ([], "required"),
+        (["bench"], "required"),
+        (["bench", "sweep", "--design", "nginx"], "invalid choice"),
+        (["bench", "sweep", "--policy", "best0"], "bad SKQ policy"),
+        (["bench", "sweep", "--dist", "fixed:fast"], "bad service distribution"),
+        (["bench", "sweep", "--rates", "100,-5"], "bad rate list"),
+        (["bench", "sweep", "--rates", "100", "--steps", "3"], "not allowed with"),
+        (["bench", "reproduce", "--workers", "0"], "positive integer"),
+        (["bench", "reproduce", "--slo-us", "5", "--slo-factor", "3"], "not allowed with"),
+        (["serve", "--port", "http"], "bad port"),
+        (["bench", "report", "/nonexistent/folder"], "no such file"),
+    ],
+)
+def test_bad_arguments_exit_2_with_a_message(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_stats_without_server_says_so(tmp_path: object, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["stats", "--control", os.path.join(str(tmp_path), "none.sock")]) == 1
+    assert "no server answers" in capsys.readouterr().err
+
+
+@pytest.mark.timeout(30)
+def test_serve_then_stats_then_ctrl_c(tmp_path: object) -> None:
+    control = os.path.join(str(tmp_path), "c.sock")
+    proc = subprocess.Popen(_cli("serve", "--design", "asyncio", "--control", control),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        port = int(line.split("127.0.0.1:")[1].split(";")[0])
+        sock = connect(port)
+        assert roundtrip(sock, Request(1000, 42, 0)).request_id == 42
+        sock.close()
+        out = subprocess.run(_cli("stats", "--control", control), capture_output=True,
+                             text=True, env=_env(), timeout=20, check=True)
+        stats = json.loads(out.stdout)
+        assert stats["served_total"] == 1 and stats["config"]["design"] == "asyncio"
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=15) == 0
+        assert not os.path.exists(control)
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.mark.timeout(60)
+def test_ctrl_c_during_sweep_keeps_results(tmp_path: object) -> None:
+    out = os.path.join(str(tmp_path), "rep")
+    proc = subprocess.Popen(
+        _cli("bench", "sweep", "--design", "asyncio", "--dist", "fixed:1ms",
+             "--rates", "100,200,300,400,500,600", "--duration", "0.5", "--warmup", "0",
+             "--connections", "4", "--out", out),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env())
+    try:
+        deadline = time.monotonic() + 30
+        while not os.path.exists(os.path.join(out, "results.json")):
+            assert time.monotonic() < deadline, "no point measured"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        output, _ = proc.communicate(timeout=30)
+        assert proc.returncode == 130, output
+        with open(os.path.join(out, "results.json")) as f:
+            data = json.load(f)
+        assert data["interrupted"] is True
+        assert 1 <= len(data["points"]) < 6
+        assert os.path.exists(os.path.join(out, "p99.png"))
+        assert "interrupted" in output
+    finally:
+        proc.kill()
+        proc.wait()

@@ -1,0 +1,97 @@
+"""Every server design serves correctly, concurrently, and survives a bad client."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from skqbench.protocol import FRAME_SIZE, Request, encode
+from skqbench.servers.base import DESIGNS, ServerConfig, parse_policy
+from skqbench.servers.harness import ServerProcess
+
+from .conftest import connect, recv_frame, roundtrip
+
+WORKERS = 4
+CONNS = 16
+SERVICE_NS = 40_000_000
+
+CONFIGS = [ServerConfig(d, WORKERS) for d in DESIGNS] + [
+    ServerConfig("skq", WORKERS, p) for p in ("random", "queue2+ws", "cpu2+ws")
+]
+
+
+@pytest.fixture(params=CONFIGS, ids=lambda c: c.label.replace(" ", "-"))
+def server(request: pytest.FixtureRequest) -> Iterator[ServerProcess]:
+    proc = ServerProcess(request.param)
+    proc.start()
+    yield proc
+    proc.stop()
+
+
+@pytest.mark.timeout(30)
+def test_design_serves_concurrently_and_echoes(server: ServerProcess) -> None:
+    socks = [connect(server.port) for _ in range(CONNS)]
+    replies: dict[int, Request] = {}
+
+    def one(i: int) -> None:
+        replies[i] = roundtrip(socks[i], Request(SERVICE_NS, 1000 + i, i))
+
+    start = time.perf_counter()
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(CONNS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - start
+    assert replies == {i: Request(SERVICE_NS, 1000 + i, i) for i in range(CONNS)}
+    stats = server.stats()
+    assert stats["served_total"] == CONNS
+    busiest = max(stats["served"].values())
+    # The kernel places reuseport connections; every other design must spread the work.
+    assert len(stats["served"]) >= 2 and busiest <= (12 if server.cfg.design == "reuseport" else 8)
+    # each worker serves one request at a time: the busiest one bounds the elapsed time
+    floor = busiest * SERVICE_NS / 1e9
+    assert floor * 0.95 <= elapsed < floor * 1.5 + 0.05, (elapsed, stats["served"])
+    assert stats["config"]["design"] == server.cfg.design
+    if server.cfg.design == "skq":
+        assert "kqueue" in stats
+    for s in socks:
+        s.close()
+
+
+@pytest.mark.timeout(30)
+def test_malformed_frame_closes_only_that_connection(server: ServerProcess) -> None:
+    good, bad = connect(server.port), connect(server.port)
+    assert roundtrip(good, Request(1000, 1, 1)).request_id == 1
+    bad.sendall(b"\xff" * FRAME_SIZE)
+    bad.settimeout(5)
+    assert bad.recv(64) == b""  # closed by the server
+    # pipelined requests on the good connection are all answered, in one write
+    good.sendall(b"".join(encode(Request(1000, i, i)) for i in range(2, 6)))
+    assert [recv_frame(good).request_id for _ in range(4)] == [2, 3, 4, 5]
+    fresh = connect(server.port)
+    assert roundtrip(fresh, Request(1000, 9, 9)).request_id == 9
+    for s in (good, bad, fresh):
+        s.close()
+
+
+def test_policy_names() -> None:
+    assert parse_policy("best2") .sargs == 2
+    p = parse_policy("cpu2+ws")
+    assert (p.kind, p.sargs, p.steal) == ("cpu", 2, 1)
+    assert parse_policy("random+ws3").steal == 3
+    for bad in ("best", "best0", "round-robin", "random2", "cpu+steal"):
+        with pytest.raises(ValueError):
+            parse_policy(bad)
+
+
+def test_bad_server_config_is_rejected() -> None:
+    with pytest.raises(ValueError, match="unknown design"):
+        ServerConfig("nginx")
+    with pytest.raises(ValueError, match="workers"):
+        ServerConfig("skq", 0)
+    with pytest.raises(ValueError, match="policy"):
+        ServerConfig("skq", 2, "fastest")

@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+import random
+import time
+
+import pytest
+
+from skqbench.service import (
+    Classes,
+    Exponential,
+    gil_progress,
+    make_work,
+    parse_dist,
+    parse_duration_ns,
+)
+
+
+def test_durations_parse_with_units() -> None:
+    assert parse_duration_ns("150us") == 150_000
+    assert parse_duration_ns("1.5ms") == 1_500_000
+    assert parse_duration_ns("2s") == 2_000_000_000
+    with pytest.raises(ValueError):
+        parse_duration_ns("15 parsecs")
+
+
+def test_class_mix_is_exact_and_reproducible() -> None:
+    dist = parse_dist("classes:100us")
+    assert isinstance(dist, Classes)
+    mults = dist.connection_multipliers(100, random.Random(7))
+    assert sorted(mults).count(1.0) == 95
+    assert mults.count(5.0) == 4
+    assert mults.count(20.0) == 1
+    assert mults == dist.connection_multipliers(100, random.Random(7))
+    assert dist.mean_ns(100) == pytest.approx(100_000 * 1.35)
+    # 64 connections: every class still present, counts add up, mean follows the counts
+    small = dist.connection_multipliers(64, random.Random(1))
+    assert len(small) == 64 and small.count(20.0) == 1 and small.count(5.0) == 2
+    assert dist.mean_ns(64) == pytest.approx(100_000 * (61 + 10 + 20) / 64)
+    assert dist.sample_ns(random.Random(0), 20.0) == 2_000_000
+
+
+def test_distributions_have_the_stated_means() -> None:
+    rng = random.Random(3)
+    exp = parse_dist("exp:200us")
+    assert isinstance(exp, Exponential)
+    samples = [exp.sample_ns(rng, 1.0) for _ in range(20_000)]
+    assert sum(samples) / len(samples) == pytest.approx(200_000, rel=0.05)
+    bi = parse_dist("bimodal:100us:1ms:0.1")
+    samples = [bi.sample_ns(rng, 1.0) for _ in range(20_000)]
+    assert set(samples) == {100_000, 1_000_000}
+    assert sum(samples) / len(samples) == pytest.approx(bi.mean_ns(1), rel=0.05)
+
+
+@pytest.mark.parametrize("spec", ["fixed", "fixed:1ms:2", "bimodal:1ms:2ms:1.5", "poisson:1ms"])
+def test_bad_distributions_are_rejected(spec: str) -> None:
+    with pytest.raises(ValueError, match="bad service distribution"):
+        parse_dist(spec)
+
+
+def test_sleep_work_takes_the_asked_time() -> None:
+    work = make_work("sleep")
+    start = time.perf_counter_ns()
+    for _ in range(20):
+        work(2_000_000)
+    mean = (time.perf_counter_ns() - start) / 20
+    assert 1_800_000 < mean < 2_600_000
+
+
+def test_sqlite_work_releases_the_gil() -> None:
+    """A thread running pure Python keeps going while sqlite works; it does not while
+    another thread spins in Python (the GIL is then shared)."""
+
+    def spin(ns: int) -> None:
+        end = time.perf_counter_ns() + ns
+        while time.perf_counter_ns() < end:
+            pass
+
+    sqlite = gil_progress(make_work("sqlite"), 5_000_000, calls=20)
+    python = gil_progress(spin, 5_000_000, calls=20)
+    assert sqlite > python + 0.2, (sqlite, python)
