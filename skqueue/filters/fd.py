@@ -138,8 +138,7 @@ class FdFilter(Filter):
                     watch.kind = REGULAR
                 watch.armed = 0
             if watch.kind == SOCKET:
-                with socket.socket(fileno=os.dup(fd)) as sock:
-                    watch.sndbuf = sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+                watch.sndbuf = _sndbuf(fd)
             self.watches[fd] = watch
         if kn.filter == EVFILT_READ:
             watch.read = kn
@@ -297,6 +296,10 @@ class FdFilter(Filter):
                 return True  # a transient (UDP) error: readable, recv() reports it
             if kind == OTHER and kn.data == 0:
                 return bool(revents & (_IN | _HUP | _ERR))
+            if kind == SOCKET and not kn.data and not kn.oflags and revents & select.EPOLLIN:
+                # FIONREAD says 0 but epoll says readable: maybe an empty datagram,
+                # which FreeBSD reports (data 0).  Without this epoll would spin.
+                return not kn.sfflags & NOTE_LOWAT and _empty_message(fd)
             return kn.data >= lowat or bool(kn.oflags)
         watch.revents &= ~(_OUT | _ERR)
         if kind == REGULAR:
@@ -304,7 +307,10 @@ class FdFilter(Filter):
             kn.data = 0
             return True
         if kind == SOCKET:
-            kn.data = max(0, watch.sndbuf - syscalls.socket_outq(fd))
+            outq = syscalls.socket_outq(fd)
+            if outq >= watch.sndbuf:  # the kernel may have grown the buffer since
+                watch.sndbuf = _sndbuf(fd)
+            kn.data = max(0, watch.sndbuf - outq)
             if revents & select.EPOLLHUP:
                 kn.oflags = EV_EOF
                 # Never consume SO_ERROR here: a non-blocking connect() learns its
@@ -340,6 +346,15 @@ def _readable(fd: int) -> int:
         raise
 
 
+def _empty_message(fd: int) -> bool:
+    """Is a zero-length message waiting?  (Peeking consumes nothing.)"""
+    with socket.socket(fileno=os.dup(fd)) as sock:
+        try:
+            return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+        except OSError:
+            return False
+
+
 def _eof_error(watch: FdWatch, revents: int) -> int:
     """The socket error to report with EV_EOF.
 
@@ -351,3 +366,10 @@ def _eof_error(watch: FdWatch, revents: int) -> int:
         with socket.socket(fileno=os.dup(watch.fd)) as sock:
             watch.sockerr = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
     return max(watch.sockerr, 0)
+
+
+def _sndbuf(fd: int) -> int:
+    """SO_SNDBUF, which Linux autotunes upward as a TCP connection runs."""
+    with socket.socket(fileno=os.dup(fd)) as sock:
+        size: int = sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+    return size

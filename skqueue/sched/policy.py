@@ -77,6 +77,9 @@ class Scheduler:
         if not kevqs:
             return fallback
         start = time.perf_counter_ns()
+        if self.sched == KQ_SCHED_QUEUE and kn.group < 0:
+            # Bound at its first activation, whether or not there is a choice yet.
+            kn.group = self.topology.group(kn.ops.activation_cpu(kn))
         if len(kevqs) == 1:
             chosen = kevqs[0]
         elif self.sched == KQ_SCHED_BEST:
@@ -113,12 +116,10 @@ class Scheduler:
 
     def _affine(self, kn: Knote) -> Kevq:
         """Queue or CPU affinity, optionally hybrid with best-of-sargs sampling."""
-        if self.sched == KQ_SCHED_QUEUE and kn.group >= 0:
+        if self.sched == KQ_SCHED_QUEUE:
             group = kn.group
         else:
             group = self.topology.group(kn.ops.activation_cpu(kn))
-            if self.sched == KQ_SCHED_QUEUE:
-                kn.group = group  # bound at its first activation
         now = time.monotonic_ns()
         local = [k for k in self.kevqs if k.group == group]
         if not local:
