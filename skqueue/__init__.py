@@ -10,7 +10,6 @@ from __future__ import annotations
 from . import aio, constants
 from .aio import *  # noqa: F403 - the aio(4) calls and constants
 from .constants import *  # noqa: F403 - the kqueue vocabulary is the public surface
-from .constants import KQSCHED_MAKE, KQSCHED_PARSE, KQTUNE_MAKE, KQTUNE_PARSE
 from .event import kevent
 from .install import install, uninstall
 from .kqueue import kqueue
@@ -21,10 +20,6 @@ __version__ = "0.1.0"
 __all__ = [
     *constants.__all__,
     *aio.__all__,
-    "KQSCHED_MAKE",
-    "KQSCHED_PARSE",
-    "KQTUNE_MAKE",
-    "KQTUNE_PARSE",
     "KqueueSelector",
     "install",
     "kevent",
