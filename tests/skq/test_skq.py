@@ -473,3 +473,55 @@ def test_only_waiting_threads_get_kevqs() -> None:
         writer.send(b"x")
         assert len(kq.control(None, 1, 1)) == 1
         assert len(kq.stats()["kevqs"]) == 1
+
+
+@pytest.mark.timeout(60)
+def test_steal_delay_is_short() -> None:
+    """Events placed behind a busy thread are stolen by an idle one quickly."""
+    kq = skqueue.kqueue(sched="random", steal=1)
+    with kq, socketpairs(41) as pairs:
+        for i, (reader, _) in enumerate(pairs):
+            kq.control([kevent(reader, EVFILT_READ, EV_ADD | EV_CLEAR, udata=i)], 0)
+        busy = threading.Event()
+        done = threading.Event()
+
+        def busy_thread() -> None:
+            pairs[0][1].send(b"b")
+            kq.control(None, 1, 5)
+            busy.set()
+            done.wait(30)  # works on its event for a long time, never waits again
+
+        got: dict[int, float] = {}
+        lock = threading.Lock()
+
+        def idle_thread() -> None:
+            while not done.is_set():
+                for ev in kq.control(None, 1, 0.2):
+                    with lock:
+                        got[ev.udata] = time.perf_counter()
+
+        threads = [start(busy_thread)]
+        assert busy.wait(5)
+        threads.append(start(idle_thread))
+        time.sleep(0.05)
+        delays = []
+        for i in range(1, 41):
+            sent = time.perf_counter()
+            pairs[i][1].send(b"s")
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline:
+                with lock:
+                    if i in got:
+                        delays.append(got[i] - sent)
+                        break
+                time.sleep(0.0002)
+        done.set()
+        join_all(threads, 5)
+        stats = kq.stats()
+        steals = sum(k["steals"] for k in stats["kevqs"] + stats["retired_kevqs"])
+        delays.sort()
+        print(f"steal delays over {len(delays)} events: median {delays[len(delays) // 2] * 1e6:.0f}"
+              f" us, max {delays[-1] * 1e6:.0f} us, steals {steals}")
+        assert len(delays) == 40, "an event behind the busy thread was never stolen"
+        assert steals > 0
+        assert delays[-1] < 0.05
