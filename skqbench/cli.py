@@ -2,6 +2,7 @@
 
     skqueue bench reproduce [--quick]   the imbalanced-workload comparison, end to end
     skqueue bench sweep ...             any configuration (design x policy x workers)
+    skqueue bench load --port P --rate R  one point against a running server, as JSON
     skqueue bench report DIR            redo plots and table from a results folder
     skqueue serve ...                   run one server design on loopback
     skqueue stats                       scheduler statistics of a running server
@@ -18,12 +19,13 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import TypeVar
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from skqbench.loadgen import ARRIVALS, LoadSpec
+from skqbench.loadgen import ARRIVALS, LoadGenerator, LoadSpec
 from skqbench.servers.base import DESIGNS, ServerConfig, parse_policy
 from skqbench.servers.harness import default_control_path, query, run_server
 from skqbench.service import WORK_KINDS, parse_dist
@@ -146,6 +148,14 @@ def build_parser() -> argparse.ArgumentParser:
                     "(default %(default)s)")
     _add_load_options(sw)
 
+    ld = bsub.add_parser("load", help="one load point against a running server "
+                         "('skqueue serve'), printed as JSON")
+    ld.add_argument("--port", type=_checked(_positive(int), "port"), required=True)
+    ld.add_argument("--rate", type=pos_float, required=True, help="offered requests/s")
+    ld.add_argument("--dist", type=_checked(_dist, "service distribution"),
+                    default="classes:400us")
+    _add_load_options(ld)
+
     rp = bsub.add_parser("report", help="plots and table from a results folder")
     rp.add_argument("folder")
     rp.add_argument("--knee", type=pos_float, default=None,
@@ -179,7 +189,7 @@ def _load_template(args: argparse.Namespace, dist: str, quick: bool) -> LoadSpec
     return LoadSpec(
         port=1,
         rate=1.0,
-        duration_s=args.duration or (1.0 if quick else 3.0),
+        duration_s=args.duration or (1.0 if quick else 2.5),
         warmup_s=args.warmup if args.warmup is not None else (0.3 if quick else 0.5),
         connections=args.connections,
         arrival=args.arrival,
@@ -197,8 +207,8 @@ def _capacity_rates(workers: int, mean_us: float, steps: int, max_load: float) -
 def reproduce_plan(args: argparse.Namespace) -> SweepPlan:
     """The main demo: per-connection classes (95 % 1x, 4 % 5x, 1 % 20x of ``--base-us``),
     ``--workers`` workers, SKQ's best configurations against every baseline.  Quick runs
-    7 configurations at 10 loads of 1 s; the full one adds the other policies, 20 loads
-    of 3 s."""
+    7 configurations at 10 loads of 1 s; the full one adds the other policies, 16 loads
+    of 2.5 s."""
     dist = f"classes:{args.base_us:g}us"
     policies = REPRO_SKQ_QUICK if args.quick else REPRO_SKQ_FULL
     configs = [ServerConfig("vanilla", args.workers, work=args.work)]
@@ -206,7 +216,7 @@ def reproduce_plan(args: argparse.Namespace) -> SweepPlan:
     configs += [ServerConfig(d, args.workers, work=args.work) for d in REPRO_BASELINES[1:]]
     load = _load_template(args, dist, args.quick)
     mean_us = parse_dist(dist).mean_ns(args.connections) / 1000
-    steps = 10 if args.quick else 20
+    steps = 10 if args.quick else 16
     return SweepPlan(configs, _capacity_rates(args.workers, mean_us, steps, 1.0), load,
                      processes=args.processes, slo_factor=args.slo_factor,
                      slo_us=args.slo_us or 0.0)
@@ -245,11 +255,10 @@ def run_plan(plan: SweepPlan, out_dir: str) -> int:
             bar.update(task, completed=done, description=label)
             if point is not None:
                 r = point.result
-                mark = f"  [red]saturated: {point.why}[/red]" if point.saturated else ""
+                mark = f"\n    [red]saturated: {point.why}[/red]" if point.saturated else ""
                 bar.console.print(
-                    f"{point.label:<20} offered {r['offered']:>7,.0f}/s achieved "
-                    f"{r['achieved']:>7,.0f}/s  p50 {r['p50_us'] / 1000:7.2f} ms  "
-                    f"p99 {r['p99_us'] / 1000:7.2f} ms{mark}")
+                    f"{point.label:<18}{r['offered']:>7,.0f}/s ->{r['achieved']:>7,.0f}/s "
+                    f"p50 {r['p50_us'] / 1000:6.2f} ms p99 {r['p99_us'] / 1000:7.2f} ms{mark}")
 
         results = run_sweep(plan, out_dir, progress)
     write_report(results, out_dir, console)
@@ -259,6 +268,21 @@ def run_plan(plan: SweepPlan, out_dir: str) -> int:
         console.print("[yellow]interrupted: the report covers the points measured so far[/yellow]")
         return 130
     return 1 if results.errors and not results.points else 0
+
+
+def cmd_load(args: argparse.Namespace) -> int:
+    """Drive an already running loopback server (for profiling it, or comparing tools)."""
+    spec = replace(_load_template(args, args.dist, False), port=args.port, rate=args.rate)
+    with LoadGenerator(args.processes) as gen:
+        try:
+            result = gen.run(spec)
+        except RuntimeError as exc:
+            print(f"skqueue bench load: {exc}", file=sys.stderr)
+            return 1
+    out = result.to_json()
+    del out["histogram"]  # base64, for files not terminals
+    print(json.dumps(out, indent=1))
+    return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -306,6 +330,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_stats(args)
         if args.bench_command == "report":
             return cmd_report(args)
+        if args.bench_command == "load":
+            return cmd_load(args)
         name = args.bench_command
         plan = reproduce_plan(args) if name == "reproduce" else sweep_plan(args)
     except ValueError as exc:  # a combination of arguments no single option could reject

@@ -14,8 +14,9 @@ for a database or a socket:
   requests onto workers, not about the generator and the server fighting for cores.
 * ``sqlite``: a real embedded-database call: an in-memory sqlite3 recursive query whose
   row count is calibrated to the service time.  CPython's sqlite3 module releases the GIL
-  inside ``sqlite3_step``; :func:`gil_progress` measures it (another thread keeps
-  running Python at close to full speed while the query runs on another core).  It burns
+  inside ``sqlite3_step``; :func:`gil_max_stall_ns` measures it (while 20 ms queries
+  run, another thread is never kept from running Python for more than about a
+  scheduler time slice; a GIL-holding call of 20 ms stalls it for 20 ms).  It burns
   CPU, so on 2 cores it competes with the generator: use it on bigger machines.
 """
 
@@ -259,22 +260,13 @@ def make_work(kind: str) -> WorkFn:
     raise ValueError(f"unknown work kind {kind!r}; choose from {', '.join(WORK_KINDS)}")
 
 
-def gil_progress(work: WorkFn, service_ns: int, calls: int = 20) -> float:
-    """How much pure-Python progress another thread makes while ``work`` runs.
+def gil_max_stall_ns(work: WorkFn, service_ns: int, calls: int = 5) -> int:
+    """The longest time a second thread went without running Python while ``work`` ran.
 
-    Returns the ratio of a counting thread's rate while ``work`` runs in a second thread
-    to its rate alone: close to 1 means the work released the GIL (given a free core),
-    close to 0.5 or below means the two threads took turns holding it.
+    A routine that holds the GIL stalls the other thread for about ``service_ns`` per
+    call; one that releases it stalls it for no more than a scheduler time slice, even
+    when both threads share one busy core.
     """
-
-    def count(deadline: float, done: threading.Event) -> tuple[int, float]:
-        start, n = time.perf_counter(), 0
-        while not done.is_set() and time.perf_counter() < deadline:
-            n += 1
-        return n, time.perf_counter() - start
-
-    span = calls * service_ns / 1e9
-    n_alone, t_alone = count(time.perf_counter() + span, threading.Event())
     done = threading.Event()
 
     def run() -> None:
@@ -283,7 +275,12 @@ def gil_progress(work: WorkFn, service_ns: int, calls: int = 20) -> float:
         done.set()
 
     worker = threading.Thread(target=run)
+    last = time.perf_counter_ns()
+    stall = 0
     worker.start()
-    n_busy, t_busy = count(float("inf"), done)
+    while not done.is_set():
+        now = time.perf_counter_ns()
+        stall = max(stall, now - last)
+        last = now
     worker.join()
-    return (n_busy / t_busy) / (n_alone / t_alone)
+    return stall

@@ -40,9 +40,7 @@ class KqueueSelector(selectors._BaseSelectorImpl):
     def fileno(self) -> int:
         return self._selector.fileno()
 
-    def register(
-        self, fileobj: _FileObj, events: int, data: Any = None
-    ) -> selectors.SelectorKey:
+    def register(self, fileobj: _FileObj, events: int, data: Any = None) -> selectors.SelectorKey:
         key = super().register(fileobj, events, data)
         filters = _filters(events)
         try:

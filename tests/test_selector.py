@@ -253,3 +253,24 @@ def test_read_on_a_pipe_write_end_reports_the_reader_gone(
     finally:
         sel.unregister(w)
         os.close(w)
+
+
+@pytest.mark.parametrize("family", [socket.AF_UNIX, socket.AF_INET])
+def test_empty_datagram_is_readable(sel: skqueue.KqueueSelector, family: int) -> None:
+    """FIONREAD says 0 for an empty datagram; select() must still report it (as
+    FreeBSD and epoll do) instead of missing it while epoll keeps firing."""
+    if family == socket.AF_UNIX:
+        rd, wr = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    else:
+        rd = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        rd.bind(("127.0.0.1", 0))
+        wr = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        wr.connect(rd.getsockname())
+    with rd, wr:
+        sel.register(rd, READ)
+        wr.send(b"")
+        cpu = time.process_time()
+        assert ready(sel, 5) == {rd.fileno(): (READ, None)}
+        assert time.process_time() - cpu < 0.5
+        assert rd.recv(16) == b""
+        assert ready(sel) == {}

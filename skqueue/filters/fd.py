@@ -349,6 +349,8 @@ def _readable(fd: int) -> int:
 def _empty_message(fd: int) -> bool:
     """Is a zero-length message waiting?  (Peeking consumes nothing.)"""
     with socket.socket(fileno=os.dup(fd)) as sock:
+        if sock.type == socket.SOCK_STREAM:
+            return False  # no such thing on a stream: another reader took the data
         try:
             return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
         except OSError:

@@ -33,7 +33,9 @@ Limits (Linux): a directory removed while an fd is open on it gets no inotify
 event until that fd is closed, so NOTE_DELETE is never reported for directories
 (their NOTE_LINK/NOTE_WRITE from entries work).  Events are translated when the
 kqueue reads them, so a quick unlink-then-link pair can look like NOTE_ATTRIB
-(the link count is compared, not replayed).
+(the link count is compared, not replayed).  Linux sends IN_UNMOUNT only when
+the filesystem is finally shut down, which the knote's own open fd prevents, so
+NOTE_REVOKE is mapped but cannot occur in practice (Linux has no revoke(2)).
 """
 
 from __future__ import annotations
