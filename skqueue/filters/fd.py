@@ -55,6 +55,7 @@ class FdWatch:
         "revents",
         "sndbuf",
         "sockerr",
+        "unsettled",
         "want_edge",
         "write",
     )
@@ -71,10 +72,15 @@ class FdWatch:
         self.revents = 0  # epoll bits seen since the last delivery
         self.sndbuf = 0
         self.sockerr = -1  # SO_ERROR once read at EOF (-1: not read)
+        self.unsettled = False  # epoll says ready, our measure disagrees
         self.growth: Subscription | None = None  # inotify watch waking READ on a file
 
     def update_mode(self) -> None:
-        self.want_edge = any(kn is not None and _wants_edge(kn) for kn in (self.read, self.write))
+        # An unsettled fd would make a level item report again at once, for ever
+        # (a busy loop): edges until a delivery succeeds bound that to one wake-up.
+        self.want_edge = self.unsettled or any(
+            kn is not None and _wants_edge(kn) for kn in (self.read, self.write)
+        )
 
 
 def _wants_edge(kn: Knote) -> bool:
@@ -255,6 +261,9 @@ class FdFilter(Filter):
         except OSError:
             self.core.drop_fd(watch.fd)
             return False
+        if ready == watch.unsettled and watch.kind != REGULAR:
+            watch.unsettled = not ready
+            watch.update_mode()
         if watch.edge:
             if self.stale(kn):
                 self.core.drop_fd(watch.fd)
