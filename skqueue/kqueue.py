@@ -60,8 +60,8 @@ class kqueue:
         self._fd = fd
         self._core = core
         self._owns_fd = _core is not None
-        core.handles += 1
         with _by_fd_lock:
+            core.handles += 1
             _by_fd[fd] = core
         if steal:
             feat, fargs = feat | KQ_SCHED_FEAT_WS, steal
@@ -93,16 +93,17 @@ class kqueue:
         return self._fd
 
     def close(self) -> None:
-        core, self._core = self._core, None
-        if core is None:
-            return
-        with _by_fd_lock:
+        with _by_fd_lock:  # handles may be closed from several threads at once
+            core, self._core = self._core, None
+            if core is None:
+                return
             if _by_fd.get(self._fd) is core:
                 del _by_fd[self._fd]
+            core.handles -= 1
+            last = core.handles <= 0
         if self._owns_fd:
             os.close(self._fd)
-        core.handles -= 1
-        if core.handles <= 0:
+        if last:
             core.close()
 
     def __enter__(self) -> kqueue:
