@@ -34,25 +34,6 @@ from skqueue.constants import (
 WAIT = 2.0
 QUIET = 0.05
 
-KINDS: dict[str, Callable[[], skqueue.kqueue]] = {
-    "classic": skqueue.kqueue,
-    "skq": lambda: skqueue.kqueue(sched="best", sargs=2),
-}
-
-
-@pytest.fixture(params=sorted(KINDS))
-def kq(request: pytest.FixtureRequest) -> Iterator[skqueue.kqueue]:
-    made = KINDS[request.param]()
-    yield made
-    made.close()
-
-
-@pytest.fixture
-def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
-    a, b = socket.socketpair()
-    yield a, b
-    a.close()
-    b.close()
 
 
 @pytest.fixture

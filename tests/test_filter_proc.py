@@ -13,7 +13,7 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 
@@ -40,10 +40,6 @@ from skqueue.event import kevent
 WAIT = 5.0
 QUIET = 0.1
 
-KINDS: dict[str, Callable[[], skqueue.kqueue]] = {
-    "classic": skqueue.kqueue,
-    "skq": lambda: skqueue.kqueue(sched="best", sargs=2),
-}
 
 # A child that does what it is told, one line of stdin per step.
 SCRIPT = textwrap.dedent(
@@ -112,13 +108,6 @@ class Child:
         self.proc.wait(WAIT)
         assert self.proc.stdout is not None
         self.proc.stdout.close()
-
-
-@pytest.fixture(params=sorted(KINDS))
-def kq(request: pytest.FixtureRequest) -> Iterator[skqueue.kqueue]:
-    made = KINDS[request.param]()
-    yield made
-    made.close()
 
 
 @pytest.fixture

@@ -44,10 +44,6 @@ RT = signal.SIGRTMIN + 3  # real-time: queued, so every send is one delivery
 WATCHED = (SIG, OTHER, RT)
 ROOT = Path(__file__).resolve().parent.parent
 
-KINDS: dict[str, Callable[[], skqueue.kqueue]] = {
-    "classic": skqueue.kqueue,
-    "skq": lambda: skqueue.kqueue(sched="best", sargs=2),
-}
 
 
 @pytest.fixture(autouse=True)
@@ -60,13 +56,6 @@ def dispositions() -> Iterator[None]:
     for signo, handler in saved.items():
         signal.signal(signo, handler)
     assert hub.pipe is None and not hub.saved and not hub.listeners  # nothing left behind
-
-
-@pytest.fixture(params=sorted(KINDS))
-def kq(request: pytest.FixtureRequest) -> Iterator[skqueue.kqueue]:
-    made = KINDS[request.param]()
-    yield made
-    made.close()
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import errno
 import time
-from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -27,18 +26,6 @@ from skqueue.constants import (
     NOTE_SECONDS,
     NOTE_USECONDS,
 )
-
-KINDS: dict[str, Callable[[], skqueue.kqueue]] = {
-    "classic": skqueue.kqueue,
-    "skq": lambda: skqueue.kqueue(sched="best", sargs=2),
-}
-
-
-@pytest.fixture(params=sorted(KINDS))
-def kq(request: pytest.FixtureRequest) -> Iterator[skqueue.kqueue]:
-    made = KINDS[request.param]()
-    yield made
-    made.close()
 
 
 def timer(

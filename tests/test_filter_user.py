@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -24,18 +23,6 @@ from skqueue.constants import (
     NOTE_FFOR,
     NOTE_TRIGGER,
 )
-
-KINDS: dict[str, Callable[[], skqueue.kqueue]] = {
-    "classic": skqueue.kqueue,
-    "skq": lambda: skqueue.kqueue(sched="best", sargs=2),
-}
-
-
-@pytest.fixture(params=sorted(KINDS))
-def kq(request: pytest.FixtureRequest) -> Iterator[skqueue.kqueue]:
-    made = KINDS[request.param]()
-    yield made
-    made.close()
 
 
 def user(

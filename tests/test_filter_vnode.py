@@ -9,7 +9,7 @@ import errno
 import gc
 import os
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -42,17 +42,6 @@ WAIT = 2.0
 QUIET = 0.05
 ALL = NOTE_DELETE | NOTE_WRITE | NOTE_EXTEND | NOTE_ATTRIB | NOTE_LINK | NOTE_RENAME | NOTE_REVOKE
 
-KINDS: dict[str, Callable[[], skqueue.kqueue]] = {
-    "classic": skqueue.kqueue,
-    "skq": lambda: skqueue.kqueue(sched="best", sargs=2),
-}
-
-
-@pytest.fixture(params=sorted(KINDS))
-def kq(request: pytest.FixtureRequest) -> Iterator[skqueue.kqueue]:
-    made = KINDS[request.param]()
-    yield made
-    made.close()
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ from __future__ import annotations
 import errno
 import os
 import socket
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pytest
@@ -17,6 +16,7 @@ from hypothesis import strategies as st
 
 import skqueue
 from skqueue import kevent
+from skqueue._testing import KQUEUE_KINDS
 from skqueue.constants import (
     EV_ADD,
     EV_DELETE,
@@ -30,26 +30,6 @@ from skqueue.constants import (
     KQ_FILTER_READ,
     NOTE_TRIGGER,
 )
-
-KINDS: dict[str, Callable[[], skqueue.kqueue]] = {
-    "classic": skqueue.kqueue,
-    "skq": lambda: skqueue.kqueue(sched="best", sargs=2),
-}
-
-
-@pytest.fixture(params=sorted(KINDS))
-def kq(request: pytest.FixtureRequest) -> Iterator[skqueue.kqueue]:
-    made = KINDS[request.param]()
-    yield made
-    made.close()
-
-
-@pytest.fixture
-def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
-    a, b = socket.socketpair()
-    yield a, b
-    a.close()
-    b.close()
 
 
 # kevent ---------------------------------------------------------------------------------
@@ -256,7 +236,7 @@ def _apply(
     return 0
 
 
-@pytest.mark.parametrize("kind", sorted(KINDS))
+@pytest.mark.parametrize("kind", sorted(KQUEUE_KINDS))
 @settings(max_examples=40, deadline=None)
 @given(steps=STEPS)
 def test_random_changes_match_a_model(kind: str, steps: list[tuple[int, str, int]]) -> None:
@@ -273,7 +253,7 @@ def test_random_changes_match_a_model(kind: str, steps: list[tuple[int, str, int
         (b.fileno(), EVFILT_WRITE),
     ]
     model: dict[tuple[int, int], Entry] = {}
-    kq = KINDS[kind]()
+    kq = KQUEUE_KINDS[kind]()
     try:
         for index, action, udata in steps:
             key = targets[index]

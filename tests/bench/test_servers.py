@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -68,7 +69,7 @@ def test_malformed_frame_closes_only_that_connection(server: ServerProcess) -> N
     assert roundtrip(good, Request(1000, 1, 1)).request_id == 1
     bad.sendall(b"\xff" * FRAME_SIZE)
     bad.settimeout(5)
-    assert bad.recv(64) == b""  # closed by the server
+    assert _closed_by_peer(bad)
     # pipelined requests on the good connection are all answered, in one write
     good.sendall(b"".join(encode(Request(1000, i, i)) for i in range(2, 6)))
     assert [recv_frame(good).request_id for _ in range(4)] == [2, 3, 4, 5]
@@ -76,6 +77,14 @@ def test_malformed_frame_closes_only_that_connection(server: ServerProcess) -> N
     assert roundtrip(fresh, Request(1000, 9, 9)).request_id == 9
     for s in (good, bad, fresh):
         s.close()
+
+
+def _closed_by_peer(sock: socket.socket) -> bool:
+    """End of file, or a reset: the server may close with our junk still unread."""
+    try:
+        return sock.recv(64) == b""
+    except ConnectionResetError:
+        return True
 
 
 def test_policy_names() -> None:

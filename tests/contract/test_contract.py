@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 import skqueue
+from skqueue._testing import KQUEUE_KINDS
 from skqueue.constants import (
     EV_ADD,
     EV_CLEAR,
@@ -28,10 +29,6 @@ from skqueue.constants import (
 
 from .drivers import Driver, Reg, all_drivers
 
-KINDS: dict[str, Callable[[], skqueue.kqueue]] = {
-    "classic": skqueue.kqueue,
-    "skq": lambda: skqueue.kqueue(sched="best", sargs=2),
-}
 WAIT = 2.0  # upper bound for an expected event; waits end as soon as it comes
 
 MakeKq = Callable[[], skqueue.kqueue]
@@ -44,12 +41,12 @@ def driver(request: pytest.FixtureRequest) -> Iterator[Driver]:
     made.close()
 
 
-@pytest.fixture(params=sorted(KINDS))
+@pytest.fixture(params=sorted(KQUEUE_KINDS))
 def make_kq(request: pytest.FixtureRequest) -> Iterator[MakeKq]:
     made: list[skqueue.kqueue] = []
 
     def make() -> skqueue.kqueue:
-        kq = KINDS[request.param]()
+        kq = KQUEUE_KINDS[request.param]()
         made.append(kq)
         return kq
 
