@@ -20,6 +20,8 @@ import pytest
 
 import skqueue
 from skqueue import kevent
+from skqueue._testing import nothing as none
+from skqueue._testing import one
 from skqueue.constants import (
     EV_ADD,
     EV_CLEAR,
@@ -33,7 +35,6 @@ from skqueue.constants import (
 
 WAIT = 2.0
 QUIET = 0.05
-
 
 
 @pytest.fixture
@@ -54,16 +55,6 @@ def add(
     data: int = 0,
 ) -> None:
     kq.control([kevent(fd, filt, EV_ADD | flags, fflags, data)], 0)
-
-
-def one(kq: skqueue.kqueue, timeout: float = WAIT) -> kevent:
-    events = kq.control(None, 8, timeout)
-    assert len(events) == 1, events
-    return events[0]
-
-
-def none(kq: skqueue.kqueue) -> None:
-    assert kq.control(None, 8, QUIET) == []
 
 
 def tcp_pair(listener: socket.socket) -> tuple[socket.socket, socket.socket]:

@@ -18,6 +18,8 @@ from collections.abc import Iterator
 import pytest
 
 import skqueue
+from skqueue._testing import nothing as _nothing
+from skqueue._testing import one
 from skqueue.backend.syscalls import ProcConnector
 from skqueue.constants import (
     EV_ADD,
@@ -39,6 +41,10 @@ from skqueue.event import kevent
 
 WAIT = 5.0
 QUIET = 0.1
+
+
+def nothing(kq: skqueue.kqueue) -> None:
+    _nothing(kq, QUIET)
 
 
 # A child that does what it is told, one line of stdin per step.
@@ -119,16 +125,6 @@ def child() -> Iterator[Child]:
 
 def add(kq: skqueue.kqueue, pid: int, fflags: int, flags: int = 0) -> None:
     kq.control([kevent(pid, EVFILT_PROC, EV_ADD | flags, fflags)], 0)
-
-
-def one(kq: skqueue.kqueue) -> kevent:
-    events = kq.control(None, 4, WAIT)
-    assert len(events) == 1, events
-    return events[0]
-
-
-def nothing(kq: skqueue.kqueue) -> None:
-    assert kq.control(None, 4, QUIET) == []
 
 
 def assert_gone(kq: skqueue.kqueue, pid: int) -> None:

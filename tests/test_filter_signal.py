@@ -22,6 +22,8 @@ from types import FrameType
 import pytest
 
 import skqueue
+from skqueue._testing import nothing as _nothing
+from skqueue._testing import one
 from skqueue.constants import (
     EV_ADD,
     EV_CLEAR,
@@ -38,12 +40,17 @@ from skqueue.filters.signal import hub
 
 WAIT = 2.0
 QUIET = 0.1
+
+
+def nothing(kq: skqueue.kqueue) -> None:
+    _nothing(kq, QUIET)
+
+
 SIG = signal.SIGUSR1
 OTHER = signal.SIGUSR2
 RT = signal.SIGRTMIN + 3  # real-time: queued, so every send is one delivery
 WATCHED = (SIG, OTHER, RT)
 ROOT = Path(__file__).resolve().parent.parent
-
 
 
 @pytest.fixture(autouse=True)
@@ -90,12 +97,6 @@ def add(kq: skqueue.kqueue, signo: int, flags: int = 0) -> None:
     kq.control([kevent(signo, EVFILT_SIGNAL, EV_ADD | flags)], 0)
 
 
-def one(kq: skqueue.kqueue) -> kevent:
-    events = kq.control(None, 4, WAIT)
-    assert len(events) == 1, events
-    return events[0]
-
-
 def total(kq: skqueue.kqueue, expected: int) -> int:
     """Sum of data over the events that arrive until expected is reached (or WAIT)."""
     deadline = time.monotonic() + WAIT
@@ -105,10 +106,6 @@ def total(kq: skqueue.kqueue, expected: int) -> int:
             assert ev.data >= 1
             seen += ev.data
     return seen
-
-
-def nothing(kq: skqueue.kqueue) -> None:
-    assert kq.control(None, 4, QUIET) == []
 
 
 # Delivery no matter which thread the kernel picks ------------------------------------

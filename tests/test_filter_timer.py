@@ -11,6 +11,7 @@ import pytest
 
 import skqueue
 from skqueue import kevent
+from skqueue._testing import one
 from skqueue.constants import (
     EV_ADD,
     EV_CLEAR,
@@ -32,12 +33,6 @@ def timer(
     kq: skqueue.kqueue, ident: int, data: int, fflags: int = 0, flags: int = 0, udata: object = 0
 ) -> None:
     kq.control([kevent(ident, EVFILT_TIMER, EV_ADD | flags, fflags, data, udata)], 0)
-
-
-def one(kq: skqueue.kqueue, timeout: float = 3.0) -> kevent:
-    events = kq.control(None, 8, timeout)
-    assert len(events) == 1, events
-    return events[0]
 
 
 def einval(kq: skqueue.kqueue, ev: kevent) -> None:

@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 
 import skqueue
+from skqueue._testing import nothing as _nothing
+from skqueue._testing import one
 from skqueue.backend.syscalls import IN_UNMOUNT
 from skqueue.constants import (
     EV_ADD,
@@ -40,8 +42,13 @@ from skqueue.event import kevent
 
 WAIT = 2.0
 QUIET = 0.05
-ALL = NOTE_DELETE | NOTE_WRITE | NOTE_EXTEND | NOTE_ATTRIB | NOTE_LINK | NOTE_RENAME | NOTE_REVOKE
 
+
+def nothing(kq: skqueue.kqueue) -> None:
+    _nothing(kq, QUIET)
+
+
+ALL = NOTE_DELETE | NOTE_WRITE | NOTE_EXTEND | NOTE_ATTRIB | NOTE_LINK | NOTE_RENAME | NOTE_REVOKE
 
 
 @pytest.fixture
@@ -72,21 +79,11 @@ def add(kq: skqueue.kqueue, fd: int, fflags: int = ALL, flags: int = 0) -> None:
     kq.control([kevent(fd, EVFILT_VNODE, EV_ADD | flags, fflags)], 0)
 
 
-def one(kq: skqueue.kqueue) -> kevent:
-    events = kq.control(None, 4, WAIT)
-    assert len(events) == 1, events
-    return events[0]
-
-
 def notes(kq: skqueue.kqueue) -> int:
     """fflags of the one event that must come now (data is always 0)."""
     ev = one(kq)
     assert (ev.filter, ev.data) == (EVFILT_VNODE, 0)
     return ev.fflags
-
-
-def nothing(kq: skqueue.kqueue) -> None:
-    assert kq.control(None, 4, QUIET) == []
 
 
 # Every note on a file -------------------------------------------------------------------
