@@ -143,11 +143,17 @@ class Scheduler:
         if not self.steal:
             return False
         thief.steal_scans += 1
-        victims = [k for k in self.kevqs if k is not thief and len(k)]
+        victims = [k for k in self.kevqs if (k.normal or k.rt) and k is not thief]
         if not victims:
             return False
-        probes = min(len(victims), tunables.steal_scan_factor)
-        victim = max(self._random.sample(victims, probes), key=len)
+        if len(victims) > 1:
+            # Probe steal_scan_factor random busy kevqs; rob the most loaded.
+            probes = tunables.steal_scan_factor
+            if probes < len(victims):
+                victims = self._random.sample(victims, probes)
+            victim = max(victims, key=len)
+        else:
+            victim = victims[0]
         taken = 0
         while taken < self.fargs and len(victim):
             realtime = bool(victim.rt)
