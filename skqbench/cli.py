@@ -3,6 +3,7 @@
     skqueue bench reproduce [--quick]   the imbalanced-workload comparison, end to end
     skqueue bench sweep ...             any configuration (design x policy x workers)
     skqueue bench load --port P --rate R  one point against a running server, as JSON
+    skqueue bench crosscheck            our generator vs sockperf, same server and rate
     skqueue bench report DIR            redo plots and table from a results folder
     skqueue serve ...                   run one server design on loopback
     skqueue stats                       scheduler statistics of a running server
@@ -37,8 +38,8 @@ T = TypeVar("T")
 REPRO_CONNECTIONS = 64
 REPRO_WORKERS = 4
 REPRO_SKQ_QUICK = ("best2", "best2+ws")
-REPRO_SKQ_FULL = ("random", "queue", "cpu", "best2", "queue2", "cpu2", "random+ws",
-                  "cpu+ws", "best2+ws", "cpu2+ws")
+REPRO_SKQ_FULL = tuple(p + ws for ws in ("", "+ws")
+                       for p in ("random", "queue", "cpu", "best2", "queue2", "cpu2"))
 REPRO_BASELINES = ("vanilla", "dispatch", "asyncio", "uvloop", "reuseport")
 # Base service time: long enough that 4 workers saturate on service time (where
 # scheduling matters) before this 2-core box runs out of CPU for Python dispatch
@@ -100,9 +101,10 @@ def _add_load_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--work", choices=WORK_KINDS, default="sleep",
                    help="server-side service routine (default %(default)s)")
     p.add_argument("--duration", type=pos_float, default=None,
-                   help="measured seconds per point")
+                   help="measured seconds per point (default 1 with --quick, else 2.5)")
     p.add_argument("--warmup", type=_checked(float, "seconds"), default=None,
-                   help="unmeasured seconds before each point")
+                   help="unmeasured seconds before each point (default 0.3 with --quick, "
+                   "else 0.5)")
     p.add_argument("--seed", type=int, default=1, help="random seed (default %(default)s)")
     slo = p.add_mutually_exclusive_group()
     slo.add_argument("--slo-factor", type=pos_float, default=20.0,
@@ -156,6 +158,13 @@ def build_parser() -> argparse.ArgumentParser:
                     default="classes:400us")
     _add_load_options(ld)
 
+    cc = bsub.add_parser("crosscheck", help="our generator vs sockperf on the same server")
+    cc.add_argument("--design", choices=list(DESIGNS), default="vanilla")
+    cc.add_argument("--rate", type=pos_float, default=500.0)
+    cc.add_argument("--service", type=_checked(_dist, "service distribution"),
+                    default="fixed:1ms", help="fixed:T or exp:T (default %(default)s)")
+    cc.add_argument("--duration", type=pos_int, default=5, help="seconds per tool")
+
     rp = bsub.add_parser("report", help="plots and table from a results folder")
     rp.add_argument("folder")
     rp.add_argument("--knee", type=pos_float, default=None,
@@ -167,6 +176,10 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--workers", type=pos_int, default=4)
     sv.add_argument("--port", type=_checked(int, "port"), default=0)
     sv.add_argument("--work", choices=WORK_KINDS, default="sleep")
+    sv.add_argument("--sockperf-service", type=_checked(_dist, "service distribution"),
+                    default="fixed:400us",
+                    help="service time of sockperf messages, which carry none "
+                    "(default %(default)s)")
     sv.add_argument("--control", default=None,
                     help=f"control socket path (default: {default_control_path()})")
 
@@ -285,6 +298,21 @@ def cmd_load(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_crosscheck(args: argparse.Namespace) -> int:
+    """Exit 0 when both tools agree within the stated tolerance, 1 otherwise."""
+    from skqbench.crosscheck import SLACK_US, TOLERANCE, crosscheck
+
+    try:
+        res = crosscheck(args.design, args.rate, args.service, args.duration)
+    except RuntimeError as exc:
+        print(f"skqueue bench crosscheck: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(res.to_json(), indent=1))
+    verdict = "agree" if res.agree else "DISAGREE"
+    print(f"{verdict} (tolerance {TOLERANCE:.0%} or {SLACK_US:.0f} us on p50 and p99)")
+    return 0 if res.agree else 1
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from skqbench.report import write_report
 
@@ -293,7 +321,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    cfg = ServerConfig(args.design, args.workers, args.policy, args.work, args.port)
+    cfg = ServerConfig(args.design, args.workers, args.policy, args.work, args.port,
+                       sockperf_service=args.sockperf_service)
     control = args.control or default_control_path()
 
     def ready(port: int) -> None:
@@ -332,6 +361,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_report(args)
         if args.bench_command == "load":
             return cmd_load(args)
+        if args.bench_command == "crosscheck":
+            return cmd_crosscheck(args)
         name = args.bench_command
         plan = reproduce_plan(args) if name == "reproduce" else sweep_plan(args)
     except ValueError as exc:  # a combination of arguments no single option could reject

@@ -86,6 +86,10 @@ class LoadResult:
     p999_us: float
     max_us: float
     mean_us: float
+    # from the actual send instead of the schedule: what a closed-loop or C tool such as
+    # sockperf reports; the difference is the generator's own lateness
+    from_send_p50_us: float
+    from_send_p99_us: float
     send_lag_p99_us: float
     send_lag_max_us: float
     histogram: str  # HdrHistogram of latencies in ns, base64 (HdrHistogram.decode)
@@ -149,8 +153,8 @@ def _generate(spec: LoadSpec, conns: _Connections, share: float, run: int, start
         ep.register(fd, select.EPOLLIN)
     partial = [b""] * n
     alive = [True] * n
-    hist, lag = _new_hist(), _new_hist()
-    pending: dict[int, int] = {}
+    hist, lag, from_send = _new_hist(), _new_hist(), _new_hist()
+    pending: dict[int, tuple[int, int]] = {}  # request id -> (scheduled, actually sent)
     measure_ns = start_ns + round(spec.warmup_s * 1e9)
     end_ns = measure_ns + round(spec.duration_s * 1e9)
     drain_end_ns = end_ns + round(spec.drain_s * 1e9)
@@ -177,9 +181,10 @@ def _generate(spec: LoadSpec, conns: _Connections, share: float, run: int, start
                     conns.broken = True
             if measured:
                 sent += 1
-                lag.record_value(max(now - sched, 1))
+                sent_at = now_ns()
+                lag.record_value(max(sent_at - sched, 1))
                 if alive[i]:
-                    pending[rid] = sched
+                    pending[rid] = (sched, sent_at)
                 else:
                     errors += 1
             next_ns += gap()
@@ -207,14 +212,16 @@ def _generate(spec: LoadSpec, conns: _Connections, share: float, run: int, start
             for magic, _, rid, sched in unpack(data[:cut]):
                 if magic != MAGIC:
                     errors += 1
-                elif pending.pop(rid, None) is not None:
+                elif (times := pending.pop(rid, None)) is not None:
                     hist.record_value(max(now - sched, 1))
+                    from_send.record_value(max(now - times[1], 1))
                     received += 1
                 if measure_ns <= now < end_ns and rid >> RUN_SHIFT == run:
                     in_window += 1
     final = now_ns()
-    for sched in pending.values():
+    for sched, sent_at in pending.values():
         hist.record_value(max(final - sched, 1))
+        from_send.record_value(max(final - sent_at, 1))
     ep.close()
     return {
         "sent": sent,
@@ -224,6 +231,7 @@ def _generate(spec: LoadSpec, conns: _Connections, share: float, run: int, start
         "errors": errors,
         "hist": hist.encode(),
         "lag": lag.encode(),
+        "from_send": from_send.encode(),
     }
 
 
@@ -330,18 +338,19 @@ class LoadGenerator:
 
 
 def _merge(spec: LoadSpec, parts: list[dict[str, Any]]) -> LoadResult:
-    hist, lag = _new_hist(), _new_hist()
+    hist, lag, from_send = _new_hist(), _new_hist(), _new_hist()
     for part in parts:
         hist.add(HdrHistogram.decode(part["hist"]))
         lag.add(HdrHistogram.decode(part["lag"]))
+        from_send.add(HdrHistogram.decode(part["from_send"]))
 
     def total(key: str) -> int:
         return sum(int(p[key]) for p in parts)
 
     empty = hist.get_total_count() == 0
 
-    def pct(q: float) -> float:
-        return math.nan if empty else _us(hist.get_value_at_percentile(q))
+    def pct(q: float, h: HdrHistogram = hist) -> float:
+        return math.nan if empty else _us(h.get_value_at_percentile(q))
 
     return LoadResult(
         offered=spec.rate,
@@ -357,6 +366,8 @@ def _merge(spec: LoadSpec, parts: list[dict[str, Any]]) -> LoadResult:
         p999_us=pct(99.9),
         max_us=math.nan if empty else _us(hist.get_max_value()),
         mean_us=math.nan if empty else _us(hist.get_mean_value()),
+        from_send_p50_us=pct(50, from_send),
+        from_send_p99_us=pct(99, from_send),
         send_lag_p99_us=_us(lag.get_value_at_percentile(99)),
         send_lag_max_us=_us(lag.get_max_value()),
         histogram=hist.encode().decode(),

@@ -27,6 +27,8 @@ from rich.table import Table
 from skqbench.sweep import Point, SweepResults
 
 BASELINE = "vanilla"
+PALETTE = plt.get_cmap("tab20")  # 20 distinct colours; markers tell equal colours apart
+MARKERS = "os^Dv<>PXh"
 
 
 @dataclass
@@ -121,13 +123,13 @@ def plot(res: SweepResults, out_dir: str) -> list[str]:
             pts = [p for p in res.points if p.label == label]
             if not pts:
                 continue
-            color = f"C{i % 10}"
+            color = PALETTE(i % PALETTE.N)
             style = "-" if pts[0].config["design"] == "skq" else "--"
             xs = [p.result["achieved"] for p in pts]
             ys = [p.result[key] / 1000.0 for p in pts]
-            ax.plot(xs, ys, style, color=color, marker="o", label=label)
+            ax.plot(xs, ys, style, color=color, marker=MARKERS[i % len(MARKERS)], label=label)
             sat = [i for i, p in enumerate(pts) if p.saturated]
-            ax.scatter([xs[i] for i in sat], [ys[i] for i in sat], s=90, facecolors="white",
+            ax.scatter([xs[i] for i in sat], [ys[i] for i in sat], s=110, facecolors="white",
                        edgecolors=color, zorder=3)
         if key == "p99_us":
             ax.axhline(res.slo_us / 1000.0, color="grey", linestyle=":",
@@ -141,7 +143,7 @@ def plot(res: SweepResults, out_dir: str) -> list[str]:
                      f"(mean service {res.mean_service_us:.0f} us; hollow = saturated)")
         ax.title.set_fontsize(10)
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8, loc="upper left")
+        ax.legend(fontsize=8, loc="upper left", ncols=2 if len(res.labels) > 8 else 1)
         fig.tight_layout()
         path = os.path.join(out_dir, f"{name}.png")
         fig.savefig(path)

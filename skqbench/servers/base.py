@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import abc
 import importlib
+import random
 import re
 import socket
 import threading
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from skqbench.protocol import FRAME_SIZE, ProtocolError, decode
-from skqbench.service import WorkFn, make_work
+from skqbench.protocol import Framer, ProtocolError
+from skqbench.service import WorkFn, make_work, parse_dist
 
 LOOPBACK = "127.0.0.1"
 BACKLOG = 4096
@@ -73,6 +74,7 @@ class ServerConfig:
     work: str = "sleep"
     port: int = 0
     reuseport: bool = False
+    sockperf_service: str = "fixed:400us"  # for sockperf messages, which carry no time
 
     def __post_init__(self) -> None:
         if self.design not in DESIGNS:
@@ -81,6 +83,7 @@ class ServerConfig:
             raise ValueError("workers must be at least 1")
         if self.design == "skq":
             parse_policy(self.policy)
+        parse_dist(self.sockperf_service)
 
     @property
     def label(self) -> str:
@@ -95,6 +98,8 @@ class Server(abc.ABC):
     def __init__(self, cfg: ServerConfig) -> None:
         self.cfg = cfg
         self.work: WorkFn = make_work(cfg.work)
+        self._sockperf_dist = parse_dist(cfg.sockperf_service)
+        self._rng = random.Random(0)
         self._served: dict[str, int] = {}
         self._served_lock = threading.Lock()
 
@@ -105,6 +110,10 @@ class Server(abc.ABC):
     @abc.abstractmethod
     def stop(self) -> None:
         """Stop every worker and close every socket."""
+
+    def sockperf_service_ns(self) -> int:
+        """Service time for a sockperf message (drawn here: the message has none)."""
+        return self._sockperf_dist.sample_ns(self._rng, 1.0)
 
     def serve_request(self, worker: str, service_ns: int) -> None:
         """Run the service routine and count it against ``worker``."""
@@ -148,51 +157,51 @@ class Connection:
     worker for all of them.
     """
 
-    __slots__ = ("buf", "fd", "sock")
+    __slots__ = ("fd", "framer", "sock")
 
     def __init__(self, sock: socket.socket) -> None:
         sock.setblocking(False)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.sock = sock
         self.fd = sock.fileno()
-        self.buf = bytearray()
+        self.framer = Framer()
 
     def serve_one(self, server: Server, worker: str) -> bool:
         """Handle what one readiness event allows; False once the connection must be
         closed (end of file, socket error, or a malformed frame)."""
         try:
-            data = self.sock.recv(FRAME_SIZE - len(self.buf))
+            data = self.sock.recv(self.framer.wanted())
         except BlockingIOError:
             return True
         except OSError:
             return False
         if not data:
             return False
-        self.buf += data
-        if len(self.buf) < FRAME_SIZE:
-            return True
-        frame = bytes(self.buf)
-        self.buf.clear()
         try:
-            req = decode(frame)
+            frames = self.framer.feed(data)
+            for frame in frames:  # never more than one: recv stops at the frame's end
+                service_ns, reply = self.framer.respond(frame, server.sockperf_service_ns)
+                server.serve_request(worker, service_ns)
+                if reply is not None and not self._send(reply):
+                    return False
         except ProtocolError:
             return False
-        server.serve_request(worker, req.service_ns)
-        return self._send(frame)
+        return True
 
-    def _send(self, frame: bytes) -> bool:
+    def _send(self, data: bytes) -> bool:
         try:
-            sent = self.sock.send(frame)
-            if sent < len(frame):  # full send buffer: rare, finish in blocking mode
-                self.sock.setblocking(True)
-                self.sock.sendall(frame[sent:])
-                self.sock.setblocking(False)
+            sent = self.sock.send(data)
         except BlockingIOError:
-            self.sock.setblocking(True)
-            self.sock.sendall(frame)
-            self.sock.setblocking(False)
+            sent = 0
         except OSError:
             return False
+        if sent < len(data):  # full send buffer: rare, finish in blocking mode
+            try:
+                self.sock.setblocking(True)
+                self.sock.sendall(data[sent:])
+                self.sock.setblocking(False)
+            except OSError:
+                return False
         return True
 
     def close(self) -> None:

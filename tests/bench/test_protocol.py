@@ -2,7 +2,18 @@ from __future__ import annotations
 
 import pytest
 
-from skqbench.protocol import FRAME_SIZE, MAGIC, ProtocolError, Request, decode, encode
+from skqbench.protocol import (
+    FRAME_SIZE,
+    MAGIC,
+    SOCKPERF_CLIENT,
+    SOCKPERF_HEADER,
+    SOCKPERF_PONG_REQUEST,
+    Framer,
+    ProtocolError,
+    Request,
+    decode,
+    encode,
+)
 
 
 def test_round_trip_keeps_every_field() -> None:
@@ -27,3 +38,33 @@ def test_service_time_must_fit_the_frame() -> None:
         encode(Request(2**32, 0, 0))
     with pytest.raises(ValueError):
         encode(Request(-1, 0, 0))
+
+
+def test_framer_recognises_both_protocols_across_partial_reads() -> None:
+    ours = encode(Request(5, 6, 7))
+    framer = Framer()
+    assert framer.wanted() == 14  # never more than the smallest header
+    assert framer.feed(ours[:10]) == []
+    assert framer.feed(ours[10:] + ours) == [ours, ours]
+    assert framer.respond(ours, lambda: 0) == (5, ours)
+
+    sp = Framer()
+    request = SOCKPERF_HEADER.pack(9, SOCKPERF_CLIENT | SOCKPERF_PONG_REQUEST, 20) + b"abcdef"
+    silent = SOCKPERF_HEADER.pack(10, SOCKPERF_CLIENT, 14)
+    assert sp.feed(silent + request[:3]) == [silent]
+    assert sp.wanted() == 11
+    assert sp.feed(request[3:15]) == []
+    assert sp.wanted() == 5  # the rest of the 20-byte message, not one byte more
+    assert sp.feed(request[15:]) == [request]
+    assert sp.respond(silent, lambda: 42) == (42, None)
+    service, reply = sp.respond(request, lambda: 42)
+    assert service == 42 and reply is not None
+    assert SOCKPERF_HEADER.unpack(reply[:14]) == (9, SOCKPERF_PONG_REQUEST, 20)
+    assert reply[14:] == b"abcdef"
+
+
+def test_framer_rejects_unknown_protocols_and_bad_lengths() -> None:
+    with pytest.raises(ProtocolError, match="unknown protocol"):
+        Framer().feed(b"GET / HTTP/1.1\r\n")
+    with pytest.raises(ProtocolError, match="length"):
+        Framer().feed(SOCKPERF_HEADER.pack(1, SOCKPERF_CLIENT, 3))

@@ -9,7 +9,14 @@ from collections.abc import Iterator
 
 import pytest
 
-from skqbench.protocol import FRAME_SIZE, Request, encode
+from skqbench.protocol import (
+    FRAME_SIZE,
+    SOCKPERF_CLIENT,
+    SOCKPERF_HEADER,
+    SOCKPERF_PONG_REQUEST,
+    Request,
+    encode,
+)
 from skqbench.servers.base import DESIGNS, ServerConfig, parse_policy
 from skqbench.servers.harness import ServerProcess
 
@@ -19,8 +26,11 @@ WORKERS = 4
 CONNS = 16
 SERVICE_NS = 40_000_000
 
-CONFIGS = [ServerConfig(d, WORKERS) for d in DESIGNS] + [
-    ServerConfig("skq", WORKERS, p) for p in ("random", "queue2+ws", "cpu2+ws")
+SOCKPERF_SERVICE_NS = 20_000_000
+
+CONFIGS = [ServerConfig(d, WORKERS, sockperf_service="fixed:20ms") for d in DESIGNS] + [
+    ServerConfig("skq", WORKERS, p, sockperf_service="fixed:20ms")
+    for p in ("random", "queue2+ws", "cpu2+ws")
 ]
 
 
@@ -70,13 +80,31 @@ def test_malformed_frame_closes_only_that_connection(server: ServerProcess) -> N
     bad.sendall(b"\xff" * FRAME_SIZE)
     bad.settimeout(5)
     assert _closed_by_peer(bad)
-    # pipelined requests on the good connection are all answered, in one write
+    # pipelined requests on the good connection are all answered (the pool designs may
+    # answer them out of order: replies are matched by id)
     good.sendall(b"".join(encode(Request(1000, i, i)) for i in range(2, 6)))
-    assert [recv_frame(good).request_id for _ in range(4)] == [2, 3, 4, 5]
+    assert sorted(recv_frame(good).request_id for _ in range(4)) == [2, 3, 4, 5]
     fresh = connect(server.port)
     assert roundtrip(fresh, Request(1000, 9, 9)).request_id == 9
     for s in (good, bad, fresh):
         s.close()
+
+
+@pytest.mark.timeout(30)
+def test_sockperf_messages_get_the_server_side_service_time(server: ServerProcess) -> None:
+    sock = connect(server.port)
+    silent = SOCKPERF_HEADER.pack(1, SOCKPERF_CLIENT, 14)
+    request = SOCKPERF_HEADER.pack(2, SOCKPERF_CLIENT | SOCKPERF_PONG_REQUEST, 16) + b"hi"
+    start = time.perf_counter()
+    sock.sendall(silent + request)
+    reply = b""
+    while len(reply) < 16:
+        reply += sock.recv(64)
+    elapsed = time.perf_counter() - start
+    assert reply == SOCKPERF_HEADER.pack(2, SOCKPERF_PONG_REQUEST, 16) + b"hi"
+    assert elapsed >= SOCKPERF_SERVICE_NS / 1e9 * 0.95
+    assert server.stats()["served_total"] == 2  # the silent message was served too
+    sock.close()
 
 
 def _closed_by_peer(sock: socket.socket) -> bool:
