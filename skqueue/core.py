@@ -48,6 +48,7 @@ from .filters.base import (
 )
 from .sched.kevq import Kevq
 from .sched.policy import Scheduler
+from .tunables import tunables
 
 _HARVEST_BATCH = 256
 
@@ -60,7 +61,7 @@ class _ThreadSlot:
     """Thread-local holder of a thread's kevq; its finaliser is the thread-exit hook.
 
     CPython clears a thread's ``threading.local`` data when the thread ends, which
-    drops this object and runs ``__del__`` (documented in DESIGN.md).
+    drops this object and runs ``__del__`` (see "Thread exit" in the README).
     """
 
     __slots__ = ("core", "kevq")
@@ -92,7 +93,6 @@ class KqueueCore:
         self.in_wait = 0  # threads inside a wait
         self.leader: Kevq | None = None
         self.leader_polling = False
-        self._delivered = 0
         self.rtshare = 100  # KQTUNE_RTSHARE
         self.freq = 0  # KQTUNE_FREQ
 
@@ -177,7 +177,7 @@ class KqueueCore:
         if flags & EV_ENABLE and kn.status & KN_DISABLED:
             kn.status &= ~KN_DISABLED
             if kn.status & KN_ACTIVE:
-                self._requeue(kn)
+                self.activate(kn)
         ops.recheck(kn)  # FreeBSD runs the filter after every change
         return 0, fflags
 
@@ -219,10 +219,6 @@ class KqueueCore:
             if not self.closed:
                 self.activate(kn)
 
-    def _requeue(self, kn: Knote) -> None:
-        if not kn.status & (KN_QUEUED | KN_DETACHED | KN_DISABLED) and kn.owner is None:
-            self._enqueue(kn)
-
     def _enqueue(self, kn: Knote) -> None:
         sched = self.sched
         kevq = self.shared if sched is None else sched.place(kn, self.shared)
@@ -257,14 +253,7 @@ class KqueueCore:
         if slot is None:
             kevq = self.sched.new_kevq()
             self._tls.slot = _ThreadSlot(self, kevq)
-            # Events queued while no thread was waiting are adopted here.
-            orphans = list(self.shared.rt) + list(self.shared.normal)
-            self.shared.rt.clear()
-            self.shared.normal.clear()
-            for kn in orphans:
-                kn.status &= ~KN_QUEUED
-                kn.kevq = None
-                self._enqueue(kn)
+            self._replace_queued(self.shared)  # adopt what queued while nobody waited
             return kevq
         return slot.kevq
 
@@ -281,6 +270,7 @@ class KqueueCore:
         deadline = None if timeout is None or timeout <= 0 else time.monotonic() + timeout
         kevq.waiting = True
         self.in_wait += 1
+        out: list[kevent] = []
         try:
             if len(kevq):
                 # Queued events will satisfy this wait without epoll_wait; look at
@@ -297,7 +287,8 @@ class KqueueCore:
                     # A poll: look at the kernel once (epoll_wait is safe to call
                     # while a leader blocks in it), then return what there is.
                     self.backend.dispatch(self.backend.poll(0, _HARVEST_BATCH))
-                    return self._scan(kevq, nevents)
+                    out = self._scan(kevq, nevents)
+                    return out
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return []
@@ -311,7 +302,7 @@ class KqueueCore:
                         kevq.sleeping = False
         finally:
             kevq.waiting = False
-            kevq.account_return(time.monotonic_ns(), self._delivered)
+            kevq.account_return(time.monotonic_ns(), len(out))
             self.in_wait -= 1
             if not self.in_wait and self.sched is None and len(kevq) and not self.closed:
                 self.backend.wake()  # events left queued: keep fileno() readable
@@ -341,8 +332,7 @@ class KqueueCore:
         if self.closed:
             return
         if self.sched is None:
-            if me.sleeping or me.cond._waiters:  # type: ignore[attr-defined]
-                me.cond.notify()
+            me.cond.notify()  # one of the threads sleeping on the shared kevq, if any
             return
         for kevq in self.sched.kevqs:
             if kevq.sleeping and kevq is not me:
@@ -371,6 +361,7 @@ class KqueueCore:
             if multi:
                 kn.owner = kevq
             if not kn.ops.deliver(kn):
+                # Not ready after all: no longer owned, so let the filter re-arm it.
                 kn.owner = None
                 if not kn.status & KN_DETACHED:
                     kn.status &= ~KN_ACTIVE
@@ -397,7 +388,6 @@ class KqueueCore:
             kevq.owned.append(kn)
         if not multi:
             self._release_owned(kevq)
-        self._delivered = len(out)
         return out
 
     def _release_owned(self, kevq: Kevq) -> None:
@@ -414,7 +404,7 @@ class KqueueCore:
             if status & KN_DETACHED:
                 continue
             if status & KN_ACTIVE:
-                self._requeue(kn)
+                self.activate(kn)
             else:
                 kn.ops.recheck(kn)
 
@@ -427,13 +417,17 @@ class KqueueCore:
             kevq.closing = True
             self.sched.remove_kevq(kevq)
             self._release_owned(kevq)
-            queued = list(kevq.rt) + list(kevq.normal)
-            kevq.rt.clear()
-            kevq.normal.clear()
-            for kn in queued:
-                kn.status &= ~KN_QUEUED
-                kn.kevq = None
-                self._enqueue(kn)
+            self._replace_queued(kevq)
+
+    def _replace_queued(self, kevq: Kevq) -> None:
+        """Place everything queued on kevq again, by the policy (realtime first)."""
+        queued = [*kevq.rt, *kevq.normal]
+        kevq.rt.clear()
+        kevq.normal.clear()
+        for kn in queued:
+            kn.status &= ~KN_QUEUED
+            kn.kevq = None
+            self._enqueue(kn)
 
     def leave(self) -> None:
         """The calling thread stops serving this kqueue (its events move on)."""
@@ -466,8 +460,6 @@ class KqueueCore:
         self.backend.close()
 
     def stats(self) -> dict[str, Any]:
-        from .tunables import tunables
-
         with self.lock:
             common = {
                 "knotes": len(self.knotes),

@@ -5,16 +5,17 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-_LIMITS: dict[str, tuple[int, int]] = {
+#: name -> (default, lowest, highest)
+_KNOBS: dict[str, tuple[int, int, int]] = {
     # SKQ scheduler.
-    "cache_penalty_ns": (0, 1_000_000_000),
-    "steal_scan_factor": (1, 64),
+    "cache_penalty_ns": (1_000, 0, 1_000_000_000),
+    "steal_scan_factor": (2, 1, 64),
     # AIO.
-    "aio_max_queue": (1, 1 << 20),
-    "aio_max_per_fd": (1, 1 << 20),
-    "aio_workers": (1, 256),
-    "tx_zcopy": (0, 1),
-    "tx_zcopy_min": (0, 1 << 30),
+    "aio_max_queue": (4096, 1, 1 << 20),
+    "aio_max_per_fd": (1024, 1, 1 << 20),
+    "aio_workers": (4, 1, 256),
+    "tx_zcopy": (1, 0, 1),
+    "tx_zcopy_min": (16 * 1024, 0, 1 << 30),
 }
 
 
@@ -23,15 +24,7 @@ class Tunables:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._values: dict[str, int] = {
-            "cache_penalty_ns": 1_000,
-            "steal_scan_factor": 2,
-            "aio_max_queue": 4096,
-            "aio_max_per_fd": 1024,
-            "aio_workers": 4,
-            "tx_zcopy": 1,
-            "tx_zcopy_min": 16 * 1024,
-        }
+        self._values = {name: default for name, (default, _, _) in _KNOBS.items()}
 
     def __getattr__(self, name: str) -> int:
         values = self.__dict__.get("_values")
@@ -48,13 +41,13 @@ class Tunables:
 
     def set(self, name: str, value: int | bool) -> None:
         """Set one tunable; ValueError names the allowed range when value is outside it."""
-        if name not in _LIMITS:
+        if name not in _KNOBS:
             raise AttributeError(f"no tunable named {name!r}")
         if isinstance(value, bool):
             value = int(value)
         if not isinstance(value, int):
             raise TypeError(f"{name} takes an int, not {type(value).__name__}")
-        low, high = _LIMITS[name]
+        _, low, high = _KNOBS[name]
         if not low <= value <= high:
             raise ValueError(f"{name} must be in [{low}, {high}], got {value}")
         with self._lock:

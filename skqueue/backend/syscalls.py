@@ -49,7 +49,9 @@ __all__ = [
     "SigInfo",
     "accept_queue_length",
     "bytes_readable",
+    "current_cpu",
     "exit_status",
+    "getsockopt_int",
     "inotify_add_watch",
     "inotify_init",
     "inotify_rm_watch",
@@ -713,3 +715,22 @@ def bytes_readable(fd: int) -> int:
     buf = _tls.int_buf
     fcntl.ioctl(fd, termios.FIONREAD, buf)
     return buf[0]
+
+
+# -------------------------------------------------------------------- socket options, CPU
+
+_libc.sched_getcpu.restype = ctypes.c_int
+
+
+def getsockopt_int(fd: int, level: int, option: int) -> int:
+    """An int socket option, straight on the fd (no dup and socket object per call)."""
+    value = ctypes.c_int(0)
+    size = ctypes.c_uint32(ctypes.sizeof(value))
+    _check(_libc.getsockopt(fd, level, option, ctypes.byref(value), ctypes.byref(size)))
+    return value.value
+
+
+def current_cpu() -> int:
+    """The CPU the calling thread runs on now (sched_getcpu(3))."""
+    cpu: int = _libc.sched_getcpu()
+    return max(cpu, 0)

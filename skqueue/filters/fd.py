@@ -92,13 +92,10 @@ def _wants_edge(kn: Knote) -> bool:
 def _kind_of(fd: int, mode: int) -> int:
     if stat.S_ISSOCK(mode):
         try:
-            listening = socket.socket(fileno=os.dup(fd))
+            listening = syscalls.getsockopt_int(fd, socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
         except OSError:
             return SOCKET
-        with listening:
-            if listening.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
-                return LISTENER
-        return SOCKET
+        return LISTENER if listening else SOCKET
     if stat.S_ISFIFO(mode):
         return FIFO
     if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
@@ -181,10 +178,10 @@ class FdFilter(Filter):
         watch: FdWatch = kn.hook
         if watch.kind == REGULAR or watch.edge:
             try:
-                st = os.fstat(watch.fd)
+                _check_identity(watch)
             except OSError:
                 return True
-            return (st.st_dev, st.st_ino) != watch.identity
+            return False
         return not self._rearm(watch, None, force=True)
 
     # Readiness ---------------------------------------------------------------------
@@ -374,13 +371,10 @@ def _eof_error(watch: FdWatch, revents: int) -> int:
     application's next recv() sees a plain EOF instead of the error.
     """
     if watch.sockerr < 0 and revents & _ERR:
-        with socket.socket(fileno=os.dup(watch.fd)) as sock:
-            watch.sockerr = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        watch.sockerr = syscalls.getsockopt_int(watch.fd, socket.SOL_SOCKET, socket.SO_ERROR)
     return max(watch.sockerr, 0)
 
 
 def _sndbuf(fd: int) -> int:
     """SO_SNDBUF, which Linux autotunes upward as a TCP connection runs."""
-    with socket.socket(fileno=os.dup(fd)) as sock:
-        size: int = sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
-    return size
+    return syscalls.getsockopt_int(fd, socket.SOL_SOCKET, socket.SO_SNDBUF)

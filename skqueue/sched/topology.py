@@ -7,16 +7,16 @@ before its first wait makes its group stable.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import functools
 import os
 import socket
 from pathlib import Path
 
+from ..backend.syscalls import current_cpu, getsockopt_int
+
+__all__ = ["Topology", "current_cpu", "incoming_cpu", "topology"]
+
 _SYSFS = Path("/sys/devices/system/cpu")
-_libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-_libc.sched_getcpu.restype = ctypes.c_int
 _SO_INCOMING_CPU = getattr(socket, "SO_INCOMING_CPU", 49)
 
 
@@ -86,17 +86,10 @@ def topology() -> Topology:
     return Topology()
 
 
-def current_cpu() -> int:
-    """The CPU the calling thread runs on now."""
-    cpu: int = _libc.sched_getcpu()
-    return max(cpu, 0)
-
-
 def incoming_cpu(fd: int) -> int | None:
     """SO_INCOMING_CPU of a socket: the CPU that processed its last packet."""
-    value = ctypes.c_int(-1)
-    size = ctypes.c_uint32(ctypes.sizeof(value))
-    if _libc.getsockopt(fd, socket.SOL_SOCKET, _SO_INCOMING_CPU, ctypes.byref(value),
-                        ctypes.byref(size)) != 0 or value.value < 0:
+    try:
+        cpu = getsockopt_int(fd, socket.SOL_SOCKET, _SO_INCOMING_CPU)
+    except OSError:
         return None
-    return value.value
+    return cpu if cpu >= 0 else None

@@ -55,7 +55,8 @@ def test_design_serves_concurrently_and_echoes(server: ServerProcess) -> None:
     for t in threads:
         t.start()
     for t in threads:
-        t.join()
+        t.join(timeout=30)
+    assert not any(t.is_alive() for t in threads), "a client thread hung"
     elapsed = time.perf_counter() - start
     assert replies == {i: Request(SERVICE_NS, 1000 + i, i) for i in range(CONNS)}
     stats = server.stats()

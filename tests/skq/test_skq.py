@@ -418,11 +418,14 @@ def test_exiting_thread_hands_over_queued_events() -> None:
         kq.control(None, 1, 0.01)  # the main thread's kevq
         for _, writer in pairs:
             writer.send(b"q")
-        time.sleep(0.1)
-        queued_there = sum(k["queued"] for k in kq.stats()["kevqs"])
+        # This wait harvests all 64 activations and places them on both kevqs.
+        seen = {ev.udata for ev in kq.control(None, 64, 1)}
+        me = threading.current_thread().name
+        queued_there = sum(k["queued"] for k in kq.stats()["kevqs"] if k["thread_name"] != me)
+        assert queued_there > 0, "nothing was queued behind the thread that exits"
+        assert len(seen) + queued_there == 64
         leave.set()
         join_all([thread], 5)
-        seen = set()
         deadline = time.monotonic() + 5
         while len(seen) < 64 and time.monotonic() < deadline:
             seen.update(ev.udata for ev in kq.control(None, 64, 0.2))
