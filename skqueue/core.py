@@ -51,6 +51,7 @@ from .sched.policy import Scheduler
 from .tunables import tunables
 
 _HARVEST_BATCH = 256
+_RARE_FLAGS = EV_REALTIME | EV_ONESHOT | EV_CLEAR | EV_DISPATCH
 
 
 def _closed_error() -> ValueError:
@@ -224,7 +225,8 @@ class KqueueCore:
         kevq = self.shared if sched is None else sched.place(kn, self.shared)
         kevq.push(kn, bool(kn.flags & EV_REALTIME))
         kn.status |= KN_QUEUED
-        self._wake(kevq)
+        if kevq.cond._waiters or not self.in_wait or self.leader is not None:  # type: ignore[attr-defined]
+            self._wake(kevq)
         if sched is not None and sched.steal and (not kevq.waiting or len(kevq) > 1):
             # Work would sit behind a busy thread: wake an idle one to steal it.
             thief = sched.idle_thief(kevq)
@@ -340,23 +342,27 @@ class KqueueCore:
                 return
 
     def _scan(self, kevq: Kevq, nevents: int) -> list[kevent]:
+        # The per-event path of every wait: locals and one branch for the rare flags.
         out: list[kevent] = []
+        append = out.append
         sched = self.sched
         multi = sched is not None
+        rt, normal = kevq.rt, kevq.normal
         rt_budget = max(1, -(-nevents * self.rtshare // 100))  # ceil(n*share/100)
         while len(out) < nevents:
-            if kevq.rt and rt_budget > 0:
-                kn = kevq.rt.popleft()
+            if rt and rt_budget > 0:
+                kn = rt.popleft()
                 rt_budget -= 1
-            elif kevq.normal:
-                kn = kevq.normal.popleft()
+            elif normal:
+                kn = normal.popleft()
             elif sched is not None and sched.steal_into(kevq):
                 continue
             else:
                 break
-            kn.status &= ~KN_QUEUED
+            status = kn.status & ~KN_QUEUED
+            kn.status = status
             kn.kevq = None
-            if kn.status & (KN_DISABLED | KN_DETACHED):
+            if status & (KN_DISABLED | KN_DETACHED):
                 continue
             if multi:
                 kn.owner = kevq
@@ -368,18 +374,19 @@ class KqueueCore:
                     kn.ops.recheck(kn)
                 continue
             flags = kn.flags | kn.oflags
-            out.append(kevent(kn.ident, kn.filter, flags, kn.fflags, kn.data, kn.udata))
-            if flags & EV_REALTIME:
-                kevq.realtime_events += 1
-            if flags & EV_ONESHOT:
-                kn.owner = None
-                self.drop(kn)
-                continue
+            append(kevent(kn.ident, kn.filter, flags, kn.fflags, kn.data, kn.udata))
             kn.status &= ~KN_ACTIVE
-            if flags & EV_CLEAR:
-                kn.ops.clear(kn)
-            if flags & EV_DISPATCH:
-                kn.status |= KN_DISABLED
+            if flags & _RARE_FLAGS:
+                if flags & EV_REALTIME:
+                    kevq.realtime_events += 1
+                if flags & EV_ONESHOT:
+                    kn.owner = None
+                    self.drop(kn)
+                    continue
+                if flags & EV_CLEAR:
+                    kn.ops.clear(kn)
+                if flags & EV_DISPATCH:
+                    kn.status |= KN_DISABLED
             if kn.status & KN_REARMED:
                 # Classic mode, and its delivery already re-armed it: nothing to release.
                 kn.status &= ~KN_REARMED

@@ -67,18 +67,17 @@ class EpollBackend:
 
     def dispatch(self, ready: list[tuple[int, int]]) -> None:
         """Run the handler of every ready fd (the caller holds the kqueue lock)."""
-        handlers = self._handlers
+        handlers, wake_fd, alarm_fd = self._handlers, self._wake_fd, self._alarm_fd
         for fd, events in ready:
-            if fd == self._wake_fd:
+            handler = handlers.get(fd)
+            if handler is not None:
+                handler(events)
+            elif fd == wake_fd:
                 self._drain_wake()
-            elif fd == self._alarm_fd:
-                syscalls.timerfd_read(self._alarm_fd)
+            elif fd == alarm_fd:
+                syscalls.timerfd_read(alarm_fd)
                 self._alarm_ns = 0
                 self.alarm_handler()
-            else:
-                handler = handlers.get(fd)
-                if handler is not None:
-                    handler(events)
 
     def wake(self) -> None:
         """Interrupt a thread blocked in poll(); cheap when already pending."""

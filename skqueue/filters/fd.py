@@ -14,10 +14,13 @@ also filters out reports from an epoll item orphaned by ``dup`` + ``close``.
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import select
 import socket
 import stat
+import termios
+from array import array
 from typing import TYPE_CHECKING
 
 from ..backend import syscalls
@@ -35,6 +38,8 @@ _IN = select.EPOLLIN | select.EPOLLRDHUP
 _OUT = select.EPOLLOUT
 _HUP = select.EPOLLHUP | select.EPOLLRDHUP
 _ERR = select.EPOLLERR
+_WAKES_READ = _IN | _HUP | _ERR
+_WAKES_WRITE = _OUT | _HUP | _ERR
 _GONE = (errno.EBADF, errno.ENOENT)
 
 # Kinds of open file, decided once at attach.
@@ -51,6 +56,7 @@ class FdWatch:
         "growth",
         "identity",
         "kind",
+        "plain",
         "read",
         "revents",
         "sndbuf",
@@ -74,6 +80,7 @@ class FdWatch:
         self.sockerr = -1  # SO_ERROR once read at EOF (-1: not read)
         self.unsettled = False  # epoll says ready, our measure disagrees
         self.growth: Subscription | None = None  # inotify watch waking READ on a file
+        self.plain: Knote | None = None  # the knote deliver()'s fast path may serve
 
     def update_mode(self) -> None:
         # An unsettled fd would make a level item report again at once, for ever
@@ -81,6 +88,17 @@ class FdWatch:
         self.want_edge = self.unsettled or any(
             kn is not None and _wants_edge(kn) for kn in (self.read, self.write)
         )
+        # The common case, a lone level READ on a socket or pipe, is delivered
+        # by a short path: one FIONREAD and the re-arm, nothing else to decide.
+        read = self.read
+        self.plain = read if (
+            read is not None
+            and self.write is None
+            and self.kind in (SOCKET, FIFO)
+            and not self.want_edge
+            and not read.flags & (EV_DISPATCH | EV_ONESHOT)
+            and not read.sfflags & NOTE_LOWAT
+        ) else None
 
 
 def _wants_edge(kn: Knote) -> bool:
@@ -103,18 +121,10 @@ def _kind_of(fd: int, mode: int) -> int:
     return OTHER
 
 
-def _wants(kn: Knote | None, exclude: Knote | None) -> bool:
-    """Is this knote waiting for the kernel to report readiness?"""
-    return (
-        kn is not None
-        and kn is not exclude
-        and not kn.status & (KN_DISABLED | KN_QUEUED | KN_DETACHED)
-        and kn.owner is None
-    )
-
-
-def _enabled(kn: Knote | None, exclude: Knote | None) -> bool:
-    return kn is not None and not kn.status & (KN_DISABLED | KN_DETACHED)
+# A one-shot item is armed only for knotes waiting for the kernel; an edge item
+# also while its knotes are queued or owned, so that data arriving meanwhile is seen.
+_NOT_WAITING = KN_DISABLED | KN_QUEUED | KN_DETACHED
+_NOT_ENABLED = KN_DISABLED | KN_DETACHED
 
 
 class FdFilter(Filter):
@@ -125,6 +135,8 @@ class FdFilter(Filter):
     def __init__(self, core: KqueueCore) -> None:
         super().__init__(core)
         self.watches: dict[int, FdWatch] = {}
+        self._epoll_modify = core.backend.epoll.modify
+        self._int_buf = array("i", [0])  # ioctl scratch; filter calls hold the kqueue lock
 
     # Registration ----------------------------------------------------------------
     def attach(self, kn: Knote) -> None:
@@ -186,18 +198,19 @@ class FdFilter(Filter):
 
     # Readiness ---------------------------------------------------------------------
     def _handler(self, watch: FdWatch) -> Handler:
-        core = self.core
+        activate = self.core.activate
 
         def on_ready(events: int) -> None:
-            if not watch.edge:
+            edge = watch.edge
+            if not edge:
                 watch.armed = 0  # EPOLLONESHOT disarmed the item
             watch.revents |= events
             r, w = watch.read, watch.write
-            if r is not None and events & (_IN | _HUP | _ERR):
-                core.activate(r)
-            if w is not None and events & (_OUT | _HUP | _ERR):
-                core.activate(w)
-            if not watch.edge and r is not None and w is not None:
+            if r is not None and events & _WAKES_READ:
+                activate(r)
+            if w is not None and events & _WAKES_WRITE:
+                activate(w)
+            if not edge and r is not None and w is not None:
                 self._rearm(watch, None)  # the direction that did not fire
 
         return on_ready
@@ -207,20 +220,20 @@ class FdFilter(Filter):
         if watch.kind == REGULAR:
             return True
         edge = watch.want_edge
-        # An edge item stays armed while its knotes are queued or owned, so that
-        # new data arriving meanwhile is seen; a one-shot item only for idle ones.
-        wants = _enabled if edge else _wants
+        blockers = _NOT_ENABLED if edge else _NOT_WAITING
         mask = 0
-        if wants(watch.read, exclude):
-            mask |= _IN
-        if wants(watch.write, exclude):
-            mask |= _OUT
+        for kn, bits in ((watch.read, _IN), (watch.write, _OUT)):
+            if (
+                kn is not None
+                and kn is not exclude
+                and not kn.status & blockers
+                and (edge or kn.owner is None)
+            ):
+                mask |= bits
         if not force and mask == watch.armed and edge == watch.edge:
             return True
         try:
-            self.core.backend.modify(
-                watch.fd, mask | (select.EPOLLET if edge else select.EPOLLONESHOT)
-            )
+            self._epoll_modify(watch.fd, mask | (select.EPOLLET if edge else select.EPOLLONESHOT))
         except OSError as exc:
             if exc.errno in _GONE:
                 return False
@@ -253,6 +266,19 @@ class FdFilter(Filter):
     # Delivery ------------------------------------------------------------------------
     def deliver(self, kn: Knote) -> bool:
         watch: FdWatch = kn.hook
+        if watch.plain is kn and kn.owner is None and not watch.revents & (_HUP | _ERR):
+            fd, buf = watch.fd, self._int_buf
+            try:
+                fcntl.ioctl(fd, termios.FIONREAD, buf)
+                if buf[0] > 0:
+                    self._epoll_modify(fd, _IN | select.EPOLLONESHOT)  # also the identity check
+                    watch.revents &= ~_IN
+                    watch.armed, watch.edge = _IN, False
+                    kn.data, kn.fflags, kn.oflags = buf[0], 0, 0
+                    kn.status |= KN_REARMED
+                    return True
+            except OSError:
+                pass  # the general path below sorts out what happened
         try:
             ready = self._measure(kn, watch)
         except OSError:
@@ -291,7 +317,7 @@ class FdFilter(Filter):
             if kind == LISTENER:
                 kn.data = syscalls.accept_queue_length(fd)
                 return kn.data >= lowat
-            kn.data = _readable(fd)
+            kn.data = self._readable(fd)
             # EPOLLERR on a pipe means this is a write end whose reader is gone:
             # FreeBSD's READ on that end reports EV_EOF (asyncio relies on it).
             if revents & _HUP or (kind == FIFO and revents & _ERR):
@@ -329,11 +355,23 @@ class FdFilter(Filter):
                 kn.oflags = EV_EOF
                 kn.data = 0
             else:
-                kn.data = syscalls.pipe_capacity(fd) - syscalls.bytes_readable(fd)
+                kn.data = syscalls.pipe_capacity(fd) - self._readable(fd)
         else:
             kn.data = 0
             return bool(revents & (_OUT | _ERR | select.EPOLLHUP))
         return kn.data >= lowat or bool(kn.oflags)
+
+
+    def _readable(self, fd: int) -> int:
+        """FIONREAD; a file that does not know it counts as 0."""
+        buf = self._int_buf
+        try:
+            fcntl.ioctl(fd, termios.FIONREAD, buf)
+        except OSError as exc:
+            if exc.errno in (errno.ENOTTY, errno.EINVAL, errno.EOPNOTSUPP):
+                return 0
+            raise
+        return buf[0]
 
 
 def _check_identity(watch: FdWatch) -> os.stat_result:
@@ -341,15 +379,6 @@ def _check_identity(watch: FdWatch) -> os.stat_result:
     if (st.st_dev, st.st_ino) != watch.identity:
         raise OSError(errno.EBADF, "fd now names another file")
     return st
-
-
-def _readable(fd: int) -> int:
-    try:
-        return syscalls.bytes_readable(fd)
-    except OSError as exc:
-        if exc.errno in (errno.ENOTTY, errno.EINVAL, errno.EOPNOTSUPP):
-            return 0
-        raise
 
 
 def _empty_message(fd: int) -> bool:
