@@ -51,6 +51,7 @@ from .sched.policy import Scheduler
 from .tunables import tunables
 
 _HARVEST_BATCH = 256
+_PEEK_LOCK_TIMEOUT = 0.05  # seconds pending() waits for another kqueue's lock
 _RARE_FLAGS = EV_REALTIME | EV_ONESHOT | EV_CLEAR | EV_DISPATCH
 
 
@@ -246,6 +247,27 @@ class KqueueCore:
             # Nobody waits: make the kqueue's own fd readable, so that a poller
             # watching kq.fileno() (a nested kqueue, asyncio) sees this event.
             self.backend.wake()
+
+    def pending(self) -> int | None:
+        """Events waiting here (FreeBSD's kq_count, a kqueue fd's READ data).
+
+        Looks at the kernel first, since FreeBSD counts an event the moment it
+        happens.  None if the lock stays busy: a filter must not wait for long,
+        and kqueues watching each other would deadlock.
+        """
+        if not self.lock.acquire(timeout=_PEEK_LOCK_TIMEOUT):
+            return None
+        try:
+            if self.closed:
+                return 0
+            self.backend.dispatch(self.backend.poll(0, _HARVEST_BATCH))
+            kevqs = [self.shared, *(self.sched.kevqs if self.sched else [])]
+            count = sum(len(kevq) for kevq in kevqs)
+            if count and not self.in_wait and self.sched is None:
+                self.backend.wake()  # harvesting drained the wake-up: stay readable
+            return count
+        finally:
+            self.lock.release()
 
     # Waiting ------------------------------------------------------------------------
     def my_kevq(self) -> Kevq:

@@ -31,6 +31,13 @@ _by_fd: weakref.WeakValueDictionary[int, KqueueCore] = weakref.WeakValueDictiona
 _by_fd_lock = threading.Lock()
 
 
+def core_behind(fd: int) -> KqueueCore | None:
+    """The open skqueue kqueue whose handle is fd, if any."""
+    with _by_fd_lock:
+        core = _by_fd.get(fd)
+    return None if core is None or core.closed else core
+
+
 def _einval(message: str) -> OSError:
     return OSError(errno.EINVAL, f"{os.strerror(errno.EINVAL)}: {message}")
 
@@ -76,9 +83,8 @@ class kqueue:
     @classmethod
     def fromfd(cls, fd: int) -> kqueue:
         """Another handle on the kqueue behind fd; registrations are shared."""
-        with _by_fd_lock:
-            core = _by_fd.get(fd)
-        if core is None or core.closed:
+        core = core_behind(fd)
+        if core is None:
             raise OSError(errno.EBADF, f"{os.strerror(errno.EBADF)}: not a skqueue kqueue")
         return cls(_core=core)
 

@@ -20,6 +20,7 @@ import select
 import socket
 import stat
 import termios
+import weakref
 from array import array
 from typing import TYPE_CHECKING
 
@@ -43,7 +44,7 @@ _WAKES_WRITE = _OUT | _HUP | _ERR
 _GONE = (errno.EBADF, errno.ENOENT)
 
 # Kinds of open file, decided once at attach.
-SOCKET, LISTENER, FIFO, REGULAR, OTHER = range(5)
+SOCKET, LISTENER, FIFO, REGULAR, OTHER, KQUEUE = range(6)
 
 
 class FdWatch:
@@ -56,6 +57,7 @@ class FdWatch:
         "growth",
         "identity",
         "kind",
+        "nested",
         "plain",
         "read",
         "revents",
@@ -70,6 +72,14 @@ class FdWatch:
         self.fd = fd
         self.identity = (st.st_dev, st.st_ino)
         self.kind = _kind_of(fd, st.st_mode)
+        self.nested: weakref.ref[KqueueCore] | None = None  # the skqueue kqueue behind fd
+        if self.kind == OTHER:
+            from ..kqueue import core_behind  # the kqueue module imports this one
+
+            inner = core_behind(fd)
+            if inner is not None:
+                self.kind = KQUEUE
+                self.nested = weakref.ref(inner)
         self.read: Knote | None = None
         self.write: Knote | None = None
         self.armed = -1  # mask in the kernel; -1 = unknown (forces a MOD)
@@ -144,8 +154,12 @@ class FdFilter(Filter):
         if fd < 0:
             raise OSError(errno.EBADF, os.strerror(errno.EBADF))
         watch = self.watches.get(fd)
+        new = watch is None
         if watch is None:
             watch = FdWatch(fd, os.fstat(fd))
+        if watch.kind == KQUEUE and kn.filter != EVFILT_READ:
+            raise OSError(errno.EINVAL, "a kqueue has only EVFILT_READ")
+        if new:
             if watch.kind != REGULAR:
                 try:
                     self.core.backend.add(fd, select.EPOLLONESHOT, self._handler(watch))
@@ -317,6 +331,12 @@ class FdFilter(Filter):
             if kind == LISTENER:
                 kn.data = syscalls.accept_queue_length(fd)
                 return kn.data >= lowat
+            if kind == KQUEUE:
+                inner = watch.nested() if watch.nested is not None else None
+                pending = inner.pending() if inner is not None else None
+                if pending is not None:
+                    kn.data = pending  # FreeBSD's kq_count
+                    return pending >= lowat
             kn.data = self._readable(fd)
             # EPOLLERR on a pipe means this is a write end whose reader is gone:
             # FreeBSD's READ on that end reports EV_EOF (asyncio relies on it).
@@ -326,7 +346,7 @@ class FdFilter(Filter):
                     kn.fflags = _eof_error(watch, revents)
             elif revents & _ERR and kind == SOCKET:
                 return True  # a transient (UDP) error: readable, recv() reports it
-            if kind == OTHER and kn.data == 0:
+            if kind in (OTHER, KQUEUE) and kn.data == 0:
                 return bool(revents & (_IN | _HUP | _ERR))
             if kind == SOCKET and not kn.data and not kn.oflags and revents & select.EPOLLIN:
                 # FIONREAD says 0 but epoll says readable: maybe an empty datagram,
