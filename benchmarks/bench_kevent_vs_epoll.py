@@ -5,9 +5,12 @@ write one byte back to its peer, so every fd stays busy (ping-pong).  The loops
 alternate in rounds in one process and the best round of each is compared.
 Target: skqueue >= 0.8x raw epoll.
 
-Two reference loops show what kqueue's semantics cost at the least in Python, with
-none of skqueue's bookkeeping: raw epoll plus exactly the system calls and the event
-object a kevent needs.  They are the two designs of HARD-PARTS 2:
+Reference loops show what kqueue's semantics cost at the least in Python, with
+none of skqueue's bookkeeping.  ``no-syscall ceiling`` is raw epoll plus one ``kevent``
+object per event and nothing else: the most any kqueue built on select.epoll could
+reach if it needed no system call per event.  The two floors are raw epoll plus exactly
+the system calls and the event object an exact kevent needs, the two designs of
+HARD-PARTS 2:
 
 * ``oneshot floor``: EPOLLONESHOT items; per event FIONREAD (``data``), the
   ``epoll_ctl(MOD)`` re-arm (which also proves the fd still names its file) and
@@ -102,6 +105,26 @@ def kevent_loop(pairs: Pairs, events: int) -> float:
     return done / elapsed
 
 
+def ceiling_loop(pairs: Pairs, events: int) -> float:
+    peer = prime(pairs)
+    ep = select.epoll()
+    for fd in peer:
+        ep.register(fd, select.EPOLLIN)
+    socks = {s.fileno(): s for pair in pairs for s in pair}
+    done = 0
+    start = time.perf_counter()
+    while done < events:
+        out = [kevent(fd, EVFILT_READ, 0, 0, 0, None) for fd, _ in ep.poll(-1, 64)]
+        for ev in out:
+            socks[ev.ident].recv(1)
+            peer[ev.ident].send(b"p")
+            done += 1
+    elapsed = time.perf_counter() - start
+    ep.close()
+    drain(pairs)
+    return done / elapsed
+
+
 def oneshot_floor_loop(pairs: Pairs, events: int) -> float:
     peer = prime(pairs)
     ep = select.epoll()
@@ -177,6 +200,7 @@ def main() -> None:
     pairs = make_pairs(args.pairs)
     loops: dict[str, Callable[[Pairs, int], float]] = {
         "epoll": epoll_loop,
+        "no-syscall ceiling": ceiling_loop,
         "oneshot floor": oneshot_floor_loop,
         "edge floor": edge_floor_loop,
         "skqueue": kevent_loop,
@@ -193,10 +217,19 @@ def main() -> None:
               + " ".join(f"{v:,.0f}" for v in values))
     print(f"skqueue / raw epoll = {ratios['skqueue']:.2f}x (target >= 0.8x); "
           f"skqueue / oneshot floor = {best['skqueue'] / best['oneshot floor']:.2f}x")
+    # Per-event costs in microseconds: what the target leaves beyond raw epoll, and
+    # what the two system calls of an exact kevent (data + re-arm/identity) cost.
+    per_event_us = {name: 1e6 / rate for name, rate in best.items()}
+    budget_us = per_event_us["epoll"] / 0.8 - per_event_us["epoll"]
+    syscalls_us = per_event_us["oneshot floor"] - per_event_us["no-syscall ceiling"]
+    print(f"0.8x leaves {budget_us:.2f} us per event beyond raw epoll; the two system "
+          f"calls of an exact kevent cost {syscalls_us:.2f} us per event here")
     path = write_results(
         "kevent_vs_epoll",
         {"pairs": args.pairs, "events": args.events, "rates": rates, "best": best,
-         "ratios": ratios, "ratio": ratios["skqueue"], "target": 0.8},
+         "ratios": ratios, "ratio": ratios["skqueue"], "target": 0.8,
+         "per_event_us": per_event_us, "budget_us_at_target": budget_us,
+         "exact_syscalls_us": syscalls_us},
     )
     print(f"wrote {path}")
 

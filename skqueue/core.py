@@ -97,6 +97,13 @@ class KqueueCore:
         self.leader_polling = False
         self.rtshare = 100  # KQTUNE_RTSHARE
         self.freq = 0  # KQTUNE_FREQ
+        self.realtime_knotes = 0
+        # While a classic wait harvests into an empty queue, a filter may deliver a
+        # plain event straight into this list (up to direct_room events) instead of
+        # queueing it: same event, no queue round trip.  None at every other time.
+        self.direct: list[kevent] | None = None
+        self.direct_room = 0
+        self.harvests = 0  # counts the harvests that deliver directly
 
     # Filters ------------------------------------------------------------------------
     def filter_for(self, filt: int) -> Filter | None:
@@ -163,6 +170,8 @@ class KqueueCore:
             except OSError as exc:
                 return exc.errno or errno.EINVAL, 0
             self.knotes[key] = kn
+            if kn.flags & EV_REALTIME:
+                self.realtime_knotes += 1
             fflags = 0
         else:
             if flags & EV_DELETE:
@@ -196,6 +205,8 @@ class KqueueCore:
         if kn.status & KN_QUEUED and kn.kevq is not None:
             kn.kevq.remove(kn)
         kn.status = KN_DETACHED
+        if kn.flags & EV_REALTIME:
+            self.realtime_knotes -= 1
         self.knotes.pop((kn.ident, kn.filter), None)
         kn.ops.detach(kn)
 
@@ -310,14 +321,17 @@ class KqueueCore:
                 if timeout is not None and timeout <= 0:
                     # A poll: look at the kernel once (epoll_wait is safe to call
                     # while a leader blocks in it), then return what there is.
-                    self.backend.dispatch(self.backend.poll(0, _HARVEST_BATCH))
-                    out = self._scan(kevq, nevents)
+                    out = self._harvest(kevq, self.backend.poll(0, _HARVEST_BATCH), nevents)
+                    out += self._scan(kevq, nevents - len(out))
                     return out
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return []
                 if self.leader is None:
-                    self._lead(kevq, remaining, nevents)
+                    out = self._lead(kevq, remaining, nevents)
+                    if out:
+                        out += self._scan(kevq, nevents - len(out))
+                        return out
                 else:
                     kevq.sleeping = True
                     try:
@@ -333,8 +347,11 @@ class KqueueCore:
             if self.leader is None:
                 self._hand_over_lead(kevq)
 
-    def _lead(self, kevq: Kevq, remaining: float | None, nevents: int) -> None:
-        """Be the thread in epoll_wait; run the handlers of what is ready."""
+    def _lead(self, kevq: Kevq, remaining: float | None, nevents: int) -> list[kevent]:
+        """Be the thread in epoll_wait; run the handlers of what is ready.
+
+        Returns the events delivered directly to this thread (see _harvest).
+        """
         self.leader = kevq
         self.leader_polling = True
         self.lock.release()
@@ -348,8 +365,29 @@ class KqueueCore:
             self.leader = None
         if self.closed:
             self._finish_close()
-            return
-        self.backend.dispatch(ready)
+            return []
+        return self._harvest(kevq, ready, nevents)
+
+    def _harvest(self, kevq: Kevq, ready: list[tuple[int, int]], nevents: int) -> list[kevent]:
+        """Run the handlers of what epoll reported, for a wait that takes nevents.
+
+        On a classic kqueue whose queue is empty, the first nevents activations
+        that need no queueing go straight into the returned list: they would be
+        queued and taken off again by this very wait.  A queue that holds events
+        (they come first) or realtime knotes (they would jump the list) keeps the
+        ordinary path.
+        """
+        direct: list[kevent] = []
+        if self.sched is not None or len(kevq) or self.realtime_knotes:
+            self.backend.dispatch(ready)
+            return direct
+        self.direct, self.direct_room = direct, nevents
+        self.harvests += 1
+        try:
+            self.backend.dispatch(ready)
+        finally:
+            self.direct = None
+        return direct
 
     def _hand_over_lead(self, me: Kevq) -> None:
         """Someone must poll while we work: wake an idle waiter to lead."""

@@ -28,6 +28,7 @@ from skqueue.constants import (
     EV_DELETE,
     EV_EOF,
     EV_ERROR,
+    EV_REALTIME,
     EVFILT_READ,
     EVFILT_WRITE,
     NOTE_LOWAT,
@@ -459,6 +460,80 @@ def test_closed_while_queued_is_not_delivered(kq: skqueue.kqueue) -> None:
         d.send(b"y")
         none(kq)
     os.close(keep)
+
+
+def test_second_report_of_a_number_in_one_harvest_is_one_event(kq: skqueue.kqueue) -> None:
+    """An orphaned item (dup + close) and the new file's item report the same number in
+    one epoll_wait: the new file's knote is still delivered once, with its own data."""
+    a, b = socket.socketpair()
+    fd = a.fileno()
+    add(kq, fd)
+    b.send(b"x")
+    assert one(kq).data == 1  # the old item is re-armed: it will fire again
+    kept = os.dup(fd)
+    a.close()
+    c, d = _reuse(fd)
+    with b, c, d:
+        try:
+            add(kq, fd)  # the number now names c
+            b.send(b"to the old file")
+            d.send(b"new")
+            events = kq.control(None, 8, WAIT)
+            assert [(ev.ident, ev.data) for ev in events] == [(fd, 3)]
+            c.recv(16)
+            none(kq)
+        finally:
+            os.close(kept)
+
+
+# Batches -------------------------------------------------------------------------------
+def test_small_batches_deliver_every_ready_fd_once(kq: skqueue.kqueue) -> None:
+    """More ready fds than the event list holds: the rest wait for the next call, each
+    is delivered exactly once, and data is measured when it is delivered."""
+    pairs = [socket.socketpair() for _ in range(10)]
+    try:
+        expected = {}
+        for size, (a, b) in enumerate(pairs, start=1):
+            add(kq, a.fileno())
+            b.send(b"x" * size)
+            expected[a.fileno()] = size
+        socks = {a.fileno(): a for a, _ in pairs}
+        seen: list[int] = []
+        while len(seen) < len(pairs):
+            events = kq.control(None, 3, WAIT)
+            assert 0 < len(events) <= 3
+            for ev in events:
+                assert ev.data == expected[ev.ident], ev
+                socks[ev.ident].recv(64)
+                seen.append(ev.ident)
+        assert sorted(seen) == sorted(expected)
+        none(kq)
+        pairs[4][1].send(b"again")  # a later batch still delivers what becomes ready
+        ev = one(kq)
+        assert (ev.ident, ev.data) == (pairs[4][0].fileno(), 5)
+    finally:
+        for a, b in pairs:
+            a.close()
+            b.close()
+
+
+def test_realtime_knote_comes_first_in_a_batch_of_one(kq: skqueue.kqueue) -> None:
+    pairs = [socket.socketpair() for _ in range(6)]
+    try:
+        for a, _ in pairs[:5]:
+            add(kq, a.fileno())
+        urgent = pairs[5][0].fileno()
+        add(kq, urgent, flags=EV_REALTIME)
+        for _, b in pairs:
+            b.send(b"x")
+        assert [ev.ident for ev in kq.control(None, 1, WAIT)] == [urgent]
+        kq.control([kevent(urgent, EVFILT_READ, EV_DELETE)], 0)
+        events = kq.control(None, 8, WAIT)  # the five others, each once
+        assert sorted(ev.ident for ev in events) == sorted(a.fileno() for a, _ in pairs[:5])
+    finally:
+        for a, b in pairs:
+            a.close()
+            b.close()
 
 
 # Errors --------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 from ..backend import syscalls
 from ..constants import EV_CLEAR, EV_DISPATCH, EV_EOF, EV_ONESHOT, EVFILT_READ, NOTE_LOWAT
+from ..event import kevent
 from ..sched.topology import incoming_cpu
 from .base import KN_DETACHED, KN_DISABLED, KN_QUEUED, KN_REARMED, Filter, Knote
 from .vnode import Subscription, unwatch_growth, watch_growth
@@ -33,13 +34,16 @@ from .vnode import Subscription, unwatch_growth, watch_growth
 if TYPE_CHECKING:
     from ..backend.epoll import Handler
     from ..core import KqueueCore
-    from ..event import kevent
 
 _IN = select.EPOLLIN | select.EPOLLRDHUP
 _OUT = select.EPOLLOUT
 _HUP = select.EPOLLHUP | select.EPOLLRDHUP
 _ERR = select.EPOLLERR
 _WAKES_READ = _IN | _HUP | _ERR
+_UNUSUAL = _HUP | _ERR  # reports the short delivery path leaves to the general one
+_IN_ONESHOT = _IN | select.EPOLLONESHOT
+_ioctl = fcntl.ioctl
+_FIONREAD = termios.FIONREAD
 _WAKES_WRITE = _OUT | _HUP | _ERR
 _GONE = (errno.EBADF, errno.ENOENT)
 
@@ -55,6 +59,7 @@ class FdWatch:
         "edge",
         "fd",
         "growth",
+        "harvest",
         "identity",
         "kind",
         "nested",
@@ -91,6 +96,7 @@ class FdWatch:
         self.unsettled = False  # epoll says ready, our measure disagrees
         self.growth: Subscription | None = None  # inotify watch waking READ on a file
         self.plain: Knote | None = None  # the knote deliver()'s fast path may serve
+        self.harvest = -1  # core.harvests when last delivered straight from a harvest
 
     def update_mode(self) -> None:
         # An unsettled fd would make a level item report again at once, for ever
@@ -212,9 +218,28 @@ class FdFilter(Filter):
 
     # Readiness ---------------------------------------------------------------------
     def _handler(self, watch: FdWatch) -> Handler:
-        activate = self.core.activate
+        core = self.core
+        activate = core.activate
+        deliver_plain = self._deliver_plain
 
         def on_ready(events: int) -> None:
+            r = watch.plain
+            direct = core.direct
+            if direct is not None and r is not None:
+                if watch.harvest == core.harvests:
+                    # Delivered and re-armed earlier in this harvest; this is a second
+                    # report of the number (an item orphaned by dup + close fires under
+                    # it too).  The re-armed item reports whatever is still pending.
+                    return
+                if (
+                    not (events | watch.revents) & _UNUSUAL
+                    and not r.status & _NOT_WAITING
+                    and len(direct) < core.direct_room
+                    and deliver_plain(r, watch)
+                ):
+                    watch.harvest = core.harvests
+                    direct.append(kevent(r.ident, EVFILT_READ, r.flags, 0, r.data, r.udata))
+                    return
             edge = watch.edge
             if not edge:
                 watch.armed = 0  # EPOLLONESHOT disarmed the item
@@ -278,21 +303,34 @@ class FdFilter(Filter):
         return super().activation_cpu(kn)
 
     # Delivery ------------------------------------------------------------------------
+    def _deliver_plain(self, kn: Knote, watch: FdWatch) -> bool:
+        """The short path of a lone level READ on a socket or pipe: one FIONREAD and
+        the re-arm.  False when anything is unusual; the general path sorts it out."""
+        fd, buf = watch.fd, self._int_buf
+        try:
+            _ioctl(fd, _FIONREAD, buf)
+            if buf[0] <= 0:
+                return False
+            self._epoll_modify(fd, _IN_ONESHOT)  # also the identity check
+        except OSError:
+            return False
+        if watch.revents:
+            watch.revents &= ~_IN
+        watch.armed = _IN
+        watch.edge = False
+        kn.data, kn.fflags, kn.oflags = buf[0], 0, 0
+        return True
+
     def deliver(self, kn: Knote) -> bool:
         watch: FdWatch = kn.hook
-        if watch.plain is kn and kn.owner is None and not watch.revents & (_HUP | _ERR):
-            fd, buf = watch.fd, self._int_buf
-            try:
-                fcntl.ioctl(fd, termios.FIONREAD, buf)
-                if buf[0] > 0:
-                    self._epoll_modify(fd, _IN | select.EPOLLONESHOT)  # also the identity check
-                    watch.revents &= ~_IN
-                    watch.armed, watch.edge = _IN, False
-                    kn.data, kn.fflags, kn.oflags = buf[0], 0, 0
-                    kn.status |= KN_REARMED
-                    return True
-            except OSError:
-                pass  # the general path below sorts out what happened
+        if (
+            watch.plain is kn
+            and kn.owner is None
+            and not watch.revents & _UNUSUAL
+            and self._deliver_plain(kn, watch)
+        ):
+            kn.status |= KN_REARMED
+            return True
         try:
             ready = self._measure(kn, watch)
         except OSError:

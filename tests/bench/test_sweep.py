@@ -18,22 +18,24 @@ def test_sweep_stops_at_saturation_and_reports(tmp_out: str) -> None:
     # one worker x 4 ms: capacity 250/s
     plan = SweepPlan(
         configs=[ServerConfig("asyncio", 1), ServerConfig("vanilla", 1)],
-        rates=[900, 50, 150],  # sorted by the plan
+        # 100/s is 40 % of capacity: p99 stays far below the SLO even when the
+        # machine is busy (at 150/s, 60 %, it crossed 20 ms in 2 runs of 4).
+        rates=[900, 50, 100],  # sorted by the plan
         load=LoadSpec(1, 1, duration_s=0.6, warmup_s=0.1, drain_s=0.3, connections=4,
                       dist="fixed:4ms"),
         slo_factor=5,
     )
-    assert plan.rates == [50, 150, 900]
+    assert plan.rates == [50, 100, 900]
     assert plan.slo_us == pytest.approx(20_000)
     seen: list[str] = []
     res = run_sweep(plan, tmp_out, lambda label, done, total, p: seen.append(label))
     assert not res.interrupted and not res.errors
     for label in ("asyncio x1", "vanilla x1"):
         pts = [p for p in res.points if p.label == label]
-        assert [p.result["offered"] for p in pts] == [50, 150, 900]
+        assert [p.result["offered"] for p in pts] == [50, 100, 900]
         assert [p.saturated for p in pts] == [False, False, True]
         assert "achieved" in pts[-1].why or "unanswered" in pts[-1].why
-        assert low_latency_throughput(pts, res.slo_us) == pts[1].result["achieved"] > 100
+        assert low_latency_throughput(pts, res.slo_us) == pts[1].result["achieved"] > 60
     assert seen  # progress was reported
     again = load_results(tmp_out)
     assert len(again.points) == 6 and again.slo_us == res.slo_us
