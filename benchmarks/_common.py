@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-RESULTS = Path(__file__).resolve().parent.parent / "results"
+RESULTS = Path(
+    os.environ.get("SKQUEUE_RESULTS", Path(__file__).resolve().parent.parent / "results")
+)
 
 
 def write_results(name: str, payload: dict[str, Any]) -> Path:

@@ -87,108 +87,119 @@ def epoll_loop(pairs: Pairs, events: int) -> float:
     return done / elapsed
 
 
-def kevent_loop(pairs: Pairs, events: int) -> float:
-    peer = prime(pairs)
-    kq = skqueue.kqueue()
-    socks = {s.fileno(): s for pair in pairs for s in pair}
-    kq.control([kevent(fd, EVFILT_READ, EV_ADD) for fd in peer], 0)
-    done = 0
-    start = time.perf_counter()
-    while done < events:
-        for ev in kq.control(None, 64):
-            socks[ev.ident].recv(1)
-            peer[ev.ident].send(b"p")
-            done += 1
-    elapsed = time.perf_counter() - start
-    kq.close()
-    drain(pairs)
-    return done / elapsed
+class Harvester:
+    """One way of turning readiness into kevents; ``wait()`` is one kevent() call."""
+
+    def wait(self) -> list[kevent]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
 
 
-def ceiling_loop(pairs: Pairs, events: int) -> float:
-    peer = prime(pairs)
-    ep = select.epoll()
-    for fd in peer:
-        ep.register(fd, select.EPOLLIN)
-    socks = {s.fileno(): s for pair in pairs for s in pair}
-    done = 0
-    start = time.perf_counter()
-    while done < events:
-        out = [kevent(fd, EVFILT_READ, 0, 0, 0, None) for fd, _ in ep.poll(-1, 64)]
-        for ev in out:
-            socks[ev.ident].recv(1)
-            peer[ev.ident].send(b"p")
-            done += 1
-    elapsed = time.perf_counter() - start
-    ep.close()
-    drain(pairs)
-    return done / elapsed
+class Skqueue(Harvester):
+    def __init__(self, fds: list[int]) -> None:
+        self.kq = skqueue.kqueue()
+        self.kq.control([kevent(fd, EVFILT_READ, EV_ADD) for fd in fds], 0)
+
+    def wait(self) -> list[kevent]:
+        return self.kq.control(None, 64)
+
+    def close(self) -> None:
+        self.kq.close()
 
 
-def oneshot_floor_loop(pairs: Pairs, events: int) -> float:
-    peer = prime(pairs)
-    ep = select.epoll()
-    oneshot = select.EPOLLIN | select.EPOLLONESHOT
-    for fd in peer:
-        ep.register(fd, oneshot)
-    socks = {s.fileno(): s for pair in pairs for s in pair}
-    buf = array("i", [0])
-    done = 0
-    start = time.perf_counter()
-    while done < events:
+class EpollHarvester(Harvester):
+    """The reference loops: raw epoll plus what a kevent needs, and nothing more."""
+
+    def __init__(self, fds: list[int], events: int) -> None:
+        self.ep = select.epoll()
+        for fd in fds:
+            self.ep.register(fd, events)
+        self.buf = array("i", [0])
+
+    def close(self) -> None:
+        self.ep.close()
+
+    def readable(self, fd: int) -> int:
+        fcntl.ioctl(fd, termios.FIONREAD, self.buf)
+        return self.buf[0]
+
+
+class Ceiling(EpollHarvester):
+    """Level items and an event object: no system call per event."""
+
+    def __init__(self, fds: list[int]) -> None:
+        super().__init__(fds, select.EPOLLIN)
+
+    def wait(self) -> list[kevent]:
+        return [kevent(fd, EVFILT_READ, 0, 0, 0, None) for fd, _ in self.ep.poll(-1, 64)]
+
+
+class OneshotFloor(EpollHarvester):
+    """FIONREAD for data, the EPOLLONESHOT re-arm as the identity check."""
+
+    ONESHOT = select.EPOLLIN | select.EPOLLONESHOT
+
+    def __init__(self, fds: list[int]) -> None:
+        super().__init__(fds, self.ONESHOT)
+
+    def wait(self) -> list[kevent]:
         out = []
-        for fd, _ in ep.poll(-1, 64):
-            fcntl.ioctl(fd, termios.FIONREAD, buf)
-            ep.modify(fd, oneshot)
-            out.append(kevent(fd, EVFILT_READ, 0, 0, buf[0], None))
-        for ev in out:
-            socks[ev.ident].recv(1)
-            peer[ev.ident].send(b"p")
-            done += 1
-    elapsed = time.perf_counter() - start
-    ep.close()
-    drain(pairs)
-    return done / elapsed
+        for fd, _ in self.ep.poll(-1, 64):
+            data = self.readable(fd)
+            self.ep.modify(fd, self.ONESHOT)
+            out.append(kevent(fd, EVFILT_READ, 0, 0, data, None))
+        return out
 
 
-def edge_floor_loop(pairs: Pairs, events: int) -> float:
-    peer = prime(pairs)
-    ep = select.epoll()
-    identity = {}
-    for fd in peer:
-        ep.register(fd, select.EPOLLIN | select.EPOLLET)
-        st = os.fstat(fd)
-        identity[fd] = (st.st_dev, st.st_ino)
-    socks = {s.fileno(): s for pair in pairs for s in pair}
-    buf = array("i", [0])
-    delivered: list[int] = []
+class EdgeFloor(EpollHarvester):
+    """EPOLLET items, FIONREAD, an fstat identity check, and the level re-check."""
 
-    def readable(fd: int) -> int:
-        fcntl.ioctl(fd, termios.FIONREAD, buf)
-        return buf[0]
+    def __init__(self, fds: list[int]) -> None:
+        super().__init__(fds, select.EPOLLIN | select.EPOLLET)
+        self.identity = {}
+        for fd in fds:
+            st = os.fstat(fd)
+            self.identity[fd] = (st.st_dev, st.st_ino)
+        self.delivered: list[int] = []
 
-    done = 0
-    start = time.perf_counter()
-    while done < events:
+    def wait(self) -> list[kevent]:
         # Level semantics on edge items: what was delivered and is still readable
         # is ready again without a new edge.
-        ready = [fd for fd in delivered if readable(fd)]
-        ready += [fd for fd, _ in ep.poll(0 if ready else -1, 64)]
+        ready = [fd for fd in self.delivered if self.readable(fd)]
+        ready += [fd for fd, _ in self.ep.poll(0 if ready else -1, 64)]
         out = []
         for fd in ready:
-            data = readable(fd)
+            data = self.readable(fd)
             st = os.fstat(fd)
-            if data and (st.st_dev, st.st_ino) == identity[fd]:
+            if data and (st.st_dev, st.st_ino) == self.identity[fd]:
                 out.append(kevent(fd, EVFILT_READ, 0, 0, data, None))
-        delivered = [ev.ident for ev in out]
-        for ev in out:
-            socks[ev.ident].recv(1)
-            peer[ev.ident].send(b"p")
-            done += 1
-    elapsed = time.perf_counter() - start
-    ep.close()
-    drain(pairs)
-    return done / elapsed
+        self.delivered = [ev.ident for ev in out]
+        return out
+
+
+def serve(harvester: Callable[[list[int]], Harvester]) -> Callable[[Pairs, int], float]:
+    """The loop every kevent producer runs: one wait, then the raw loop's work per event."""
+
+    def loop(pairs: Pairs, events: int) -> float:
+        peer = prime(pairs)
+        socks = {s.fileno(): s for pair in pairs for s in pair}
+        source = harvester(list(peer))
+        wait = source.wait
+        done = 0
+        start = time.perf_counter()
+        while done < events:
+            for ev in wait():
+                socks[ev.ident].recv(1)
+                peer[ev.ident].send(b"p")
+                done += 1
+        elapsed = time.perf_counter() - start
+        source.close()
+        drain(pairs)
+        return done / elapsed
+
+    return loop
 
 
 def main() -> None:
@@ -200,10 +211,10 @@ def main() -> None:
     pairs = make_pairs(args.pairs)
     loops: dict[str, Callable[[Pairs, int], float]] = {
         "epoll": epoll_loop,
-        "no-syscall ceiling": ceiling_loop,
-        "oneshot floor": oneshot_floor_loop,
-        "edge floor": edge_floor_loop,
-        "skqueue": kevent_loop,
+        "no-syscall ceiling": serve(Ceiling),
+        "oneshot floor": serve(OneshotFloor),
+        "edge floor": serve(EdgeFloor),
+        "skqueue": serve(Skqueue),
     }
     rates: dict[str, list[float]] = {name: [] for name in loops}
     for _ in range(args.rounds):
