@@ -24,6 +24,7 @@ EV_ADD = 0x0001
 EV_DELETE = 0x0002
 EV_ENABLE = 0x0004
 EV_DISABLE = 0x0008
+EV_KEEPUDATA = 0x0200  # a change to an existing knote leaves its udata alone
 # Flags.
 EV_ONESHOT = 0x0010
 EV_CLEAR = 0x0020
@@ -164,6 +165,7 @@ __all__ = [
     "EV_EOF",
     "EV_ERROR",
     "EV_FLAG1",
+    "EV_KEEPUDATA",
     "EV_ONESHOT",
     "EV_REALTIME",
     "EV_RECEIPT",

@@ -29,6 +29,7 @@ from .constants import (
     EV_DISPATCH,
     EV_ENABLE,
     EV_ERROR,
+    EV_KEEPUDATA,
     EV_ONESHOT,
     EV_REALTIME,
     EV_RECEIPT,
@@ -104,6 +105,8 @@ class KqueueCore:
         self.direct: list[kevent] | None = None
         self.direct_room = 0
         self.harvests = 0  # counts the harvests that deliver directly
+        self.enqueues = 0  # activations queued so far (EV_CLEAR on a kqueue's fd)
+        self.abandoned = False  # a fork() child's copy (see abandon)
 
     # Filters ------------------------------------------------------------------------
     def filter_for(self, filt: int) -> Filter | None:
@@ -177,7 +180,8 @@ class KqueueCore:
             if flags & EV_DELETE:
                 self.drop(kn)
                 return 0, ev.fflags
-            kn.udata = ev.udata
+            if not flags & EV_KEEPUDATA:
+                kn.udata = ev.udata
             try:
                 ops.touch(kn, ev)
             except OSError as exc:
@@ -237,6 +241,7 @@ class KqueueCore:
         kevq = self.shared if sched is None else sched.place(kn, self.shared)
         kevq.push(kn, bool(kn.flags & EV_REALTIME))
         kn.status |= KN_QUEUED
+        self.enqueues += 1
         if kevq.cond._waiters or not self.in_wait or self.leader is not None:  # type: ignore[attr-defined]
             self._wake(kevq)
         if sched is not None and sched.steal and (not kevq.waiting or len(kevq) > 1):
@@ -504,7 +509,24 @@ class KqueueCore:
             self.kevq_exit(slot.kevq)
 
     # Closing -------------------------------------------------------------------------
+    def abandon(self) -> None:
+        """In the child of fork(): close this process's copies of the kernel objects.
+
+        A child inherits no kqueue (FreeBSD), and select.kqueue objects appear closed
+        in it (CPython).  Nothing here may touch the epoll set or the watches, which
+        the parent still uses, nor take the lock, which a parent thread may have held
+        at the fork; the child has a single thread at this point.
+        """
+        if self.closed:
+            return
+        self.abandoned = self.closed = True
+        for ops in set(self.filters.values()):
+            ops.abandon()
+        self.backend.close()
+
     def close(self) -> None:
+        if self.abandoned:
+            return
         with self.lock:
             if self.closed:
                 return

@@ -31,6 +31,22 @@ _by_fd: weakref.WeakValueDictionary[int, KqueueCore] = weakref.WeakValueDictiona
 _by_fd_lock = threading.Lock()
 
 
+def _after_fork_in_child() -> None:
+    """Every kqueue appears closed in a fork() child, as select.kqueue objects do."""
+    global _by_fd_lock
+    _by_fd_lock = threading.Lock()  # another thread may have held it at the fork
+    handles = list(_by_fd.items())
+    for fd, core in handles:
+        if not core.closed and fd != core.backend.fileno():
+            os.close(fd)  # a fromfd() handle's own descriptor
+    for _, core in handles:
+        core.abandon()
+    _by_fd.clear()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def core_behind(fd: int) -> KqueueCore | None:
     """The open skqueue kqueue whose handle is fd, if any."""
     with _by_fd_lock:
@@ -107,7 +123,7 @@ class kqueue:
                 del _by_fd[self._fd]
             core.handles -= 1
             last = core.handles <= 0
-        if self._owns_fd:
+        if self._owns_fd and not core.abandoned:
             os.close(self._fd)
         if last:
             core.close()

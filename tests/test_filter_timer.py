@@ -108,10 +108,6 @@ def test_abstime_in_the_past_fires_at_once(kq: skqueue.kqueue) -> None:
     assert one(kq, 0.5).data == 1
 
 
-def test_abstime_before_boot_is_einval(kq: skqueue.kqueue) -> None:
-    einval(kq, kevent(1, EVFILT_TIMER, EV_ADD | EV_ONESHOT, NOTE_ABSTIME | NOTE_SECONDS, 1))
-
-
 def test_abstime_without_oneshot_stays_reported(kq: skqueue.kqueue) -> None:
     """Not EV_CLEAR: the expiration stays pending until the knote is deleted."""
     timer(kq, 1, int(time.time() * 1000) + 30, NOTE_ABSTIME | NOTE_MSECONDS)

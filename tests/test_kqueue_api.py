@@ -8,7 +8,11 @@ from __future__ import annotations
 import errno
 import os
 import socket
+import subprocess
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -19,16 +23,22 @@ from skqueue import kevent
 from skqueue._testing import KQUEUE_KINDS
 from skqueue.constants import (
     EV_ADD,
+    EV_CLEAR,
     EV_DELETE,
     EV_DISABLE,
     EV_ENABLE,
+    EV_KEEPUDATA,
     EV_ONESHOT,
+    EVFILT_PROC,
     EVFILT_READ,
     EVFILT_USER,
+    EVFILT_VNODE,
     EVFILT_WRITE,
     KQ_EV_ADD,
     KQ_FILTER_READ,
+    NOTE_EXIT,
     NOTE_TRIGGER,
+    NOTE_WRITE,
 )
 
 
@@ -172,6 +182,20 @@ def test_every_change_replaces_udata(kq: skqueue.kqueue) -> None:
     assert ev.udata == "enabled"
 
 
+def test_keepudata_leaves_udata_alone(kq: skqueue.kqueue) -> None:
+    """EV_KEEPUDATA (FreeBSD 12): change a knote without knowing its udata."""
+    token = object()
+    kq.control([kevent(1, EVFILT_USER, EV_ADD | EV_DISABLE, udata=token)], 0)
+    kq.control([kevent(1, EVFILT_USER, EV_ENABLE | EV_KEEPUDATA, NOTE_TRIGGER)], 0)
+    (ev,) = kq.control(None, 4, 0)
+    assert ev.udata is token
+    assert not ev.flags & EV_KEEPUDATA  # an action, not a state: never reported
+    kq.control([kevent(1, EVFILT_USER, EV_ADD | EV_KEEPUDATA, udata="ignored")], 0)
+    kq.control([kevent(1, EVFILT_USER, 0, NOTE_TRIGGER, udata="replaced")], 0)
+    (ev,) = kq.control(None, 4, 0)
+    assert ev.udata == "replaced"
+
+
 def test_readd_does_not_enable_a_disabled_knote(kq: skqueue.kqueue) -> None:
     kq.control([kevent(1, EVFILT_USER, EV_ADD)], 0)
     kq.control([kevent(1, EVFILT_USER, EV_DISABLE, NOTE_TRIGGER)], 0)
@@ -185,6 +209,86 @@ def test_enable_wins_over_disable_in_one_change(kq: skqueue.kqueue) -> None:
     kq.control([kevent(1, EVFILT_USER, EV_ADD | EV_DISABLE)], 0)
     kq.control([kevent(1, EVFILT_USER, EV_ENABLE | EV_DISABLE, NOTE_TRIGGER)], 0)
     assert len(kq.control(None, 4, 0)) == 1
+
+
+# fork() --------------------------------------------------------------------------------
+def _in_child(check: Callable[[], None]) -> int:
+    """Run check in a fork() child; its exit status (0: every assertion held)."""
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            check()
+            code = 0
+        finally:
+            os._exit(code)
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+
+
+def test_fork_child_inherits_no_kqueue_and_leaves_the_parents_alone(
+    kq: skqueue.kqueue, tmp_path: Path
+) -> None:
+    """FreeBSD gives a child no kqueue, and CPython's select.kqueue objects appear
+    closed in one; the child must neither take the parent's events nor drop its
+    registrations (they live in kernel objects the two processes share)."""
+    a, b = socket.socketpair()
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    watched = tmp_path / "watched"
+    watched.write_bytes(b"")
+    fd = os.open(watched, os.O_RDONLY)
+    try:
+        handle = skqueue.kqueue.fromfd(kq.fileno())
+        kq.control([
+            kevent(a, EVFILT_READ, EV_ADD),
+            kevent(1, EVFILT_USER, EV_ADD | EV_ONESHOT),
+            kevent(1, EVFILT_USER, 0, NOTE_TRIGGER),
+            kevent(sleeper.pid, EVFILT_PROC, EV_ADD, NOTE_EXIT),
+            kevent(fd, EVFILT_VNODE, EV_ADD | EV_CLEAR, NOTE_WRITE),
+        ], 0)
+        b.send(b"x")
+        epoll_fd = kq.fileno()
+
+        def child() -> None:
+            assert kq.closed and handle.closed
+            with pytest.raises(ValueError):
+                kq.control(None, 8, 0)
+            with pytest.raises(ValueError):
+                kq.fileno()
+            assert "eventpoll" not in _fd_target(epoll_fd)
+            handle.close()
+            kq.close()
+            with skqueue.kqueue() as own:  # the child may make kqueues of its own
+                own.control([kevent(2, EVFILT_USER, EV_ADD | EV_ONESHOT, NOTE_TRIGGER)], 0)
+                assert [ev.ident for ev in own.control(None, 8, 0)] == [2]
+
+        assert _in_child(child) == 0
+        events = kq.control(None, 8, 1.0)
+        assert sorted((ev.filter, ev.ident) for ev in events) == sorted(
+            [(EVFILT_READ, a.fileno()), (EVFILT_USER, 1)]
+        )
+        a.recv(1)
+        with open(watched, "ab") as out:
+            out.write(b"after the child")
+        sleeper.kill()
+        sleeper.wait(5)
+        seen = {ev.filter for ev in kq.control(None, 8, 2.0)}
+        if seen != {EVFILT_PROC, EVFILT_VNODE}:
+            seen |= {ev.filter for ev in kq.control(None, 8, 2.0)}
+        assert seen == {EVFILT_PROC, EVFILT_VNODE}
+        handle.close()
+    finally:
+        sleeper.kill()
+        sleeper.wait(5)
+        os.close(fd)
+        a.close()
+        b.close()
+
+
+def _fd_target(fd: int) -> str:
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return ""
 
 
 # Random change lists against a model ------------------------------------------------------

@@ -104,3 +104,20 @@ def test_closing_the_inner_drops_the_registration(kq: skqueue.kqueue) -> None:
     nothing(kq)
     with pytest.raises(OSError):  # the knote went with the fd
         kq.control([kevent(fd, EVFILT_READ, skqueue.EV_DELETE)], 0)
+
+
+def test_clear_watch_reports_each_new_inner_event_once(kq: skqueue.kqueue) -> None:
+    """EV_CLEAR on a kqueue's fd: one report per event the inner kqueue queues, not
+    one per poll while events wait there (FreeBSD's kqueue_peek_signal case)."""
+    with skqueue.kqueue() as inner:
+        inner.control([kevent(i, EVFILT_USER, EV_ADD | EV_CLEAR) for i in (1, 2)], 0)
+        kq.control([kevent(inner.fileno(), EVFILT_READ, EV_ADD | EV_CLEAR)], 0)
+        inner.control([kevent(1, EVFILT_USER, 0, NOTE_TRIGGER)], 0)
+        (ev,) = kq.control(None, 8, 0)
+        assert ev.data == 1
+        for _ in range(5):
+            assert kq.control(None, 8, 0) == []
+        inner.control([kevent(2, EVFILT_USER, 0, NOTE_TRIGGER)], 0)
+        (ev,) = kq.control(None, 8, 0)
+        assert ev.data == 2
+        assert kq.control(None, 8, 0) == []

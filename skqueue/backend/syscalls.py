@@ -690,6 +690,11 @@ class ProcConnector:
             self._control(_PROC_CN_MCAST_IGNORE)
         self._sock.close()
 
+    def abandon(self) -> None:
+        """Close without unsubscribing: in a fork() child, the parent still listens
+        on this socket and the kernel counts listeners globally."""
+        self._sock.close()
+
 
 # -------------------------------------------------------------------- buffer levels
 

@@ -113,3 +113,6 @@ class Filter:
 
     def close(self) -> None:
         """Free per-kqueue resources when the kqueue closes."""
+
+    def abandon(self) -> None:
+        """In a fork() child: close this filter's fds, changing nothing in the kernel."""

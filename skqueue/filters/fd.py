@@ -46,6 +46,8 @@ _ioctl = fcntl.ioctl
 _FIONREAD = termios.FIONREAD
 _WAKES_WRITE = _OUT | _HUP | _ERR
 _GONE = (errno.EBADF, errno.ENOENT)
+_POLL_ANY = select.POLLIN | select.POLLOUT  # HUP and ERR come whatever is asked
+_pipefs_dev: int | None = None
 
 # Kinds of open file, decided once at attach.
 SOCKET, LISTENER, FIFO, REGULAR, OTHER, KQUEUE = range(6)
@@ -55,6 +57,7 @@ class FdWatch:
     """What skqueue knows about one fd: its kind, its knotes, its epoll item."""
 
     __slots__ = (
+        "anonymous",
         "armed",
         "edge",
         "fd",
@@ -66,6 +69,7 @@ class FdWatch:
         "plain",
         "read",
         "revents",
+        "seen_enqueues",
         "sndbuf",
         "sockerr",
         "unsettled",
@@ -77,7 +81,9 @@ class FdWatch:
         self.fd = fd
         self.identity = (st.st_dev, st.st_ino)
         self.kind = _kind_of(fd, st.st_mode)
+        self.anonymous = self.kind == FIFO and st.st_dev == _pipe_device()  # pipe(2), not mkfifo
         self.nested: weakref.ref[KqueueCore] | None = None  # the skqueue kqueue behind fd
+        self.seen_enqueues = -1  # nested.enqueues when an EV_CLEAR READ last looked
         if self.kind == OTHER:
             from ..kqueue import core_behind  # the kqueue module imports this one
 
@@ -165,6 +171,10 @@ class FdFilter(Filter):
             watch = FdWatch(fd, os.fstat(fd))
         if watch.kind == KQUEUE and kn.filter != EVFILT_READ:
             raise OSError(errno.EINVAL, "a kqueue has only EVFILT_READ")
+        if watch.anonymous and kn.filter != EVFILT_READ and _poll_now(fd) & _UNUSUAL:
+            # FreeBSD refuses WRITE on a pipe whose other end is closed (pipe_kqfilter);
+            # a FIFO keeps its ends, so a new reader may still come.
+            raise OSError(errno.EPIPE, os.strerror(errno.EPIPE))
         if new:
             if watch.kind != REGULAR:
                 try:
@@ -358,6 +368,10 @@ class FdFilter(Filter):
         """Fill data/fflags/oflags as FreeBSD does and say whether kn is ready."""
         fd, kind = watch.fd, watch.kind
         revents = watch.revents
+        if kind == FIFO:
+            # Whether the other end is gone, asked now: the bits epoll reported are
+            # shared by both directions and the first delivery clears them.
+            revents = (revents & ~_UNUSUAL) | _poll_now(fd)
         kn.oflags = 0
         kn.fflags = 0
         lowat = kn.sdata if kn.sfflags & NOTE_LOWAT and kn.sdata > 0 else 1
@@ -372,8 +386,14 @@ class FdFilter(Filter):
             if kind == KQUEUE:
                 inner = watch.nested() if watch.nested is not None else None
                 pending = inner.pending() if inner is not None else None
-                if pending is not None:
+                if inner is not None and pending is not None:
                     kn.data = pending  # FreeBSD's kq_count
+                    if kn.flags & EV_CLEAR:
+                        # FreeBSD reports a watched kqueue again only when it queues
+                        # a new event, not each time its fd is seen readable.
+                        fresh = inner.enqueues != watch.seen_enqueues
+                        watch.seen_enqueues = inner.enqueues
+                        return fresh and pending >= lowat
                     return pending >= lowat
             kn.data = self._readable(fd)
             # EPOLLERR on a pipe means this is a write end whose reader is gone:
@@ -409,7 +429,9 @@ class FdFilter(Filter):
             elif revents & _ERR:
                 return True  # a transient (UDP) error: writable, send() reports it
         elif kind == FIFO:
-            if revents & _ERR:  # the reader is gone: FreeBSD reports no space
+            # ERR: this write end's reader is gone.  HUP: this is a read end (FreeBSD's
+            # pipes run both ways) and the writer is gone.  FreeBSD reports no space.
+            if revents & (_ERR | select.EPOLLHUP):
                 kn.oflags = EV_EOF
                 kn.data = 0
             else:
@@ -430,6 +452,27 @@ class FdFilter(Filter):
                 return 0
             raise
         return buf[0]
+
+
+def _pipe_device() -> int:
+    """The device of pipefs, which every anonymous pipe shares (looked up once)."""
+    global _pipefs_dev
+    if _pipefs_dev is None:
+        r, w = os.pipe()
+        try:
+            _pipefs_dev = os.fstat(r).st_dev
+        finally:
+            os.close(r)
+            os.close(w)
+    return _pipefs_dev
+
+
+def _poll_now(fd: int) -> int:
+    """poll(2) the fd without waiting: its HUP/ERR bits (epoll's values on Linux)."""
+    poller = select.poll()
+    poller.register(fd, _POLL_ANY)
+    ready = poller.poll(0)
+    return ready[0][1] & _UNUSUAL if ready else 0
 
 
 def _check_identity(watch: FdWatch) -> os.stat_result:

@@ -185,3 +185,11 @@ class ProcFilter(Filter):
             self.core.backend.remove(self.connector.fileno())
             self.connector.close()
             self.connector = None
+
+    def abandon(self) -> None:
+        for kn in self.core.knotes.values():
+            if kn.ops is self:
+                os.close(kn.hook.pidfd)
+        if self.connector is not None:
+            self.connector.abandon()
+            self.connector = None

@@ -86,16 +86,13 @@ class TimerFilter(Filter):
         # FreeBSD: a periodic timer of 0 ticks every unit, not continuously.
         amount = (kn.sdata or (0 if kn.flags & EV_ONESHOT else 1)) * _UNITS[unit]
         now = time.monotonic_ns()
-        realtime = time.time_ns()
-        if kn.sfflags & NOTE_ABSTIME and amount < realtime - time.clock_gettime_ns(
-            time.CLOCK_BOOTTIME
-        ):  # FreeBSD refuses absolute times before the boot
-            raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
         state: TimerState = kn.hook
         state.generation += 1
         state.expired = 0
         if kn.sfflags & NOTE_ABSTIME:
-            state.deadline = now + amount - realtime
+            # kqueue(2) (2021 on) takes any absolute time already passed, even one
+            # before the boot, as "now": it fires at once instead of failing EINVAL.
+            state.deadline = max(now, now + amount - time.time_ns())
             state.period = 0
         else:
             state.deadline = now + amount

@@ -25,9 +25,12 @@ Linux events map onto FreeBSD notes like this:
 - ``IN_Q_OVERFLOW`` (events lost) -> every knote compares a fresh ``fstat`` with
   its last snapshot (size, mtime, ctime, link count) and reports what changed.
 
-Returned ``fflags`` accumulate the requested notes until delivered with EV_CLEAR;
-``data`` is 0.  A knote whose fd was closed or now names another file is dropped
-silently when an event or a delivery finds that out (identity = st_dev, st_ino).
+Returned ``fflags`` accumulate until delivered with EV_CLEAR; as in FreeBSD, a
+change reported to the filter as several notes at once (an append is
+NOTE_WRITE|NOTE_EXTEND) is recorded whole when any of its notes was asked for, so
+a knote asking for NOTE_WRITE alone sees NOTE_EXTEND on an append.  ``data`` is
+0.  A knote whose fd was closed or now names another file is dropped silently
+when an event or a delivery finds that out (identity = st_dev, st_ino).
 
 Limits (Linux): a directory removed while an fd is open on it gets no inotify
 event until that fd is closed, so NOTE_DELETE is never reported for directories
@@ -226,49 +229,52 @@ class VnodeState:
             return NOTE_DELETE
         return NOTE_LINK
 
-    def absorb(self, mask: int, name: str, st: os.stat_result) -> int:
-        """The FreeBSD notes one inotify event stands for (see the module docstring).
+    def absorb(self, mask: int, name: str, st: os.stat_result) -> list[int]:
+        """The FreeBSD hints one inotify event stands for (see the module docstring).
 
-        Only the snapshot field an event is about is updated, so that a link-count
-        change is still seen by its IN_ATTRIB when an earlier IN_MODIFY of the
-        same batch is translated after the link happened.
+        A hint is what FreeBSD passes to the filter in one call (an append is
+        NOTE_WRITE|NOTE_EXTEND together); a knote takes a whole hint when it asked
+        for any bit of it.  Only the snapshot field an event is about is updated,
+        so that a link-count change is still seen by its IN_ATTRIB when an earlier
+        IN_MODIFY of the same batch is translated after the link happened.
         """
-        notes = 0
+        hints: list[int] = []
         if name:
+            entry = 0
             if mask & (IN_CREATE | IN_DELETE | _MOVED):
-                notes |= NOTE_WRITE
+                entry |= NOTE_WRITE
             if mask & MOVED_ACROSS:
-                notes |= NOTE_EXTEND
+                entry |= NOTE_EXTEND
             if mask & IN_ISDIR and mask & (IN_CREATE | IN_DELETE | MOVED_ACROSS):
-                notes |= NOTE_LINK
-            return notes
+                entry |= NOTE_LINK
+            return [entry] if entry else []
         grew = not self.is_dir and st.st_size > self.size
         if mask & IN_Q_OVERFLOW:
             links = self.link_notes(st)
             if grew:
-                notes |= NOTE_WRITE | NOTE_EXTEND
+                hints.append(NOTE_WRITE | NOTE_EXTEND)
             elif st.st_mtime_ns != self.mtime_ns:
-                notes |= NOTE_WRITE
+                hints.append(NOTE_WRITE)
             if links:
-                notes |= links
-            elif st.st_ctime_ns != self.ctime_ns and not notes:
-                notes |= NOTE_ATTRIB
+                hints.append(links)
+            elif st.st_ctime_ns != self.ctime_ns and not hints:
+                hints.append(NOTE_ATTRIB)
             self.remember(st)
         if mask & IN_MODIFY:
-            notes |= NOTE_WRITE | (NOTE_EXTEND if grew else 0)
+            hints.append(NOTE_WRITE | (NOTE_EXTEND if grew else 0))
             self.size = st.st_size
         if mask & IN_ATTRIB:
-            notes |= self.link_notes(st) or NOTE_ATTRIB
+            hints.append(self.link_notes(st) or NOTE_ATTRIB)
             self.nlink = st.st_nlink
         if mask & IN_MOVE_SELF:
-            notes |= NOTE_RENAME
+            hints.append(NOTE_RENAME)
         if mask & IN_DELETE_SELF:
-            notes |= NOTE_DELETE
+            hints.append(NOTE_DELETE)
         if mask & IN_UNMOUNT:
-            notes |= NOTE_REVOKE
+            hints.append(NOTE_REVOKE)
         self.mtime_ns = st.st_mtime_ns
         self.ctime_ns = st.st_ctime_ns
-        return notes
+        return hints
 
 
 def _check_watchable(fd: int, mode: int) -> None:
@@ -321,9 +327,10 @@ class VnodeFilter(Filter):
         if st is None:
             return
         state: VnodeState = kn.hook
-        notes = state.absorb(mask, name, st)
-        state.notes |= notes & kn.sfflags
-        state.revoked = state.revoked or bool(notes & NOTE_REVOKE)
+        for hint in state.absorb(mask, name, st):
+            if hint & kn.sfflags:  # FreeBSD's filt_vfsvnode: the whole hint, not a mask of it
+                state.notes |= hint
+            state.revoked = state.revoked or bool(hint & NOTE_REVOKE)
         if state.notes or state.revoked:
             self.core.activate(kn)
 
@@ -354,6 +361,11 @@ class VnodeFilter(Filter):
 
     def close(self) -> None:
         self.inotify.close()
+
+    def abandon(self) -> None:
+        if self.inotify.fd >= 0:
+            os.close(self.inotify.fd)
+            self.inotify.fd = -1
 
 
 def watch_growth(core: KqueueCore, fd: int, on_modify: Callable[[], None]) -> Subscription | None:
