@@ -17,7 +17,7 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from .backend.epoll import EpollBackend
@@ -107,6 +107,9 @@ class KqueueCore:
         self.harvests = 0  # counts the harvests that deliver directly
         self.enqueues = 0  # activations queued so far (EV_CLEAR on a kqueue's fd)
         self.abandoned = False  # a fork() child's copy (see abandon)
+        # Called before each kevent() takes the lock: lets a filter bring in what has
+        # happened but is not counted yet (the SIGNAL filter reads the signal pipe).
+        self.before_wait: Callable[[], None] | None = None
 
     # Filters ------------------------------------------------------------------------
     def filter_for(self, filt: int) -> Filter | None:
@@ -126,6 +129,9 @@ class KqueueCore:
         self, changes: Iterable[kevent] | None, nevents: int, timeout: float | None
     ) -> list[kevent]:
         out: list[kevent] = []
+        before_wait = self.before_wait
+        if before_wait is not None and nevents > 0:
+            before_wait()
         with self.lock:
             if self.closed:
                 raise _closed_error()

@@ -461,3 +461,14 @@ def test_no_fd_left_after_close() -> None:
         time.sleep(0.01)  # the hub's reader thread closes its end when it sees EOF
     assert fds() == before
     assert signal.getsignal(SIG) == signal.SIG_IGN
+
+
+def test_signal_to_self_is_seen_by_the_next_zero_timeout_poll(kq: skqueue.kqueue) -> None:
+    """FreeBSD posts a signal before kill() returns; the very next poll must see it
+    (its kqueue_peek_signal test), every time, not only when the hub thread won."""
+    add(kq, SIG)
+    for sent in range(1, 21):
+        os.kill(os.getpid(), SIG)
+        events = kq.control(None, 4, 0)
+        assert [(ev.ident, ev.data) for ev in events] == [(SIG, 1)], f"signal {sent}"
+    assert kq.control(None, 4, 0) == []

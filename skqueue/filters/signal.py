@@ -24,7 +24,11 @@ queue could not):
   stop, or nothing);
 - runs one daemon thread that reads the pipe, forwards every byte to the wakeup
   fd that was installed before (asyncio and others keep working), and adds the
-  count to the SIGNAL knote of every kqueue watching that signal.
+  count to the SIGNAL knote of every kqueue watching that signal;
+- lets every kevent() call on a kqueue with SIGNAL knotes read the pipe itself
+  first (non-blocking), so that a signal sent to the process is seen by the very
+  next call, even a zero-timeout poll (FreeBSD posts it before kill() returns).
+  Each byte is read by one thread only, so each delivery is counted once.
 
 No thread's signal mask is touched, so nothing has to be blocked by hand, and
 the count does not depend on which thread got the signal.  The hub starts with
@@ -66,15 +70,19 @@ import contextlib
 import ctypes
 import errno
 import os
+import select
 import signal
 import threading
 from collections import Counter
 from collections.abc import Callable
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..constants import EV_CLEAR, EVFILT_SIGNAL
 from .base import Filter, Knote
+
+if TYPE_CHECKING:
+    from ..core import KqueueCore
 
 _Disposition = Callable[[int, FrameType | None], Any] | int | signal.Handlers | None
 
@@ -121,6 +129,10 @@ class SignalHub:
         self.listeners: dict[int, tuple[SignalFilter, ...]] = {}
         self.saved: dict[int, _Disposition] = {}  # hooked signal -> the application's
         self.pipe: tuple[int, int] | None = None  # (read end, write end = wakeup fd)
+        # The read end callers of drain() use, and who may read it: a byte must be
+        # counted by one thread, and the fd must not be closed under a reader.
+        self.reader_lock = threading.Lock()
+        self.rfd = -1
         self.prev_wakeup = -1
         self.handler = self._on_signal  # one bound method, so ``is`` recognises it
 
@@ -177,6 +189,7 @@ class SignalHub:
             return
         rfd, wfd = os.pipe()
         os.set_blocking(wfd, False)  # CPython's handler must never block
+        os.set_blocking(rfd, False)  # several threads read it (see drain)
         try:
             self.prev_wakeup = signal.set_wakeup_fd(wfd, warn_on_full_buffer=False)
         except BaseException:
@@ -184,6 +197,9 @@ class SignalHub:
             os.close(wfd)
             raise
         self.pipe = (rfd, wfd)
+        # Not under reader_lock: a caller holds a kqueue lock here, and drain() takes
+        # kqueue locks under reader_lock.  Both values are open fds for any reader.
+        self.rfd = rfd
         threading.Thread(target=self._run, args=(rfd,), name="skqueue-signals", daemon=True).start()
 
     def _stop(self) -> None:
@@ -204,20 +220,45 @@ class SignalHub:
         self.prev_wakeup = -1
 
     def _run(self, rfd: int) -> None:
-        """Hub thread: count each byte CPython's C handler wrote, forward it on."""
-        try:
-            while data := os.read(rfd, 512):
-                previous = self.prev_wakeup
-                forward = bytes(byte for byte in data if not byte & _COUNT_ONLY)
-                if previous >= 0 and forward:
-                    with contextlib.suppress(OSError):  # full or gone: CPython's best effort
-                        os.write(previous, forward)
-                for byte, count in Counter(data).items():
-                    signo = byte & ~_COUNT_ONLY
-                    for listener in self.listeners.get(signo, ()):
-                        listener.signalled(signo, count)
-        finally:
-            os.close(rfd)
+        """Hub thread: wait for bytes and count them, until the write end closes."""
+        poller = select.poll()
+        poller.register(rfd, select.POLLIN)
+        while True:
+            poller.poll()
+            with self.reader_lock:
+                if not self._read(rfd):  # EOF: the hub stopped
+                    os.close(rfd)
+                    if self.rfd == rfd:
+                        self.rfd = -1
+                    return
+
+    def drain(self) -> None:
+        """Count what the pipe holds now; any thread, holding no kqueue lock."""
+        with self.reader_lock:
+            if self.rfd >= 0:
+                self._read(self.rfd)
+
+    def _read(self, rfd: int) -> bool:
+        """Count each byte CPython's C handler wrote and forward it on; False at EOF.
+
+        Holds reader_lock and takes kqueue locks, so no caller may hold one.
+        """
+        while True:
+            try:
+                data = os.read(rfd, 512)
+            except BlockingIOError:
+                return True
+            if not data:
+                return False
+            previous = self.prev_wakeup
+            forward = bytes(byte for byte in data if not byte & _COUNT_ONLY)
+            if previous >= 0 and forward:
+                with contextlib.suppress(OSError):  # full or gone: CPython's best effort
+                    os.write(previous, forward)
+            for byte, count in Counter(data).items():
+                signo = byte & ~_COUNT_ONLY
+                for listener in self.listeners.get(signo, ()):
+                    listener.signalled(signo, count)
 
     # The handler ----------------------------------------------------------------------
     def _on_signal(self, signo: int, frame: FrameType | None) -> None:
@@ -261,9 +302,11 @@ class SignalHub:
         for fd in self.pipe:
             os.close(fd)
         self.pipe = None
+        self.rfd = -1
         self.saved.clear()
         self.listeners.clear()
         self.lock = threading.Lock()
+        self.reader_lock = threading.Lock()
 
 
 def _ignored_sigchld(signo: int) -> bool:
@@ -277,6 +320,10 @@ os.register_at_fork(after_in_child=hub.after_fork_in_child)
 class SignalFilter(Filter):
     """EVFILT_SIGNAL for one kqueue; kn.hook = deliveries not yet reported."""
 
+    def __init__(self, core: KqueueCore) -> None:
+        super().__init__(core)
+        self.knotes = 0
+
     def attach(self, kn: Knote) -> None:
         signo = kn.ident
         if not 0 < signo < signal.NSIG or signo in _UNCATCHABLE:
@@ -284,9 +331,14 @@ class SignalFilter(Filter):
         kn.flags |= EV_CLEAR  # as FreeBSD: data counts deliveries since the last report
         kn.hook = 0
         hub.watch(signo, self)
+        self.knotes += 1
+        self.core.before_wait = hub.drain
 
     def detach(self, kn: Knote) -> None:
         hub.unwatch(kn.ident, self)
+        self.knotes -= 1
+        if not self.knotes:
+            self.core.before_wait = None
 
     def signalled(self, signo: int, count: int) -> None:
         """Hub thread: signo was delivered count times."""
