@@ -28,6 +28,7 @@ from skqueue.constants import (
     EV_DELETE,
     EV_EOF,
     EV_ERROR,
+    EV_ONESHOT,
     EV_REALTIME,
     EVFILT_READ,
     EVFILT_WRITE,
@@ -335,12 +336,38 @@ def test_write_pipe_data_is_pipe_space(kq: skqueue.kqueue, pipe: tuple[int, int]
 
 
 def test_write_eof_when_pipe_reader_is_gone(kq: skqueue.kqueue, pipe: tuple[int, int]) -> None:
+    """FreeBSD's pipe_kqueue test: EV_EOF|EV_ONESHOT with the space there was, once."""
     r, w = pipe
     add(kq, w, EVFILT_WRITE)
-    one(kq)
+    capacity = one(kq).data
+    os.write(w, b"x" * 100)
     os.close(r)
     ev = one(kq)
-    assert (ev.flags, ev.data) == (EV_EOF, 0)  # FreeBSD: no space to write into
+    assert (ev.flags, ev.data) == (EV_EOF | EV_ONESHOT, capacity - 100)
+    none(kq)
+    (gone,) = kq.control([kevent(w, EVFILT_WRITE, EV_DELETE)], 1, 0)
+    assert (gone.flags, gone.data) == (EV_ERROR, errno.ENOENT)
+
+
+def test_write_eof_when_fifo_reader_is_gone_keeps_the_knote(
+    kq: skqueue.kqueue, tmp_path: Path
+) -> None:
+    """A named FIFO outlives its ends: EV_EOF, and the knote stays for the next reader."""
+    path = tmp_path / "fifo"
+    os.mkfifo(path)
+    r = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    w = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+    try:
+        add(kq, w, EVFILT_WRITE)
+        capacity = one(kq).data
+        os.close(r)
+        ev = one(kq)
+        assert (ev.flags, ev.data) == (EV_EOF, capacity)
+        r = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        assert one(kq).flags == 0
+    finally:
+        os.close(w)
+        os.close(r)
 
 
 def test_write_eof_when_socket_peer_is_gone(

@@ -429,13 +429,17 @@ class FdFilter(Filter):
             elif revents & _ERR:
                 return True  # a transient (UDP) error: writable, send() reports it
         elif kind == FIFO:
-            # ERR: this write end's reader is gone.  HUP: this is a read end (FreeBSD's
-            # pipes run both ways) and the writer is gone.  FreeBSD reports no space.
-            if revents & (_ERR | select.EPOLLHUP):
-                kn.oflags = EV_EOF
-                kn.data = 0
+            if revents & select.EPOLLHUP and not revents & _ERR:
+                # A read end whose writer is gone.  FreeBSD's pipes run both ways and
+                # this end's own buffer, which nobody writes into here, is empty.
+                kn.data = syscalls.pipe_capacity(fd)
             else:
                 kn.data = syscalls.pipe_capacity(fd) - self._readable(fd)
+            if revents & (_ERR | select.EPOLLHUP):
+                # The other end is gone.  Closing one end of a pipe(2) pipe clears the
+                # knotes FreeBSD hangs on it: they fire once more, EV_ONESHOT, with
+                # the space as it was; a FIFO keeps its knotes for the next peer.
+                kn.oflags = EV_EOF | EV_ONESHOT if watch.anonymous else EV_EOF
         else:
             kn.data = 0
             return bool(revents & (_OUT | _ERR | select.EPOLLHUP))

@@ -10,9 +10,6 @@ compared with what this system's buffers hold, never with FreeBSD's constants.
 
 Checked by FreeBSD but deliberately not asserted here:
 
-* WRITE on a pipe whose other end closed: FreeBSD adds EV_ONESHOT and leaves
-  ``data`` at the last free-space figure; skqueue reports EV_EOF with data 0, which
-  tests/test_filter_fd.py::test_write_eof_when_pipe_reader_is_gone pins.
 * WRITE|EV_CLEAR on a pipe re-reported after every read (data PIPE_BUF + 1 after
   one more byte): Linux wakes a pipe's writers only when a full pipe frees a page,
   so no edge exists to report.
@@ -63,6 +60,10 @@ def pipe() -> Iterator[tuple[int, int]]:
     for fd in (r, w):
         with contextlib.suppress(OSError):
             os.close(fd)
+
+
+def _capacity(fd: int) -> int:
+    return fcntl.fcntl(fd, fcntl.F_GETPIPE_SZ)
 
 
 def fill_pipe(w: int) -> int:
@@ -176,8 +177,7 @@ def test_pipe_write_end_clear(kq: skqueue.kqueue, pipe: tuple[int, int]) -> None
 
 def test_pipe_write_end_clear_reader_gone(kq: skqueue.kqueue, pipe: tuple[int, int]) -> None:
     """WRITE|EV_CLEAR already reported: closing the read end reports it once more,
-    now with EV_EOF.  (FreeBSD also adds EV_ONESHOT and keeps data; not asserted,
-    see the module docstring.)"""
+    now with EV_EOF|EV_ONESHOT and the space there was."""
     r, w = pipe
     kq.control([kevent(w, EVFILT_WRITE, EV_ADD | EV_CLEAR)], 0)
     one(kq, 0)
@@ -185,11 +185,12 @@ def test_pipe_write_end_clear_reader_gone(kq: skqueue.kqueue, pipe: tuple[int, i
     nothing(kq)  # was reported already; 100 bytes less space is no new edge
     os.close(r)
     ev = one(kq)
-    assert (ev.ident, ev.filter, ev.flags & ~EV_ONESHOT, ev.fflags) == (
+    assert (ev.ident, ev.filter, ev.flags, ev.fflags, ev.data) == (
         w,
         EVFILT_WRITE,
-        EV_CLEAR | EV_EOF,
+        EV_CLEAR | EV_EOF | EV_ONESHOT,
         0,
+        _capacity(w) - 100,
     )
 
 
@@ -217,8 +218,7 @@ def test_pipe_closed_read_end(kq: skqueue.kqueue, pipe: tuple[int, int]) -> None
 
 def test_pipe_closed_read_end_registered_before(kq: skqueue.kqueue, pipe: tuple[int, int]) -> None:
     """Both registered on the write end, then the reader goes: both report EV_EOF in
-    the same wait (READ with data 0).  FreeBSD's WRITE also carries EV_ONESHOT and
-    the capacity as data; not asserted, see the module docstring."""
+    the same wait (READ with data 0; WRITE once, EV_ONESHOT, with the capacity)."""
     r, w = pipe
     receipts = register_both(kq, w)
     assert [(ev.flags & EV_ERROR, ev.data) for ev in receipts] == [(EV_ERROR, 0)] * 2
@@ -226,7 +226,9 @@ def test_pipe_closed_read_end_registered_before(kq: skqueue.kqueue, pipe: tuple[
     events = by_filter(kq.control(None, 8, 0.2))
     assert set(events) == {EVFILT_READ, EVFILT_WRITE}
     wr, rd = events[EVFILT_WRITE], events[EVFILT_READ]
-    assert (wr.ident, wr.flags & ~EV_ONESHOT, wr.fflags) == (w, EV_EOF | CLEAR_RECEIPT, 0)
+    assert (wr.ident, wr.flags, wr.fflags, wr.data) == (
+        w, EV_EOF | EV_ONESHOT | CLEAR_RECEIPT, 0, _capacity(w)
+    )
     assert (rd.ident, rd.flags, rd.fflags, rd.data) == (w, EV_EOF | CLEAR_RECEIPT, 0, 0)
 
 
@@ -251,8 +253,8 @@ def test_pipe_closed_write_end(kq: skqueue.kqueue, pipe: tuple[int, int]) -> Non
 
 def test_pipe_closed_write_end_registered_before(kq: skqueue.kqueue, pipe: tuple[int, int]) -> None:
     """READ and WRITE registered on the read end, the pipe filled, then the writer
-    goes: WRITE reports EV_EOF, READ reports EV_EOF with the buffered byte count.
-    (FreeBSD's WRITE also carries EV_ONESHOT and the reverse direction's space.)"""
+    goes: WRITE reports EV_EOF|EV_ONESHOT with the (empty) reverse direction's space,
+    READ reports EV_EOF with the buffered byte count."""
     r, w = pipe
     receipts = register_both(kq, r)
     assert [(ev.flags & EV_ERROR, ev.data) for ev in receipts] == [(EV_ERROR, 0)] * 2
@@ -261,7 +263,8 @@ def test_pipe_closed_write_end_registered_before(kq: skqueue.kqueue, pipe: tuple
     events = by_filter(kq.control(None, 8, 0.2))
     assert set(events) == {EVFILT_READ, EVFILT_WRITE}
     wr, rd = events[EVFILT_WRITE], events[EVFILT_READ]
-    assert (wr.ident, wr.flags & ~EV_ONESHOT, wr.fflags) == (r, EV_EOF | CLEAR_RECEIPT, 0)
+    assert (wr.ident, wr.flags, wr.fflags) == (r, EV_EOF | EV_ONESHOT | CLEAR_RECEIPT, 0)
+    assert wr.data > 0
     assert (rd.ident, rd.flags, rd.fflags, rd.data) == (r, EV_EOF | CLEAR_RECEIPT, 0, written)
 
 
