@@ -318,7 +318,7 @@ class KqueueCore:
         self.in_wait += 1
         out: list[kevent] = []
         try:
-            if len(kevq):
+            if kevq.normal or kevq.rt:
                 # Queued events will satisfy this wait without epoll_wait; look at
                 # the kernel anyway so that fds re-armed since (still-ready level
                 # knotes) join the tail of the queue, as FreeBSD re-queues them.
@@ -353,7 +353,9 @@ class KqueueCore:
             kevq.waiting = False
             kevq.account_return(time.monotonic_ns(), len(out))
             self.in_wait -= 1
-            if not self.in_wait and self.sched is None and len(kevq) and not self.closed:
+            if not self.in_wait and self.sched is None and (kevq.normal or kevq.rt) and (
+                not self.closed
+            ):
                 self.backend.wake()  # events left queued: keep fileno() readable
             if self.leader is None:
                 self._hand_over_lead(kevq)
@@ -363,11 +365,12 @@ class KqueueCore:
 
         Returns the events delivered directly to this thread (see _harvest).
         """
+        batch = nevents if nevents > _HARVEST_BATCH else _HARVEST_BATCH
         self.leader = kevq
         self.leader_polling = True
         self.lock.release()
         try:
-            ready = self.backend.poll(remaining, max(nevents, _HARVEST_BATCH))
+            ready = self.backend.poll(remaining, batch)
         except ValueError:  # the backend was closed under us
             ready = []
         finally:
@@ -389,7 +392,7 @@ class KqueueCore:
         ordinary path.
         """
         direct: list[kevent] = []
-        if self.sched is not None or len(kevq) or self.realtime_knotes:
+        if self.sched is not None or kevq.normal or kevq.rt or self.realtime_knotes:
             self.backend.dispatch(ready)
             return direct
         self.direct, self.direct_room = direct, nevents
@@ -405,7 +408,8 @@ class KqueueCore:
         if self.closed:
             return
         if self.sched is None:
-            me.cond.notify()  # one of the threads sleeping on the shared kevq, if any
+            if me.cond._waiters:  # type: ignore[attr-defined]
+                me.cond.notify()  # one of the threads sleeping on the shared kevq
             return
         for kevq in self.sched.kevqs:
             if kevq.sleeping and kevq is not me:
@@ -415,11 +419,13 @@ class KqueueCore:
     def _scan(self, kevq: Kevq, nevents: int) -> list[kevent]:
         # The per-event path of every wait: locals and one branch for the rare flags.
         out: list[kevent] = []
-        append = out.append
         sched = self.sched
-        multi = sched is not None
         rt, normal = kevq.rt, kevq.normal
-        rt_budget = max(1, -(-nevents * self.rtshare // 100))  # ceil(n*share/100)
+        if not (rt or normal or sched):
+            return out  # classic: nothing queued, and nothing is owned between scans
+        append = out.append
+        multi = sched is not None
+        rt_budget = -(-nevents * self.rtshare // 100)  # ceil(n*share/100), >= 1 here
         while len(out) < nevents:
             if rt and rt_budget > 0:
                 kn = rt.popleft()
