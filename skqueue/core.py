@@ -305,9 +305,11 @@ class KqueueCore:
 
     def _wait(self, nevents: int, timeout: float | None) -> list[kevent]:
         self.waited = True
-        kevq = self.my_kevq()
         sched = self.sched
-        if sched is not None:
+        if sched is None:
+            kevq = self.shared
+        else:
+            kevq = self.my_kevq()
             self._release_owned(kevq)
         kevq.account_wait(time.monotonic_ns())
         if self.freq and kevq.avg_ns:
@@ -341,7 +343,8 @@ class KqueueCore:
                 if self.leader is None:
                     out = self._lead(kevq, remaining, nevents)
                     if out:
-                        out += self._scan(kevq, nevents - len(out))
+                        if kevq.normal or kevq.rt:  # the harvest also queued some
+                            out += self._scan(kevq, nevents - len(out))
                         return out
                 else:
                     kevq.sleeping = True
@@ -357,7 +360,7 @@ class KqueueCore:
                 not self.closed
             ):
                 self.backend.wake()  # events left queued: keep fileno() readable
-            if self.leader is None:
+            if self.leader is None and (sched is not None or kevq.cond._waiters):  # type: ignore[attr-defined]
                 self._hand_over_lead(kevq)
 
     def _lead(self, kevq: Kevq, remaining: float | None, nevents: int) -> list[kevent]:
@@ -408,8 +411,7 @@ class KqueueCore:
         if self.closed:
             return
         if self.sched is None:
-            if me.cond._waiters:  # type: ignore[attr-defined]
-                me.cond.notify()  # one of the threads sleeping on the shared kevq
+            me.cond.notify()  # one of the threads sleeping on the shared kevq
             return
         for kevq in self.sched.kevqs:
             if kevq.sleeping and kevq is not me:

@@ -62,8 +62,11 @@ def test_design_serves_concurrently_and_echoes(server: ServerProcess) -> None:
     stats = server.stats()
     assert stats["served_total"] == CONNS
     busiest = max(stats["served"].values())
-    # The kernel places reuseport connections; every other design must spread the work.
-    assert len(stats["served"]) >= 2 and busiest <= (12 if server.cfg.design == "reuseport" else 8)
+    # Every design must spread the work.  The kernel places reuseport connections and
+    # the random policy places each activation at random: 16 requests on 4 workers give
+    # some worker 9 or more about 3 % of the time, 13 or more about once in 70,000.
+    by_chance = server.cfg.design == "reuseport" or server.cfg.policy == "random"
+    assert len(stats["served"]) >= 2 and busiest <= (12 if by_chance else 8)
     # each worker serves one request at a time: the busiest one bounds the elapsed time
     floor = busiest * SERVICE_NS / 1e9
     assert floor * 0.95 <= elapsed < floor * 1.5 + 0.05, (elapsed, stats["served"])
