@@ -154,7 +154,7 @@ class kqueue:
     ) -> list[kevent]:
         """Apply changelist, then wait up to timeout seconds for up to max_events events."""
         core = self._core
-        if core is None:
+        if core is None or core.closed:  # a fork() child must not touch the lock
             raise ValueError("I/O operation on closed kqueue object")
         if max_events < 0:
             raise ValueError(f"Length of eventlist must be 0 or positive, got {max_events}")
@@ -168,7 +168,7 @@ class kqueue:
     def ioctl(self, request: int, arg: int) -> None:
         """FKQMULTI (make multi-threaded) and FKQTUNE (RTSHARE, FREQ), as in SKQ."""
         core = self._core
-        if core is None:
+        if core is None or core.closed:  # a fork() child must not touch the lock
             raise ValueError("I/O operation on closed kqueue object")
         if request == FKQMULTI:
             self._make_multi(*KQSCHED_PARSE(arg))
@@ -203,7 +203,7 @@ class kqueue:
     def stats(self) -> dict[str, Any]:
         """Scheduler statistics as plain, JSON-serialisable data."""
         core = self._core
-        if core is None:
+        if core is None or core.closed:  # a fork() child must not touch the lock
             raise ValueError("I/O operation on closed kqueue object")
         return core.stats()
 

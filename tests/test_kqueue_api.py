@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import errno
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -218,6 +219,7 @@ def _in_child(check: Callable[[], None]) -> int:
     if pid == 0:
         code = 1
         try:
+            signal.alarm(10)  # a hang in the child ends it (and fails the test)
             check()
             code = 0
         finally:
@@ -249,6 +251,8 @@ def test_fork_child_inherits_no_kqueue_and_leaves_the_parents_alone(
         epoll_fd = kq.fileno()
 
         def child() -> None:
+            # As if another thread held the lock at the fork: the child must not wait.
+            kq._core.lock.acquire(blocking=False)  # type: ignore[union-attr]
             assert kq.closed and handle.closed
             with pytest.raises(ValueError):
                 kq.control(None, 8, 0)
