@@ -26,6 +26,8 @@ BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
         ("bench_registrations.py", ["-n", "2000"], "registrations", set()),
         ("bench_skq_scaling.py", ["--duration", "0.2", "--pipes", "8"], "skq_scaling", set()),
         ("bench_aio.py", ["--quick"], "bench_aio", set()),
+        ("bench_asyncio.py", ["--connections", "2", "--messages", "50", "--rounds", "1"],
+         "asyncio", {"ratio", "best"}),
     ],
 )
 def test_benchmark_runs(
