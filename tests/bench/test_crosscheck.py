@@ -34,15 +34,18 @@ def test_tolerance_is_relative_with_an_absolute_floor() -> None:
 )
 @pytest.mark.timeout(120)
 def test_generator_agrees_with_sockperf() -> None:
-    # A 3 s p99 rests on a dozen samples and sockperf busy-waits on one of our two
-    # cores, so one run in a few disagrees on p99 by chance: best of three attempts.
-    results = []
-    for _ in range(3):
-        res = crosscheck("vanilla", rate=400, service="fixed:1ms", duration_s=3)
-        assert res.sockperf_p50_us >= 1000 and res.ours_p50_us >= 1000
-        assert agree(res.ours_p50_us, res.sockperf_p50_us), res
-        results.append(res)
-        if res.agree:
-            break
-    print(*results, sep="\n")
-    assert results[-1].agree, results
+    """p50 must agree both ways; the tail one way only: ours may not exceed sockperf's.
+
+    sockperf paces its sends by busy-waiting on one of this machine's two cores, which
+    slows the server it measures: its p99 came out 1.4-3.2x ours in 11 of 12 runs here
+    (ours 1.5-2.9 ms, sockperf's 1.9-6.3 ms), so a two-sided p99 test fails by chance.
+    What the check is for -- our Python generator adding latency of its own -- would
+    push our tail above sockperf's, and that is what is asserted.
+    """
+    res = crosscheck("vanilla", rate=400, service="fixed:1ms", duration_s=3)
+    print(res)
+    assert res.sockperf_p50_us >= 1000 and res.ours_p50_us >= 1000
+    assert agree(res.ours_p50_us, res.sockperf_p50_us), res
+    assert res.ours_p99_us >= 1000, res
+    tail_ok = res.ours_p99_us <= res.sockperf_p99_us
+    assert tail_ok or agree(res.ours_p99_us, res.sockperf_p99_us), res
