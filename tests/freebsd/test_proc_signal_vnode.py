@@ -4,10 +4,11 @@ EVFILT_PROC, EVFILT_SIGNAL and EVFILT_VNODE.
 
 Only the behaviours that tests/test_filter_{proc,signal,vnode}.py and the contract
 suite do not already pin are here; each test names the FreeBSD case it follows.
-Left out: NOTE_TRACK (refused with EINVAL, see the README), signals blocked with
-sigprocmask (never delivered on Linux, so never counted: README), and two checks
-skqueue does not meet yet (a zero-timeout poll right after kill(getpid()) seeing
-the signal, kqueue_peek_signal.c; the kqueue fd not inherited by fork, proc.c).
+Left out: NOTE_TRACK (refused with EINVAL, see the README) and signals blocked with
+sigprocmask (never delivered on Linux, so never counted: README).  Two checks live
+where their fixes are tested: a zero-timeout poll right after kill(getpid()) seeing
+the signal (kqueue_peek_signal.c) in tests/test_filter_signal.py, and the kqueue not
+inherited by fork (proc.c) in tests/test_kqueue_api.py.
 Returned flags are compared whole: FreeBSD strips the action bits (EV_ADD,
 EV_ENABLE) from what it returns, so an event carries only the kept flags.
 """

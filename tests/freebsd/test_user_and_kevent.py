@@ -144,9 +144,9 @@ def test_triggered_user_event_makes_the_kqueue_readable(kq: skqueue.kqueue) -> N
 def test_nested_event_is_visible_to_a_zero_timeout_poll(kq: skqueue.kqueue) -> None:
     """An event pending in a watched kqueue is seen at once by a poll of the outer one.
 
-    FreeBSD watches with EV_CLEAR and also checks that a second outer poll is empty;
-    skqueue reports the inner again on every poll (see the report), so this watch is
-    level-triggered and checks that draining the inner quiets the outer.
+    FreeBSD watches with EV_CLEAR and checks that a second outer poll is empty; that
+    form is tests/test_nested_kqueue.py::test_clear_watch_reports_each_new_inner_event_once.
+    Here the watch is level-triggered and draining the inner must quiet the outer.
     """
     with skqueue.kqueue() as inner:
         change(inner, 1, EV_ADD | EV_CLEAR)
