@@ -73,7 +73,8 @@ def reference_loads(res: SweepResults, knee: float | None = None) -> References:
     curve = [p for p in base if p.label == base[0].label]
     if knee is None:
         knee = next((p for p in curve if not _meets_slo(p, res.slo_us)), curve[-1]).result[
-            "offered"]
+            "offered"
+        ]
     sat = next((p.result["offered"] for p in curve if p.saturated), None)
     return References(knee, sat)
 
@@ -96,15 +97,17 @@ def summarize(res: SweepResults, knee: float | None = None) -> tuple[list[Row], 
     for label in res.labels:
         pts = [p for p in res.points if p.label == label]
         if pts:
-            rows.append(Row(
-                label=label,
-                design=pts[0].config["design"],
-                points=len(pts),
-                llt=low_latency_throughput(pts, res.slo_us),
-                max_achieved=max(p.result["achieved"] for p in pts),
-                p99_at_knee_us=_p99_at(pts, refs.knee),
-                p99_at_sat_us=_p99_at(pts, refs.sat),
-            ))
+            rows.append(
+                Row(
+                    label=label,
+                    design=pts[0].config["design"],
+                    points=len(pts),
+                    llt=low_latency_throughput(pts, res.slo_us),
+                    max_achieved=max(p.result["achieved"] for p in pts),
+                    p99_at_knee_us=_p99_at(pts, refs.knee),
+                    p99_at_sat_us=_p99_at(pts, refs.sat),
+                )
+            )
     base = next((r for r in rows if r.design == BASELINE), None)
     if base is not None:
         for r in rows:
@@ -129,18 +132,30 @@ def plot(res: SweepResults, out_dir: str) -> list[str]:
             ys = [p.result[key] / 1000.0 for p in pts]
             ax.plot(xs, ys, style, color=color, marker=MARKERS[i % len(MARKERS)], label=label)
             sat = [i for i, p in enumerate(pts) if p.saturated]
-            ax.scatter([xs[i] for i in sat], [ys[i] for i in sat], s=110, facecolors="white",
-                       edgecolors=color, zorder=3)
+            ax.scatter(
+                [xs[i] for i in sat],
+                [ys[i] for i in sat],
+                s=110,
+                facecolors="white",
+                edgecolors=color,
+                zorder=3,
+            )
         if key == "p99_us":
-            ax.axhline(res.slo_us / 1000.0, color="grey", linestyle=":",
-                       label=f"SLO {res.slo_us / 1000.0:.2f} ms")
+            ax.axhline(
+                res.slo_us / 1000.0,
+                color="grey",
+                linestyle=":",
+                label=f"SLO {res.slo_us / 1000.0:.2f} ms",
+            )
         ax.set_yscale("log")
         ax.set_xlabel("achieved load (requests/s)")
         ax.set_ylabel(f"{name} latency (ms, log scale)")
         dist = res.plan["load"]["dist"]
         conns = res.plan["load"]["connections"]
-        ax.set_title(f"{name} latency vs load: {dist}, {conns} connections "
-                     f"(mean service {res.mean_service_us:.0f} us; hollow = saturated)")
+        ax.set_title(
+            f"{name} latency vs load: {dist}, {conns} connections "
+            f"(mean service {res.mean_service_us:.0f} us; hollow = saturated)"
+        )
         ax.title.set_fontsize(10)
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8, loc="upper left", ncols=2 if len(res.labels) > 8 else 1)
@@ -174,8 +189,16 @@ def _cells(r: Row) -> list[str]:
     ]
 
 
-HEADERS = ["configuration", "low-latency tput", "vs vanilla", "p99 @ knee", "gain",
-           "p99 @ vanilla sat", "gain", "max achieved"]
+HEADERS = [
+    "configuration",
+    "low-latency tput",
+    "vs vanilla",
+    "p99 @ knee",
+    "gain",
+    "p99 @ vanilla sat",
+    "gain",
+    "max achieved",
+]
 
 
 def caption(res: SweepResults, refs: References) -> str:
@@ -183,11 +206,13 @@ def caption(res: SweepResults, refs: References) -> str:
         return "n/a" if v is None else f"{v:,.0f}/s"
 
     state = " INTERRUPTED, partial results;" if res.interrupted else ""
-    return (f"SLO p99 <= {res.slo_us / 1000:.2f} ms ({res.slo_us / res.mean_service_us:.0f} x "
-            f"mean service {res.mean_service_us:.0f} us); knee = vanilla's first load over "
-            f"the SLO ({load(refs.knee)}), sat = vanilla's first saturated load "
-            f"({load(refs.sat)}); gain = vanilla's p99 / this p99 there;{state} "
-            f"{res.elapsed_s:.0f} s")
+    return (
+        f"SLO p99 <= {res.slo_us / 1000:.2f} ms ({res.slo_us / res.mean_service_us:.0f} x "
+        f"mean service {res.mean_service_us:.0f} us); knee = vanilla's first load over "
+        f"the SLO ({load(refs.knee)}), sat = vanilla's first saturated load "
+        f"({load(refs.sat)}); gain = vanilla's p99 / this p99 there;{state} "
+        f"{res.elapsed_s:.0f} s"
+    )
 
 
 def table(res: SweepResults, rows: list[Row], refs: References) -> Table:
@@ -211,16 +236,25 @@ def markdown(res: SweepResults, rows: list[Row], refs: References) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_report(res: SweepResults, out_dir: str, console: Console | None = None,
-                 knee: float | None = None) -> list[Row]:
+def write_report(
+    res: SweepResults, out_dir: str, console: Console | None = None, knee: float | None = None
+) -> list[Row]:
     """Plots, summary.json and summary.md into ``out_dir``; prints the table."""
     os.makedirs(out_dir, exist_ok=True)
     rows, refs = summarize(res, knee)
     plot(res, out_dir)
     with open(os.path.join(out_dir, "summary.json"), "w") as f:
-        json.dump({"slo_us": res.slo_us, "reference_loads": asdict(refs),
-                   "interrupted": res.interrupted, "errors": res.errors,
-                   "rows": [asdict(r) for r in rows]}, f, indent=1)
+        json.dump(
+            {
+                "slo_us": res.slo_us,
+                "reference_loads": asdict(refs),
+                "interrupted": res.interrupted,
+                "errors": res.errors,
+                "rows": [asdict(r) for r in rows],
+            },
+            f,
+            indent=1,
+        )
     with open(os.path.join(out_dir, "summary.md"), "w") as f:
         f.write(markdown(res, rows, refs))
     console = console or Console()
