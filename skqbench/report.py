@@ -46,6 +46,7 @@ BASELINE = "vanilla"
 SATURATED = "saturated"  # the configuration saturated at a lower load and stopped there
 NOT_MEASURED = "not measured"  # never run at that load: an error or an interrupted sweep
 NO_REFERENCE = "n/a"  # there is no such reference load in these results
+NO_REPLIES = "no replies"  # measured, but nothing answered: no percentile
 STORY_PLOT = "p99-story.png"
 
 
@@ -138,7 +139,7 @@ class Row:
     max_achieved: float | None
     p99_at_knee_us: float | None
     p99_at_sat_us: float | None
-    knee_note: str = ""  # SATURATED, NOT_MEASURED or NO_REFERENCE when p99 is None
+    knee_note: str = ""  # SATURATED, NOT_MEASURED, NO_REPLIES or NO_REFERENCE if p99 is None
     sat_note: str = ""
     llt_vs_baseline: float | None = None
     knee_gain: float | None = None  # baseline p99 / this p99, at the knee
@@ -201,7 +202,8 @@ def _p99_at(points: list[Point], offered: float | None) -> tuple[float | None, s
         return None, NO_REFERENCE
     p = next((p for p in points if math.isclose(p.result["offered"], offered)), None)
     if p is not None:
-        return float(p.result["p99_us"]), ""
+        p99 = float(p.result["p99_us"])
+        return (None, NO_REPLIES) if math.isnan(p99) else (p99, "")
     stopped = any(q.saturated and q.result["offered"] < offered for q in points)
     return None, SATURATED if stopped else NOT_MEASURED
 
@@ -289,7 +291,8 @@ def figure(res: SweepResults, key: str, labels: Iterable[str] | None = None) -> 
         pts = sorted((p for p in res.points if p.label == label), key=lambda p: p.result["offered"])
         st = look[label]
         xs = [p.result["offered"] for p in pts]
-        ys = [p.result[key] / 1000.0 for p in pts]
+        # no reply at all (NaN) is as far off the chart as latency gets
+        ys = [top if math.isnan(v := p.result[key] / 1000.0) else v for p in pts]
         floor = min([floor, *(y for y in ys if y > 0)])
         clipped = [min(y, top) for y in ys]
         (lines[label],) = ax.plot(
@@ -303,12 +306,12 @@ def figure(res: SweepResults, key: str, labels: Iterable[str] | None = None) -> 
             label=label,
         )
         for x, y, p in zip(xs, ys, pts, strict=True):
-            if p.saturated or y > top:
+            if p.saturated or y >= top:
                 ax.plot(
                     [x],
                     [min(y, top)],
                     linestyle="none",
-                    marker="^" if y > top else st.marker,
+                    marker="^" if y >= top else st.marker,
                     markersize=10,
                     markerfacecolor="white",
                     markeredgecolor=st.color,

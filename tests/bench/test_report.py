@@ -18,6 +18,7 @@ from skqbench.cli import main
 from skqbench.loadgen import LoadSpec
 from skqbench.report import (
     NO_REFERENCE,
+    NO_REPLIES,
     NOT_MEASURED,
     SATURATED,
     STORY_PLOT,
@@ -144,6 +145,14 @@ def test_a_configuration_without_points_is_listed_as_not_measured() -> None:
     assert cells[1] == NOT_MEASURED and cells[3] == cells[5] == NOT_MEASURED
     assert cells[2] == cells[7] == "-"
     assert "INTERRUPTED" in markdown(res, *summarize(res))
+
+
+def test_a_point_without_replies_says_so() -> None:
+    res = _results()
+    next(p for p in res.points if p.label == "dispatch x4" and p.result["offered"] == 300).result[
+        "p99_us"
+    ] = float("nan")
+    assert _row(res, "dispatch x4")[5:7] == [NO_REPLIES, "-"]
 
 
 def test_measured_values_and_gains() -> None:
@@ -289,6 +298,18 @@ def test_saturated_points_are_hollow_and_off_chart_ones_sit_on_the_top_edge() ->
     # vanilla 250 ms and skq random's 45 ms, best2's 60 ms and reuseport's 90 ms
     assert marks == [(200, 45, "s"), (200, 90, "s"), (300, top, "^"), (400, 60, "o")]
     assert max(max(line.get_ydata()) for line in ax.get_lines()) <= top
+
+
+def test_a_saturated_point_without_replies_sits_on_the_top_edge() -> None:
+    res = _results()
+    vanilla_sat = next(p for p in res.points if p.label == "vanilla x4" and p.saturated)
+    vanilla_sat.result["p99_us"] = float("nan")  # nothing answered: no percentile
+    ax = figure(res, "p99_us").axes[0]
+    top = ax.get_ylim()[1]
+    line = next(line for line in ax.get_lines() if line.get_label() == "vanilla x4")
+    assert list(line.get_ydata()) == [2.5, 14, top]
+    marks = [line for line in ax.get_lines() if line.get_markerfacecolor() == "white"]
+    assert any(list(m.get_xdata()) == [300] and m.get_marker() == "^" for m in marks)
 
 
 def test_log_ticks_are_labelled_2_5_10_20_50_ms() -> None:
