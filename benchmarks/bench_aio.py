@@ -33,8 +33,7 @@ def _measure(nbytes: int, run: Callable[[], None]) -> dict[str, float]:
     wall0, cpu0 = time.perf_counter(), time.process_time()
     run()
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
-    return {"gib_per_s": nbytes / GIB / wall, "cpu_s_per_gib": cpu / (nbytes / GIB),
-            "wall_s": wall}
+    return {"gib_per_s": nbytes / GIB / wall, "cpu_s_per_gib": cpu / (nbytes / GIB), "wall_s": wall}
 
 
 def _tcp_pair() -> tuple[socket.socket, socket.socket]:
@@ -46,6 +45,7 @@ def _tcp_pair() -> tuple[socket.socket, socket.socket]:
 
 def _drain(sock: socket.socket, nbytes: int) -> threading.Thread:
     """A reader thread that consumes nbytes as fast as it can."""
+
     def run() -> None:
         buf = bytearray(1 << 20)
         left = nbytes
@@ -81,10 +81,12 @@ def socket_write(total: int, chunk: int, depth: int, zerocopy: bool | None) -> d
     with a, b:
         reader = _drain(b, jobs * chunk)
         if zerocopy is None:
+
             def run() -> None:
                 def send() -> None:
                     for _ in range(jobs):
                         a.sendall(payload)
+
                 writer = threading.Thread(target=send)
                 writer.start()
                 writer.join()
@@ -96,6 +98,7 @@ def socket_write(total: int, chunk: int, depth: int, zerocopy: bool | None) -> d
             def run() -> None:
                 _pipeline([aiocb(a, payload) for _ in range(depth)], aio_write, jobs)
                 reader.join()
+
         before = skqueue.aio_stats()
         result = _measure(jobs * chunk, run)
         after = skqueue.aio_stats()
@@ -125,22 +128,27 @@ def file_read(total: int, chunk: int, depth: int, threads: int, aio: bool) -> di
             def run() -> None:
                 _pipeline([aiocb(fd, bytearray(chunk)) for _ in range(depth)], submit, jobs)
         else:
+
             def run() -> None:
                 def work(first: int) -> None:
                     buf = bytearray(chunk)
                     for i in range(first, jobs, threads):
                         os.preadv(fd, [buf], i * chunk % size)
+
                 pool = [threading.Thread(target=work, args=(i,)) for i in range(threads)]
                 for t in pool:
                     t.start()
                 for t in pool:
                     t.join()
+
         return _measure(jobs * chunk, run)
 
 
 def _ratio(aio: dict[str, float], base: dict[str, float]) -> dict[str, float]:
-    return {"throughput": aio["gib_per_s"] / base["gib_per_s"],
-            "cpu_per_gib": aio["cpu_s_per_gib"] / base["cpu_s_per_gib"]}
+    return {
+        "throughput": aio["gib_per_s"] / base["gib_per_s"],
+        "cpu_per_gib": aio["cpu_s_per_gib"] / base["cpu_s_per_gib"],
+    }
 
 
 def main() -> None:
@@ -162,27 +170,40 @@ def main() -> None:
         for name, value in saved.items():
             skqueue.tunables.set(name, value)
     ratios = {
-        "aio_write_copy_vs_blocking": _ratio(rows["tcp_aio_write_copy"],
-                                             rows["tcp_blocking_sendall"]),
-        "aio_write_zerocopy_vs_blocking": _ratio(rows["tcp_aio_write_zerocopy"],
-                                                 rows["tcp_blocking_sendall"]),
-        "aio_read_vs_blocking_threads": _ratio(rows["file_aio_read"],
-                                               rows["file_blocking_preadv"]),
+        "aio_write_copy_vs_blocking": _ratio(
+            rows["tcp_aio_write_copy"], rows["tcp_blocking_sendall"]
+        ),
+        "aio_write_zerocopy_vs_blocking": _ratio(
+            rows["tcp_aio_write_zerocopy"], rows["tcp_blocking_sendall"]
+        ),
+        "aio_read_vs_blocking_threads": _ratio(rows["file_aio_read"], rows["file_blocking_preadv"]),
     }
     print(f"{'case':28} {'GiB/s':>8} {'CPU s/GiB':>10} {'wall s':>7}")
     for name, row in rows.items():
-        print(f"{name:28} {row['gib_per_s']:8.2f} {row['cpu_s_per_gib']:10.3f} "
-              f"{row['wall_s']:7.2f}")
+        print(
+            f"{name:28} {row['gib_per_s']:8.2f} {row['cpu_s_per_gib']:10.3f} {row['wall_s']:7.2f}"
+        )
     print(f"\n{'ratio (aio / blocking)':34} {'throughput':>10} {'CPU/GiB':>8}")
     for name, ratio in ratios.items():
         print(f"{name:34} {ratio['throughput']:10.2f} {ratio['cpu_per_gib']:8.2f}")
     zc = rows["tcp_aio_write_zerocopy"]
-    print(f"\nzero-copy path: {zc['zc_sends']:.0f} sends, {zc['zc_notices']:.0f} error-queue "
-          f"notices, {zc['zc_copied_bytes'] / GIB:.2f} GiB reported copied by the kernel "
-          "(loopback always copies)")
-    path = write_results("bench_aio", {
-        "chunk_bytes": chunk, "depth": depth, "threads": threads, "cpus": os.cpu_count(),
-        "quick": args.quick, "rows": rows, "ratios": ratios})
+    print(
+        f"\nzero-copy path: {zc['zc_sends']:.0f} sends, {zc['zc_notices']:.0f} error-queue "
+        f"notices, {zc['zc_copied_bytes'] / GIB:.2f} GiB reported copied by the kernel "
+        "(loopback always copies)"
+    )
+    path = write_results(
+        "bench_aio",
+        {
+            "chunk_bytes": chunk,
+            "depth": depth,
+            "threads": threads,
+            "cpus": os.cpu_count(),
+            "quick": args.quick,
+            "rows": rows,
+            "ratios": ratios,
+        },
+    )
     print(f"wrote {path}")
 
 

@@ -45,8 +45,7 @@ async def _session(connections: int, messages: int) -> float:
         a, b = socket.socketpair()
         server = await asyncio.open_connection(sock=a)
         tasks.append(asyncio.create_task(_echo(*server)))
-        tasks.append(asyncio.create_task(_client(*await asyncio.open_connection(sock=b),
-                                                 messages)))
+        tasks.append(asyncio.create_task(_client(*await asyncio.open_connection(sock=b), messages)))
     start = time.perf_counter()
     await asyncio.gather(*tasks)
     return connections * messages / (time.perf_counter() - start)
@@ -83,8 +82,13 @@ def main() -> None:
     print(f"asyncio on skqueue / asyncio on epoll = {ratio:.2f}x")
     path = write_results(
         "asyncio",
-        {"connections": args.connections, "messages": args.messages, "rates": rates,
-         "best": best, "ratio": ratio},
+        {
+            "connections": args.connections,
+            "messages": args.messages,
+            "rates": rates,
+            "best": best,
+            "ratio": ratio,
+        },
     )
     print(f"wrote {path}")
 

@@ -224,23 +224,37 @@ def main() -> None:
     ratios = {name: best[name] / best["epoll"] for name in loops}
     print(f"{'loop':<16}{'best events/s':>15}{'vs epoll':>10}   rounds (events/s)")
     for name, values in rates.items():
-        print(f"{name:<16}{best[name]:>15,.0f}{ratios[name]:>9.2f}x   "
-              + " ".join(f"{v:,.0f}" for v in values))
-    print(f"skqueue / raw epoll = {ratios['skqueue']:.2f}x (target >= 0.8x); "
-          f"skqueue / oneshot floor = {best['skqueue'] / best['oneshot floor']:.2f}x")
+        print(
+            f"{name:<16}{best[name]:>15,.0f}{ratios[name]:>9.2f}x   "
+            + " ".join(f"{v:,.0f}" for v in values)
+        )
+    print(
+        f"skqueue / raw epoll = {ratios['skqueue']:.2f}x (target >= 0.8x); "
+        f"skqueue / oneshot floor = {best['skqueue'] / best['oneshot floor']:.2f}x"
+    )
     # Per-event costs in microseconds: what the target leaves beyond raw epoll, and
     # what the two system calls of an exact kevent (data + re-arm/identity) cost.
     per_event_us = {name: 1e6 / rate for name, rate in best.items()}
     budget_us = per_event_us["epoll"] / 0.8 - per_event_us["epoll"]
     syscalls_us = per_event_us["oneshot floor"] - per_event_us["no-syscall ceiling"]
-    print(f"0.8x leaves {budget_us:.2f} us per event beyond raw epoll; the two system "
-          f"calls of an exact kevent cost {syscalls_us:.2f} us per event here")
+    print(
+        f"0.8x leaves {budget_us:.2f} us per event beyond raw epoll; the two system "
+        f"calls of an exact kevent cost {syscalls_us:.2f} us per event here"
+    )
     path = write_results(
         "kevent_vs_epoll",
-        {"pairs": args.pairs, "events": args.events, "rates": rates, "best": best,
-         "ratios": ratios, "ratio": ratios["skqueue"], "target": 0.8,
-         "per_event_us": per_event_us, "budget_us_at_target": budget_us,
-         "exact_syscalls_us": syscalls_us},
+        {
+            "pairs": args.pairs,
+            "events": args.events,
+            "rates": rates,
+            "best": best,
+            "ratios": ratios,
+            "ratio": ratios["skqueue"],
+            "target": 0.8,
+            "per_event_us": per_event_us,
+            "budget_us_at_target": budget_us,
+            "exact_syscalls_us": syscalls_us,
+        },
     )
     print(f"wrote {path}")
 

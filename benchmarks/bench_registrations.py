@@ -24,7 +24,7 @@ from skqueue import EV_ADD, EV_DELETE, EVFILT_READ, EVFILT_TIMER, EVFILT_USER, N
 
 def _add_all(kq: skqueue.kqueue, idents: list[int], filt: int, fflags: int, data: int) -> None:
     for start in range(0, len(idents), 1000):
-        kq.control([kevent(i, filt, EV_ADD, fflags, data) for i in idents[start:start + 1000]], 0)
+        kq.control([kevent(i, filt, EV_ADD, fflags, data) for i in idents[start : start + 1000]], 0)
 
 
 def _traced_bytes(idents: list[int], filt: int, fflags: int, data: int) -> float:
@@ -39,8 +39,14 @@ def _traced_bytes(idents: list[int], filt: int, fflags: int, data: int) -> float
     return (after - before) / len(idents)
 
 
-def measure(name: str, idents: list[int], filt: int, fflags: int, data: int,
-            fire: Callable[[skqueue.kqueue], int]) -> dict[str, float]:
+def measure(
+    name: str,
+    idents: list[int],
+    filt: int,
+    fflags: int,
+    data: int,
+    fire: Callable[[skqueue.kqueue], int],
+) -> dict[str, float]:
     per_knote = _traced_bytes(idents, filt, fflags, data)
     kq = skqueue.kqueue()
     t0 = time.perf_counter()
@@ -53,7 +59,7 @@ def measure(name: str, idents: list[int], filt: int, fflags: int, data: int,
     assert len(got) == expected, (name, len(got), expected)
     t0 = time.perf_counter()
     for start in range(0, len(idents), 1000):
-        kq.control([kevent(i, filt, EV_DELETE) for i in idents[start:start + 1000]], 0)
+        kq.control([kevent(i, filt, EV_DELETE) for i in idents[start : start + 1000]], 0)
     t_del = time.perf_counter() - t0
     kq.close()
     n = len(idents)
@@ -65,8 +71,10 @@ def measure(name: str, idents: list[int], filt: int, fflags: int, data: int,
         "events_returned": len(got),
         "delete_us": t_del / n * 1e6,
     }
-    print(f"{name:<7}{n:>9,}{row['bytes_per_registration']:>10.0f} B{row['add_us']:>10.2f} us"
-          f"{row['wait_ms']:>10.2f} ms{row['delete_us']:>10.2f} us")
+    print(
+        f"{name:<7}{n:>9,}{row['bytes_per_registration']:>10.0f} B{row['add_us']:>10.2f} us"
+        f"{row['wait_ms']:>10.2f} ms{row['delete_us']:>10.2f} us"
+    )
     return row
 
 
@@ -83,8 +91,7 @@ def main() -> None:
         return 10
 
     results["user"] = measure("USER", list(range(n)), EVFILT_USER, 0, 0, trigger_user)
-    results["timer"] = measure("TIMER", list(range(n)), EVFILT_TIMER, 0, 3_600_000,
-                               lambda kq: 0)
+    results["timer"] = measure("TIMER", list(range(n)), EVFILT_TIMER, 0, 3_600_000, lambda kq: 0)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     want = 2 * n + 1000
     if soft < want:
@@ -103,8 +110,9 @@ def main() -> None:
                 writer.send(b"x")
             return 10
 
-        results["read"] = measure("READ", [r.fileno() for r, _ in pairs], EVFILT_READ, 0, 0,
-                                  write_some)
+        results["read"] = measure(
+            "READ", [r.fileno() for r, _ in pairs], EVFILT_READ, 0, 0, write_some
+        )
         for reader, writer in pairs:
             reader.close()
             writer.close()

@@ -26,8 +26,7 @@ POLICIES = {
     "cpu": dict(sched=skqueue.KQ_SCHED_CPU),
     "best2": dict(sched=skqueue.KQ_SCHED_BEST, sargs=2),
     "queue2": dict(sched=skqueue.KQ_SCHED_QUEUE, sargs=2),
-    "best2+ws": dict(sched=skqueue.KQ_SCHED_BEST, sargs=2, feat=skqueue.KQ_SCHED_FEAT_WS,
-                     fargs=1),
+    "best2+ws": dict(sched=skqueue.KQ_SCHED_BEST, sargs=2, feat=skqueue.KQ_SCHED_FEAT_WS, fargs=1),
 }
 
 
@@ -38,8 +37,9 @@ def ready_pipes(n: int) -> list[tuple[int, int]]:
     return pipes
 
 
-def run_threads(work: list[tuple[skqueue.kqueue, list[kevent]]], duration: float,
-                dispatch: bool) -> int:
+def run_threads(
+    work: list[tuple[skqueue.kqueue, list[kevent]]], duration: float, dispatch: bool
+) -> int:
     counts = [0] * len(work)
     stop = threading.Event()
 
@@ -64,8 +64,13 @@ def run_threads(work: list[tuple[skqueue.kqueue, list[kevent]]], duration: float
     return sum(counts)
 
 
-def design(name: str, threads: int, pipes: list[tuple[int, int]], duration: float,
-           policy: dict[str, int] | None = None) -> tuple[float, dict[str, object]]:
+def design(
+    name: str,
+    threads: int,
+    pipes: list[tuple[int, int]],
+    duration: float,
+    policy: dict[str, int] | None = None,
+) -> tuple[float, dict[str, object]]:
     fds = [r for r, _ in pipes]
     if name == "perthread":
         kqs = [skqueue.kqueue() for _ in range(threads)]
@@ -92,15 +97,21 @@ def main() -> None:
     args = parser.parse_args()
     pipes = ready_pipes(args.pipes)
     rows = []
-    print(f"{'threads':>7}{'skq ev/s':>12}{'dispatch ev/s':>15}{'perthread ev/s':>16}"
-          f"{'skq/dispatch':>14}{'skq/perthread':>15}")
+    print(
+        f"{'threads':>7}{'skq ev/s':>12}{'dispatch ev/s':>15}{'perthread ev/s':>16}"
+        f"{'skq/dispatch':>14}{'skq/perthread':>15}"
+    )
     for threads in (1, 2, 4, 8):
-        rate = {name: design(name, threads, pipes, args.duration)[0]
-                for name in ("skq", "dispatch", "perthread")}
+        rate = {
+            name: design(name, threads, pipes, args.duration)[0]
+            for name in ("skq", "dispatch", "perthread")
+        }
         rows.append({"threads": threads, **rate})
-        print(f"{threads:>7}{rate['skq']:>12,.0f}{rate['dispatch']:>15,.0f}"
-              f"{rate['perthread']:>16,.0f}{rate['skq'] / rate['dispatch']:>14.2f}"
-              f"{rate['skq'] / rate['perthread']:>15.2f}")
+        print(
+            f"{threads:>7}{rate['skq']:>12,.0f}{rate['dispatch']:>15,.0f}"
+            f"{rate['perthread']:>16,.0f}{rate['skq'] / rate['dispatch']:>14.2f}"
+            f"{rate['skq'] / rate['perthread']:>15.2f}"
+        )
     placement = {}
     print(f"\n{'policy':<10}{'ev/s (4 threads)':>18}{'placement us':>14}")
     for policy, params in POLICIES.items():

@@ -35,8 +35,9 @@ def serve(listener: socket.socket) -> None:
     while finished < CLIENTS:
         for ev in kq.control(None, 16):
             name = _flags(ev.flags)
-            print(f"event ident={ev.ident} filter=READ flags={name} "
-                  f"data={ev.data} udata={ev.udata!r}")
+            print(
+                f"event ident={ev.ident} filter=READ flags={name} data={ev.data} udata={ev.udata!r}"
+            )
             if ev.udata == "listener":
                 for _ in range(ev.data):  # data = connections waiting to be accepted
                     conn, _ = listener.accept()

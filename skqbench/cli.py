@@ -1,12 +1,12 @@
 """The ``skqueue`` command: benchmarks, a server for your own tools, scheduler statistics.
 
-    skqueue bench reproduce [--quick]   the imbalanced-workload comparison, end to end
-    skqueue bench sweep ...             any configuration (design x policy x workers)
-    skqueue bench load --port P --rate R  one point against a running server, as JSON
-    skqueue bench crosscheck            our generator vs sockperf, same server and rate
-    skqueue bench report DIR            redo plots and table from a results folder
-    skqueue serve ...                   run one server design on loopback
-    skqueue stats                       scheduler statistics of a running server
+skqueue bench reproduce [--quick]   the imbalanced-workload comparison, end to end
+skqueue bench sweep ...             any configuration (design x policy x workers)
+skqueue bench load --port P --rate R  one point against a running server, as JSON
+skqueue bench crosscheck            our generator vs sockperf, same server and rate
+skqueue bench report DIR            redo plots and table from a results folder
+skqueue serve ...                   run one server design on loopback
+skqueue stats                       scheduler statistics of a running server
 """
 
 from __future__ import annotations
@@ -38,8 +38,9 @@ T = TypeVar("T")
 REPRO_CONNECTIONS = 64
 REPRO_WORKERS = 4
 REPRO_SKQ_QUICK = ("best2", "best2+ws")
-REPRO_SKQ_FULL = tuple(p + ws for ws in ("", "+ws")
-                       for p in ("random", "queue", "cpu", "best2", "queue2", "cpu2"))
+REPRO_SKQ_FULL = tuple(
+    p + ws for ws in ("", "+ws") for p in ("random", "queue", "cpu", "best2", "queue2", "cpu2")
+)
 REPRO_BASELINES = ("vanilla", "dispatch", "asyncio", "uvloop", "reuseport")
 # Base service time: long enough that 4 workers saturate on service time (where
 # scheduling matters) before this 2-core box runs out of CPU for Python dispatch
@@ -91,31 +92,59 @@ pos_float = _checked(_positive(float), "positive number")
 
 
 def _add_load_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--connections", type=pos_int, default=REPRO_CONNECTIONS,
-                   help="client connections (default %(default)s)")
-    p.add_argument("--arrival", choices=ARRIVALS, default="poisson",
-                   help="arrival process (pareto: mutilate's fb_ia shape; default %(default)s)")
-    p.add_argument("--processes", type=pos_int, default=1,
-                   help="load generator processes (default %(default)s; 1 leaves a core "
-                   "to the server on a 2-core machine)")
-    p.add_argument("--work", choices=WORK_KINDS, default="sleep",
-                   help="server-side service routine (default %(default)s)")
-    p.add_argument("--duration", type=pos_float, default=None,
-                   help="measured seconds per point (default 1 with --quick, else 2.5)")
-    p.add_argument("--warmup", type=_checked(float, "seconds"), default=None,
-                   help="unmeasured seconds before each point (default 0.3 with --quick, "
-                   "else 0.5)")
+    p.add_argument(
+        "--connections",
+        type=pos_int,
+        default=REPRO_CONNECTIONS,
+        help="client connections (default %(default)s)",
+    )
+    p.add_argument(
+        "--arrival",
+        choices=ARRIVALS,
+        default="poisson",
+        help="arrival process (pareto: mutilate's fb_ia shape; default %(default)s)",
+    )
+    p.add_argument(
+        "--processes",
+        type=pos_int,
+        default=1,
+        help="load generator processes (default %(default)s; 1 leaves a core "
+        "to the server on a 2-core machine)",
+    )
+    p.add_argument(
+        "--work",
+        choices=WORK_KINDS,
+        default="sleep",
+        help="server-side service routine (default %(default)s)",
+    )
+    p.add_argument(
+        "--duration",
+        type=pos_float,
+        default=None,
+        help="measured seconds per point (default 1 with --quick, else 2.5)",
+    )
+    p.add_argument(
+        "--warmup",
+        type=_checked(float, "seconds"),
+        default=None,
+        help="unmeasured seconds before each point (default 0.3 with --quick, else 0.5)",
+    )
     p.add_argument("--seed", type=int, default=1, help="random seed (default %(default)s)")
     slo = p.add_mutually_exclusive_group()
-    slo.add_argument("--slo-factor", type=pos_float, default=20.0,
-                     help="p99 SLO as a multiple of the mean service time (default %(default)s)")
+    slo.add_argument(
+        "--slo-factor",
+        type=pos_float,
+        default=20.0,
+        help="p99 SLO as a multiple of the mean service time (default %(default)s)",
+    )
     slo.add_argument("--slo-us", type=pos_float, default=None, help="p99 SLO in microseconds")
     p.add_argument("--out", default=None, help="report folder (default results/<command>-<time>)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="skqueue", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="skqueue", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     bench = sub.add_parser("bench", help="benchmarks: reproduce, sweep, report")
@@ -123,53 +152,90 @@ def build_parser() -> argparse.ArgumentParser:
 
     rep = bsub.add_parser("reproduce", help="SKQ vs the usual designs, imbalanced classes")
     rep.add_argument("--quick", action="store_true", help="about two minutes on 2 cores")
-    rep.add_argument("--workers", type=pos_int, default=REPRO_WORKERS,
-                     help="worker threads/processes per server (default %(default)s)")
-    rep.add_argument("--base-us", type=pos_float, default=REPRO_BASE_US,
-                     help="base service time of the 1x class in us (default %(default)s)")
+    rep.add_argument(
+        "--workers",
+        type=pos_int,
+        default=REPRO_WORKERS,
+        help="worker threads/processes per server (default %(default)s)",
+    )
+    rep.add_argument(
+        "--base-us",
+        type=pos_float,
+        default=REPRO_BASE_US,
+        help="base service time of the 1x class in us (default %(default)s)",
+    )
     _add_load_options(rep)
 
     sw = bsub.add_parser("sweep", help="latency vs load for any configurations")
-    sw.add_argument("--design", action="append", choices=list(DESIGNS),
-                    help="server design, repeatable (default skq)")
-    sw.add_argument("--policy", action="append", type=_checked(_policy, "SKQ policy"),
-                    help="SKQ policy for the skq design, repeatable (default best2)")
-    sw.add_argument("--workers", action="append", type=pos_int,
-                    help="worker count, repeatable (default 4)")
-    sw.add_argument("--dist", type=_checked(_dist, "service distribution"),
-                    default="classes:400us",
-                    help="fixed:T, exp:T, bimodal:LOW:HIGH:P or classes:BASE "
-                    "(default %(default)s)")
+    sw.add_argument(
+        "--design",
+        action="append",
+        choices=list(DESIGNS),
+        help="server design, repeatable (default skq)",
+    )
+    sw.add_argument(
+        "--policy",
+        action="append",
+        type=_checked(_policy, "SKQ policy"),
+        help="SKQ policy for the skq design, repeatable (default best2)",
+    )
+    sw.add_argument(
+        "--workers", action="append", type=pos_int, help="worker count, repeatable (default 4)"
+    )
+    sw.add_argument(
+        "--dist",
+        type=_checked(_dist, "service distribution"),
+        default="classes:400us",
+        help="fixed:T, exp:T, bimodal:LOW:HIGH:P or classes:BASE (default %(default)s)",
+    )
     rates = sw.add_mutually_exclusive_group()
-    rates.add_argument("--rates", type=_checked(_rates, "rate list"),
-                       help="offered loads in requests/s, comma separated")
-    rates.add_argument("--steps", type=pos_int, default=10,
-                       help="number of evenly spaced loads up to --max-load (default %(default)s)")
-    sw.add_argument("--max-load", type=pos_float, default=1.0,
-                    help="highest load as a fraction of workers / mean service time "
-                    "(default %(default)s)")
+    rates.add_argument(
+        "--rates",
+        type=_checked(_rates, "rate list"),
+        help="offered loads in requests/s, comma separated",
+    )
+    rates.add_argument(
+        "--steps",
+        type=pos_int,
+        default=10,
+        help="number of evenly spaced loads up to --max-load (default %(default)s)",
+    )
+    sw.add_argument(
+        "--max-load",
+        type=pos_float,
+        default=1.0,
+        help="highest load as a fraction of workers / mean service time (default %(default)s)",
+    )
     _add_load_options(sw)
 
-    ld = bsub.add_parser("load", help="one load point against a running server "
-                         "('skqueue serve'), printed as JSON")
+    ld = bsub.add_parser(
+        "load", help="one load point against a running server ('skqueue serve'), printed as JSON"
+    )
     ld.add_argument("--port", type=_checked(_positive(int), "port"), required=True)
     ld.add_argument("--rate", type=pos_float, required=True, help="offered requests/s")
-    ld.add_argument("--dist", type=_checked(_dist, "service distribution"),
-                    default="classes:400us")
+    ld.add_argument("--dist", type=_checked(_dist, "service distribution"), default="classes:400us")
     _add_load_options(ld)
 
     cc = bsub.add_parser("crosscheck", help="our generator vs sockperf on the same server")
     cc.add_argument("--design", choices=list(DESIGNS), default="vanilla")
     cc.add_argument("--rate", type=pos_float, default=500.0)
-    cc.add_argument("--service", type=_checked(_dist, "service distribution"),
-                    default="fixed:1ms", help="fixed:T or exp:T (default %(default)s)")
+    cc.add_argument(
+        "--service",
+        type=_checked(_dist, "service distribution"),
+        default="fixed:1ms",
+        help="fixed:T or exp:T (default %(default)s)",
+    )
     cc.add_argument("--duration", type=pos_int, default=5, help="seconds per tool")
 
     rp = bsub.add_parser("report", help="plots and table from a results folder")
     rp.add_argument("folder")
-    rp.add_argument("--knee", type=pos_float, default=None,
-                    help="a measured offered load to compare p99 at (default: vanilla's "
-                    "first load over the SLO)")
+    rp.add_argument(
+        "--knee",
+        type=pos_float,
+        default=None,
+        help="a measured offered load to compare p99 at (default: vanilla's "
+        "first load over the SLO)",
+    )
 
     sv = sub.add_parser("serve", help="run a server on loopback until Ctrl-C")
     sv.add_argument("--design", choices=list(DESIGNS), default="skq")
@@ -177,12 +243,15 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--workers", type=pos_int, default=4)
     sv.add_argument("--port", type=_checked(int, "port"), default=0)
     sv.add_argument("--work", choices=WORK_KINDS, default="sleep")
-    sv.add_argument("--sockperf-service", type=_checked(_dist, "service distribution"),
-                    default="fixed:400us",
-                    help="service time of sockperf messages, which carry none "
-                    "(default %(default)s)")
-    sv.add_argument("--control", default=None,
-                    help=f"control socket path (default: {default_control_path()})")
+    sv.add_argument(
+        "--sockperf-service",
+        type=_checked(_dist, "service distribution"),
+        default="fixed:400us",
+        help="service time of sockperf messages, which carry none (default %(default)s)",
+    )
+    sv.add_argument(
+        "--control", default=None, help=f"control socket path (default: {default_control_path()})"
+    )
 
     st = sub.add_parser("stats", help="statistics of a server started by 'skqueue serve'")
     st.add_argument("--control", default=None, help="control socket path")
@@ -231,9 +300,14 @@ def reproduce_plan(args: argparse.Namespace) -> SweepPlan:
     load = _load_template(args, dist, args.quick)
     mean_us = parse_dist(dist).mean_ns(args.connections) / 1000
     steps = 10 if args.quick else 16
-    return SweepPlan(configs, _capacity_rates(args.workers, mean_us, steps, 1.0), load,
-                     processes=args.processes, slo_factor=args.slo_factor,
-                     slo_us=args.slo_us or 0.0)
+    return SweepPlan(
+        configs,
+        _capacity_rates(args.workers, mean_us, steps, 1.0),
+        load,
+        processes=args.processes,
+        slo_factor=args.slo_factor,
+        slo_us=args.slo_us or 0.0,
+    )
 
 
 def sweep_plan(args: argparse.Namespace) -> SweepPlan:
@@ -247,10 +321,17 @@ def sweep_plan(args: argparse.Namespace) -> SweepPlan:
                 configs.append(ServerConfig(design, workers, policy, work=args.work))
     load = _load_template(args, args.dist, False)
     mean_us = parse_dist(args.dist).mean_ns(args.connections) / 1000
-    rates = args.rates or _capacity_rates(max(args.workers or [4]), mean_us, args.steps,
-                                          args.max_load)
-    return SweepPlan(configs, rates, load, processes=args.processes,
-                     slo_factor=args.slo_factor, slo_us=args.slo_us or 0.0)
+    rates = args.rates or _capacity_rates(
+        max(args.workers or [4]), mean_us, args.steps, args.max_load
+    )
+    return SweepPlan(
+        configs,
+        rates,
+        load,
+        processes=args.processes,
+        slo_factor=args.slo_factor,
+        slo_us=args.slo_us or 0.0,
+    )
 
 
 def run_plan(plan: SweepPlan, out_dir: str) -> int:
@@ -258,11 +339,18 @@ def run_plan(plan: SweepPlan, out_dir: str) -> int:
     from skqbench.report import write_report  # matplotlib: only when a report is written
 
     console = Console()
-    console.print(f"[bold]{len(plan.configs)} configurations x up to {len(plan.rates)} loads "
-                  f"({plan.rates[0]:,.0f}..{plan.rates[-1]:,.0f}/s), SLO p99 <= "
-                  f"{plan.slo_us / 1000:.2f} ms; results in {out_dir}[/bold]")
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=console) as bar:
+    console.print(
+        f"[bold]{len(plan.configs)} configurations x up to {len(plan.rates)} loads "
+        f"({plan.rates[0]:,.0f}..{plan.rates[-1]:,.0f}/s), SLO p99 <= "
+        f"{plan.slo_us / 1000:.2f} ms; results in {out_dir}[/bold]"
+    )
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    ) as bar:
         task = bar.add_task("starting", total=len(plan.configs) * len(plan.rates))
 
         def progress(label: str, done: int, total: int, point: Point | None) -> None:
@@ -272,12 +360,15 @@ def run_plan(plan: SweepPlan, out_dir: str) -> int:
                 mark = f"\n    [red]saturated: {point.why}[/red]" if point.saturated else ""
                 bar.console.print(
                     f"{point.label:<18}{r['offered']:>7,.0f}/s ->{r['achieved']:>7,.0f}/s "
-                    f"p50 {r['p50_us'] / 1000:6.2f} ms p99 {r['p99_us'] / 1000:7.2f} ms{mark}")
+                    f"p50 {r['p50_us'] / 1000:6.2f} ms p99 {r['p99_us'] / 1000:7.2f} ms{mark}"
+                )
 
         results = run_sweep(plan, out_dir, progress)
     write_report(results, out_dir, console)
-    console.print(f"report: {os.path.abspath(out_dir)} (results.json, p99.png, "
-                  "p99-story.png, p50.png, summary.md)")
+    console.print(
+        f"report: {os.path.abspath(out_dir)} (results.json, p99.png, "
+        "p99-story.png, p50.png, summary.md)"
+    )
     if results.interrupted:
         console.print("[yellow]interrupted: the report covers the points measured so far[/yellow]")
         return 130
@@ -327,13 +418,22 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    cfg = ServerConfig(args.design, args.workers, args.policy, args.work, args.port,
-                       sockperf_service=args.sockperf_service)
+    cfg = ServerConfig(
+        args.design,
+        args.workers,
+        args.policy,
+        args.work,
+        args.port,
+        sockperf_service=args.sockperf_service,
+    )
     control = args.control or default_control_path()
 
     def ready(port: int) -> None:
-        print(f"{cfg.label} serving on 127.0.0.1:{port}; control socket {control} "
-              "('skqueue stats'); Ctrl-C stops", flush=True)
+        print(
+            f"{cfg.label} serving on 127.0.0.1:{port}; control socket {control} "
+            "('skqueue stats'); Ctrl-C stops",
+            flush=True,
+        )
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())  # service managers stop with TERM
@@ -348,8 +448,10 @@ def cmd_stats(args: argparse.Namespace) -> int:
     try:
         stats = query(path)
     except OSError as exc:
-        print(f"skqueue stats: no server answers on {path} ({exc}); "
-              "start one with 'skqueue serve'", file=sys.stderr)
+        print(
+            f"skqueue stats: no server answers on {path} ({exc}); start one with 'skqueue serve'",
+            file=sys.stderr,
+        )
         return 1
     print(json.dumps(stats, indent=2))
     return 0

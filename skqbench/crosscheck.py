@@ -68,9 +68,24 @@ def run_sockperf(port: int, rate: float, duration_s: int) -> dict[float, float]:
     binary = sockperf_binary()
     if binary is None:
         raise RuntimeError("sockperf is not installed (apt-get install sockperf)")
-    cmd = [binary, "under-load", "--tcp", "-i", LOOPBACK, "-p", str(port),
-           "--mps", str(round(rate)), "-t", str(duration_s), "--reply-every", "1",
-           "--full-rtt", "-m", "14"]
+    cmd = [
+        binary,
+        "under-load",
+        "--tcp",
+        "-i",
+        LOOPBACK,
+        "-p",
+        str(port),
+        "--mps",
+        str(round(rate)),
+        "-t",
+        str(duration_s),
+        "--reply-every",
+        "1",
+        "--full-rtt",
+        "-m",
+        "14",
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=duration_s + 60)
     if proc.returncode != 0:
         raise RuntimeError(f"sockperf failed ({proc.returncode}): {proc.stderr[-2000:]}")
@@ -81,13 +96,27 @@ def agree(ours: float, theirs: float) -> bool:
     return abs(ours - theirs) <= max(TOLERANCE * theirs, SLACK_US)
 
 
-def crosscheck(design: str = "vanilla", rate: float = 500.0, service: str = "fixed:1ms",
-               duration_s: int = 5, workers: int = 4) -> CrossCheck:
+def crosscheck(
+    design: str = "vanilla",
+    rate: float = 500.0,
+    service: str = "fixed:1ms",
+    duration_s: int = 5,
+    workers: int = 4,
+) -> CrossCheck:
     """Measure one server with both tools, ours first."""
     cfg = ServerConfig(design, workers, sockperf_service=service)
     with ServerProcess(cfg) as server, LoadGenerator(1) as gen:
-        ours = gen.run(LoadSpec(server.port, rate, duration_s=duration_s, warmup_s=0.5,
-                                connections=1, arrival="fixed", dist=service))
+        ours = gen.run(
+            LoadSpec(
+                server.port,
+                rate,
+                duration_s=duration_s,
+                warmup_s=0.5,
+                connections=1,
+                arrival="fixed",
+                dist=service,
+            )
+        )
         theirs = run_sockperf(server.port, rate, duration_s)
     return CrossCheck(
         design=design,

@@ -140,8 +140,15 @@ def _new_hist() -> HdrHistogram:
     return HdrHistogram(1, HIST_MAX_NS, HIST_DIGITS)
 
 
-def _generate(spec: LoadSpec, conns: _Connections, share: float, run: int, start_ns: int,
-              rng: random.Random, mults: list[float]) -> dict[str, Any]:
+def _generate(
+    spec: LoadSpec,
+    conns: _Connections,
+    share: float,
+    run: int,
+    start_ns: int,
+    rng: random.Random,
+    mults: list[float],
+) -> dict[str, Any]:
     """The open-loop send/receive loop of one process; returns raw counts and histograms."""
     dist = parse_dist(spec.dist)
     gap = interarrival(spec.arrival, spec.rate * share, rng)

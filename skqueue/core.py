@@ -356,8 +356,11 @@ class KqueueCore:
             kevq.waiting = False
             kevq.account_return(time.monotonic_ns(), len(out))
             self.in_wait -= 1
-            if not self.in_wait and self.sched is None and (kevq.normal or kevq.rt) and (
-                not self.closed
+            if (
+                not self.in_wait
+                and self.sched is None
+                and (kevq.normal or kevq.rt)
+                and (not self.closed)
             ):
                 self.backend.wake()  # events left queued: keep fileno() readable
             if self.leader is None and (sched is not None or kevq.cond._waiters):  # type: ignore[attr-defined]
@@ -571,8 +574,12 @@ class KqueueCore:
                 "tunables": tunables.as_dict(),
             }
             if self.sched is None:
-                return {"multi": False, "policy": "classic", **common,
-                        "kevqs": [self.shared.stats()]}
+                return {
+                    "multi": False,
+                    "policy": "classic",
+                    **common,
+                    "kevqs": [self.shared.stats()],
+                }
             return {"multi": True, **common, **self.sched.stats()}
 
 

@@ -240,13 +240,16 @@ def test_fork_child_inherits_no_kqueue_and_leaves_the_parents_alone(
     fd = os.open(watched, os.O_RDONLY)
     try:
         handle = skqueue.kqueue.fromfd(kq.fileno())
-        kq.control([
-            kevent(a, EVFILT_READ, EV_ADD),
-            kevent(1, EVFILT_USER, EV_ADD | EV_ONESHOT),
-            kevent(1, EVFILT_USER, 0, NOTE_TRIGGER),
-            kevent(sleeper.pid, EVFILT_PROC, EV_ADD, NOTE_EXIT),
-            kevent(fd, EVFILT_VNODE, EV_ADD | EV_CLEAR, NOTE_WRITE),
-        ], 0)
+        kq.control(
+            [
+                kevent(a, EVFILT_READ, EV_ADD),
+                kevent(1, EVFILT_USER, EV_ADD | EV_ONESHOT),
+                kevent(1, EVFILT_USER, 0, NOTE_TRIGGER),
+                kevent(sleeper.pid, EVFILT_PROC, EV_ADD, NOTE_EXIT),
+                kevent(fd, EVFILT_VNODE, EV_ADD | EV_CLEAR, NOTE_WRITE),
+            ],
+            0,
+        )
         b.send(b"x")
         epoll_fd = kq.fileno()
 

@@ -73,9 +73,7 @@ def test_blocked_outer_wakes_when_the_inner_gets_an_event(kq: skqueue.kqueue) ->
     with skqueue.kqueue() as inner:
         inner.control([kevent(1, EVFILT_USER, EV_ADD | EV_CLEAR)], 0)
         _watch(kq, inner)
-        timer = threading.Timer(
-            0.05, inner.control, ([kevent(1, EVFILT_USER, 0, NOTE_TRIGGER)], 0)
-        )
+        timer = threading.Timer(0.05, inner.control, ([kevent(1, EVFILT_USER, 0, NOTE_TRIGGER)], 0))
         timer.start()
         try:
             ev = one(kq, timeout=5.0)

@@ -98,12 +98,14 @@ def _prepare(cb: aiocb, op: int) -> Job:
     except OSError as exc:
         raise oserror(exc.errno or errno.EBADF, f"fd {cb.fd}") from None
     sock = stat.S_ISSOCK(st.st_mode)
-    if op in (OP_READ, OP_WRITE) and not (sock or stat.S_ISREG(st.st_mode)
-                                         or stat.S_ISBLK(st.st_mode)):
+    if op in (OP_READ, OP_WRITE) and not (
+        sock or stat.S_ISREG(st.st_mode) or stat.S_ISBLK(st.st_mode)
+    ):
         # FreeBSD without vfs.aio.enable_unsafe: pipes, FIFOs, ttys could block a daemon.
         raise oserror(errno.EOPNOTSUPP, f"fd {cb.fd} is not a socket, file or disk")
-    if not sock and ((op == OP_READ and access == os.O_WRONLY)
-                     or (op == OP_WRITE and access == os.O_RDONLY)):
+    if not sock and (
+        (op == OP_READ and access == os.O_WRONLY) or (op == OP_WRITE and access == os.O_RDONLY)
+    ):
         raise oserror(errno.EBADF, f"fd {cb.fd} is not open for {_OPNAMES[op]}")
     view: memoryview | None = None
     nbytes = 0
@@ -302,8 +304,9 @@ def aio_waitcomplete(timeout: float | None = None) -> tuple[aiocb, int]:
     return job.cb, job.result
 
 
-def lio_listio(mode: int, cbs: Sequence[aiocb | None],
-               sigevent: sigevent_kevent | None = None) -> int:
+def lio_listio(
+    mode: int, cbs: Sequence[aiocb | None], sigevent: sigevent_kevent | None = None
+) -> int:
     """Submit cbs by their lio_opcode; LIO_WAIT waits for all (EIO if any failed).
 
     Returns the list's ident, the ident of its EVFILT_LIO event (LIO_NOWAIT with
@@ -325,8 +328,7 @@ def lio_listio(mode: int, cbs: Sequence[aiocb | None],
         core = sigevent.kq._core
         if core is None:
             raise oserror(errno.EBADF, "the sigevent's kqueue is closed")
-        lio.knote = aiofilter.post(core, lio, EVFILT_LIO, lio.ident, sigevent.flags,
-                                   sigevent.udata)
+        lio.knote = aiofilter.post(core, lio, EVFILT_LIO, lio.ident, sigevent.flags, sigevent.udata)
     nerror = 0
     for cb in entries:
         try:

@@ -40,8 +40,9 @@ class FilePool:
         elif self.workers < tunables.aio_workers:
             self.workers += 1
             self._names += 1
-            threading.Thread(target=self._serve, name=f"skqueue-aiod-{self._names}",
-                             daemon=True).start()
+            threading.Thread(
+                target=self._serve, name=f"skqueue-aiod-{self._names}", daemon=True
+            ).start()
 
     def _next(self) -> Job | None:
         """The next queued job, or None when this worker should leave (lock held)."""

@@ -64,8 +64,11 @@ class sigevent_kevent:
 
     def __post_init__(self) -> None:
         if self.flags & ~aiofilter.SIGEV_KEVENT_FLAGS:
-            raise oserror(errno.EINVAL, f"sigevent flags {self.flags:#x}: only "
-                          "EV_ONESHOT, EV_CLEAR and EV_DISPATCH are allowed")
+            raise oserror(
+                errno.EINVAL,
+                f"sigevent flags {self.flags:#x}: only "
+                "EV_ONESHOT, EV_CLEAR and EV_DISPATCH are allowed",
+            )
 
 
 class aiocb:
@@ -76,12 +79,30 @@ class aiocb:
     the ident of its EVFILT_AIO event.
     """
 
-    __slots__ = ("_job", "buf", "error", "fd", "file", "ident", "lio_opcode", "nbytes",
-                 "offset", "sigevent", "status")
+    __slots__ = (
+        "_job",
+        "buf",
+        "error",
+        "fd",
+        "file",
+        "ident",
+        "lio_opcode",
+        "nbytes",
+        "offset",
+        "sigevent",
+        "status",
+    )
 
-    def __init__(self, fd: int | Any, buf: Buffer = None, offset: int = 0,
-                 sigevent: sigevent_kevent | None = None, *, nbytes: int | None = None,
-                 lio_opcode: int = LIO_NOP) -> None:
+    def __init__(
+        self,
+        fd: int | Any,
+        buf: Buffer = None,
+        offset: int = 0,
+        sigevent: sigevent_kevent | None = None,
+        *,
+        nbytes: int | None = None,
+        lio_opcode: int = LIO_NOP,
+    ) -> None:
         self.file = fd  # a socket or file object stays alive while the block does
         self.fd: int = fd if isinstance(fd, int) else fd.fileno()
         self.buf = buf
@@ -101,12 +122,39 @@ class aiocb:
 class Job:
     """One submitted operation, from submission until it is reaped."""
 
-    __slots__ = ("after", "cb", "error", "fd", "ident", "identity", "knote", "lio", "nbytes",
-                 "offset", "op", "result", "sends", "sent", "socket", "state", "table", "view",
-                 "zc", "zc_out")
+    __slots__ = (
+        "after",
+        "cb",
+        "error",
+        "fd",
+        "ident",
+        "identity",
+        "knote",
+        "lio",
+        "nbytes",
+        "offset",
+        "op",
+        "result",
+        "sends",
+        "sent",
+        "socket",
+        "state",
+        "table",
+        "view",
+        "zc",
+        "zc_out",
+    )
 
-    def __init__(self, table: JobTable, cb: aiocb, op: int, view: memoryview | None,
-                 nbytes: int, identity: tuple[int, int], socket: bool) -> None:
+    def __init__(
+        self,
+        table: JobTable,
+        cb: aiocb,
+        op: int,
+        view: memoryview | None,
+        nbytes: int,
+        identity: tuple[int, int],
+        socket: bool,
+    ) -> None:
         self.table = table
         self.cb = cb
         self.op = op
@@ -165,9 +213,20 @@ class LioList:
 
 
 _GAUGES = ("queued", "running", "unreaped", "buffers_held", "zc_inflight")
-_COUNTERS = ("submitted", "done", "cancelled", "failed", "copy_bytes", "zc_sends",
-             "zc_bytes", "zc_released", "zc_copied_sends", "zc_copied_bytes", "zc_notices",
-             "zc_fallbacks")
+_COUNTERS = (
+    "submitted",
+    "done",
+    "cancelled",
+    "failed",
+    "copy_bytes",
+    "zc_sends",
+    "zc_bytes",
+    "zc_released",
+    "zc_copied_sends",
+    "zc_copied_bytes",
+    "zc_notices",
+    "zc_fallbacks",
+)
 
 
 class JobTable:
@@ -325,8 +384,11 @@ class JobTable:
     def kqueue_closed(self, target: Job | LioList) -> None:
         """The kqueue target reports to closed: cancel the jobs that have not started."""
         with self.lock:
-            jobs = [target] if isinstance(target, Job) else [
-                job for job in self.jobs.values() if job.lio is target]
+            jobs = (
+                [target]
+                if isinstance(target, Job)
+                else [job for job in self.jobs.values() if job.lio is target]
+            )
             for job in jobs:
                 self.cancel(job)
             fire, self.to_fire = self.to_fire, []

@@ -104,8 +104,12 @@ class SocketEngine:
             state = SocketState(job.fd, job.identity)
             try:
                 self._kqueue().control(
-                    [kevent(job.fd, filt, EV_ADD | EV_CLEAR, udata=state)
-                     for filt in (EVFILT_READ, EVFILT_WRITE)], 0)
+                    [
+                        kevent(job.fd, filt, EV_ADD | EV_CLEAR, udata=state)
+                        for filt in (EVFILT_READ, EVFILT_WRITE)
+                    ],
+                    0,
+                )
             except OSError:
                 state.sock.detach()
                 raise
@@ -234,7 +238,7 @@ class SocketEngine:
         while job.sent < job.nbytes:
             flags = _FLAGS | (zerocopy.MSG_ZEROCOPY if job.zc else 0)
             try:
-                n = state.sock.send(view[job.sent: job.nbytes], flags)
+                n = state.sock.send(view[job.sent : job.nbytes], flags)
             except (BlockingIOError, InterruptedError):
                 return False
             except OSError as exc:
@@ -265,7 +269,8 @@ class SocketEngine:
         while state.ledger.sends:
             try:
                 _, ancdata, _, _ = state.sock.recvmsg(
-                    0, zerocopy.ANCBUF, socket.MSG_ERRQUEUE | socket.MSG_DONTWAIT)
+                    0, zerocopy.ANCBUF, socket.MSG_ERRQUEUE | socket.MSG_DONTWAIT
+                )
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:

@@ -83,8 +83,9 @@ class AioFilter(Filter):
             target.kqueue_closed()
 
 
-def post(core: KqueueCore, target: AioTarget, filt: int, ident: int, flags: int,
-         udata: object) -> Knote:
+def post(
+    core: KqueueCore, target: AioTarget, filt: int, ident: int, flags: int, udata: object
+) -> Knote:
     """Make the knote through which target reports to core (core.lock not held)."""
     if flags & ~SIGEV_KEVENT_FLAGS:
         raise OSError(errno.EINVAL, f"{os.strerror(errno.EINVAL)}: sigevent flags {flags:#x}")

@@ -113,14 +113,18 @@ class FdWatch:
         # The common case, a lone level READ on a socket or pipe, is delivered
         # by a short path: one FIONREAD and the re-arm, nothing else to decide.
         read = self.read
-        self.plain = read if (
-            read is not None
-            and self.write is None
-            and self.kind in (SOCKET, FIFO)
-            and not self.want_edge
-            and not read.flags & (EV_DISPATCH | EV_ONESHOT)
-            and not read.sfflags & NOTE_LOWAT
-        ) else None
+        self.plain = (
+            read
+            if (
+                read is not None
+                and self.write is None
+                and self.kind in (SOCKET, FIFO)
+                and not self.want_edge
+                and not read.flags & (EV_DISPATCH | EV_ONESHOT)
+                and not read.sfflags & NOTE_LOWAT
+            )
+            else None
+        )
 
 
 def _wants_edge(kn: Knote) -> bool:
@@ -444,7 +448,6 @@ class FdFilter(Filter):
             kn.data = 0
             return bool(revents & (_OUT | _ERR | select.EPOLLHUP))
         return kn.data >= lowat or bool(kn.oflags)
-
 
     def _readable(self, fd: int) -> int:
         """FIONREAD; a file that does not know it counts as 0."""

@@ -280,9 +280,7 @@ class VnodeState:
 def _check_watchable(fd: int, mode: int) -> None:
     """FreeBSD's VNODE filter takes vnodes only: sockets and pipes are EINVAL."""
     kind = stat.S_IFMT(mode)
-    anonymous_pipe = kind == stat.S_IFIFO and os.readlink(f"/proc/self/fd/{fd}").startswith(
-        "pipe:"
-    )
+    anonymous_pipe = kind == stat.S_IFIFO and os.readlink(f"/proc/self/fd/{fd}").startswith("pipe:")
     if kind in (0, stat.S_IFSOCK) or anonymous_pipe:
         raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
 

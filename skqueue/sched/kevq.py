@@ -93,8 +93,10 @@ class Kevq:
         """A new wait closes the previous batch: update the time-per-event average."""
         if self.n_last:
             per_event = (now_ns - self.last_return_ns) / self.n_last
-            self.avg_ns = per_event if not self.avg_ns else (
-                _EWMA_OLD * self.avg_ns + (1 - _EWMA_OLD) * per_event
+            self.avg_ns = (
+                per_event
+                if not self.avg_ns
+                else (_EWMA_OLD * self.avg_ns + (1 - _EWMA_OLD) * per_event)
             )
         self.waits += 1
 

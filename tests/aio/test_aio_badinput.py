@@ -62,8 +62,7 @@ def test_negative_offset_and_nbytes(tmp_path: Path) -> None:
     try:
         _no_leak(lambda: _raises(errno.EINVAL, lambda: aio_write(aiocb(f, b"x", -1))))
         _no_leak(lambda: _raises(errno.EINVAL, lambda: aio_read(aiocb(f, bytearray(2), -5))))
-        _no_leak(lambda: _raises(errno.EINVAL,
-                                 lambda: aio_read(aiocb(f, bytearray(2), nbytes=-1))))
+        _no_leak(lambda: _raises(errno.EINVAL, lambda: aio_read(aiocb(f, bytearray(2), nbytes=-1))))
     finally:
         os.close(f)
 
@@ -80,6 +79,7 @@ def test_unknown_sigevent_flag(kq: skqueue.kqueue) -> None:
 def test_job_reaped_twice(tmp_path: Path) -> None:
     f = os.open(tmp_path / "x", os.O_RDWR | os.O_CREAT)
     try:
+
         def twice() -> None:
             cb = aiocb(f, b"data")
             aio_write(cb)
@@ -97,8 +97,9 @@ def test_job_reaped_twice(tmp_path: Path) -> None:
         os.close(f)
 
 
-def test_buffer_is_pinned_until_the_job_finishes(tcp_pair: tuple[socket.socket, socket.socket]
-                                                 ) -> None:
+def test_buffer_is_pinned_until_the_job_finishes(
+    tcp_pair: tuple[socket.socket, socket.socket],
+) -> None:
     a, b = tcp_pair
     buf = bytearray(16)
     cb = aiocb(a, buf)

@@ -153,8 +153,10 @@ def test_lio_listio_wait_mode(fd: int) -> None:
 def test_lio_listio_nowait_posts_one_list_event(kq: skqueue.kqueue) -> None:
     a, b = socket.socketpair()
     with a, b:
-        reads = [aiocb(a, bytearray(2), lio_opcode=LIO_READ,
-                       sigevent=sigevent_kevent(kq, EV_ONESHOT, i)) for i in range(3)]
+        reads = [
+            aiocb(a, bytearray(2), lio_opcode=LIO_READ, sigevent=sigevent_kevent(kq, EV_ONESHOT, i))
+            for i in range(3)
+        ]
         ident = lio_listio(LIO_NOWAIT, reads, sigevent_kevent(kq, EV_ONESHOT, "list"))
         assert all(aio_error(cb) == errno.EINPROGRESS for cb in reads)
         b.sendall(b"aa")

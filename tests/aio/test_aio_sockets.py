@@ -89,8 +89,10 @@ def test_ten_concurrent_writes_arrive_in_order_each_completing_once(
     skqueue.tunables.tx_zcopy_min = 16 * 1024
     sizes = [1, 100_000, 7, 3 << 20, 20_000, 15_000, 1 << 20, 0, 65_536, 5]
     payloads = [os.urandom(n) for n in sizes]
-    cbs = [aiocb(a, p, sigevent=skqueue.sigevent_kevent(kq, skqueue.EV_ONESHOT, i))
-           for i, p in enumerate(payloads)]
+    cbs = [
+        aiocb(a, p, sigevent=skqueue.sigevent_kevent(kq, skqueue.EV_ONESHOT, i))
+        for i, p in enumerate(payloads)
+    ]
     before = skqueue.aio_stats()
     for cb in cbs:
         aio_write(cb)

@@ -52,8 +52,9 @@ def test_ledger_ids_wrap_around_32_bits() -> None:
 
 
 def test_parse_reads_only_zero_copy_notices() -> None:
-    raw = zerocopy._EXTENDED_ERR.pack(0, zerocopy.SO_EE_ORIGIN_ZEROCOPY, 0,
-                                      zerocopy.SO_EE_CODE_ZEROCOPY_COPIED, 0, 7, 9)
+    raw = zerocopy._EXTENDED_ERR.pack(
+        0, zerocopy.SO_EE_ORIGIN_ZEROCOPY, 0, zerocopy.SO_EE_CODE_ZEROCOPY_COPIED, 0, 7, 9
+    )
     assert zerocopy.parse(socket.IPPROTO_IP, zerocopy.IP_RECVERR, raw) == Notice(7, 9, True)
     assert zerocopy.parse(socket.IPPROTO_IPV6, zerocopy.IPV6_RECVERR, raw) == Notice(7, 9, True)
     icmp = zerocopy._EXTENDED_ERR.pack(errno.EHOSTUNREACH, 2, 3, 1, 0, 0, 0)
@@ -92,8 +93,7 @@ def test_64mib_zero_copy_write_to_a_slow_reader() -> None:
         thread.start()
         try:
             # Every byte handed to the kernel, yet the job waits for the last notices.
-            assert settle(lambda: skqueue.aio_stats()["zc_bytes"] - before["zc_bytes"] == size,
-                          20)
+            assert settle(lambda: skqueue.aio_stats()["zc_bytes"] - before["zc_bytes"] == size, 20)
             time.sleep(0.2)
             mid = skqueue.aio_stats()
             assert aio_error(cb) == errno.EINPROGRESS

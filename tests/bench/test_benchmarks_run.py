@@ -20,14 +20,21 @@ BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 @pytest.mark.parametrize(
     ("script", "args", "result", "keys"),
     [
-        ("bench_kevent_vs_epoll.py", ["--pairs", "8", "--events", "2000", "--rounds", "1"],
-         "kevent_vs_epoll", {"ratio", "per_event_us", "budget_us_at_target",
-                             "exact_syscalls_us"}),
+        (
+            "bench_kevent_vs_epoll.py",
+            ["--pairs", "8", "--events", "2000", "--rounds", "1"],
+            "kevent_vs_epoll",
+            {"ratio", "per_event_us", "budget_us_at_target", "exact_syscalls_us"},
+        ),
         ("bench_registrations.py", ["-n", "2000"], "registrations", set()),
         ("bench_skq_scaling.py", ["--duration", "0.2", "--pipes", "8"], "skq_scaling", set()),
         ("bench_aio.py", ["--quick"], "bench_aio", set()),
-        ("bench_asyncio.py", ["--connections", "2", "--messages", "50", "--rounds", "1"],
-         "asyncio", {"ratio", "best"}),
+        (
+            "bench_asyncio.py",
+            ["--connections", "2", "--messages", "50", "--rounds", "1"],
+            "asyncio",
+            {"ratio", "best"},
+        ),
     ],
 )
 def test_benchmark_runs(
@@ -35,8 +42,12 @@ def test_benchmark_runs(
 ) -> None:
     env = {**os.environ, "SKQUEUE_RESULTS": str(tmp_path)}
     proc = subprocess.run(
-        [sys.executable, script, *args], cwd=BENCHMARKS, env=env,
-        capture_output=True, text=True, timeout=110,
+        [sys.executable, script, *args],
+        cwd=BENCHMARKS,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=110,
     )
     assert proc.returncode == 0, proc.stderr
     payload = json.loads((tmp_path / f"{result}.json").read_text())

@@ -62,8 +62,13 @@ def test_stats_without_server_says_so(tmp_path: object, capsys: pytest.CaptureFi
 @pytest.mark.timeout(30)
 def test_serve_then_stats_then_ctrl_c(tmp_path: object) -> None:
     control = os.path.join(str(tmp_path), "c.sock")
-    proc = subprocess.Popen(_cli("serve", "--design", "asyncio", "--control", control),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
+    proc = subprocess.Popen(
+        _cli("serve", "--design", "asyncio", "--control", control),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(),
+    )
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
@@ -71,8 +76,14 @@ def test_serve_then_stats_then_ctrl_c(tmp_path: object) -> None:
         sock = connect(port)
         assert roundtrip(sock, Request(1000, 42, 0)).request_id == 42
         sock.close()
-        out = subprocess.run(_cli("stats", "--control", control), capture_output=True,
-                             text=True, env=_env(), timeout=20, check=True)
+        out = subprocess.run(
+            _cli("stats", "--control", control),
+            capture_output=True,
+            text=True,
+            env=_env(),
+            timeout=20,
+            check=True,
+        )
         stats = json.loads(out.stdout)
         assert stats["served_total"] == 1 and stats["config"]["design"] == "asyncio"
         proc.send_signal(signal.SIGINT)
@@ -87,10 +98,29 @@ def test_serve_then_stats_then_ctrl_c(tmp_path: object) -> None:
 def test_ctrl_c_during_sweep_keeps_results(tmp_path: object) -> None:
     out = os.path.join(str(tmp_path), "rep")
     proc = subprocess.Popen(
-        _cli("bench", "sweep", "--design", "asyncio", "--dist", "fixed:1ms",
-             "--rates", "100,200,300,400,500,600", "--duration", "0.5", "--warmup", "0",
-             "--connections", "4", "--out", out),
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env())
+        _cli(
+            "bench",
+            "sweep",
+            "--design",
+            "asyncio",
+            "--dist",
+            "fixed:1ms",
+            "--rates",
+            "100,200,300,400,500,600",
+            "--duration",
+            "0.5",
+            "--warmup",
+            "0",
+            "--connections",
+            "4",
+            "--out",
+            out,
+        ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=_env(),
+    )
     try:
         deadline = time.monotonic() + 30
         while not os.path.exists(os.path.join(out, "results.json")):

@@ -15,16 +15,29 @@ from skqbench.servers.harness import ServerProcess
 def test_fixed_delay_is_a_floor_and_an_overload_is_not_hidden() -> None:
     with ServerProcess(ServerConfig("asyncio", workers=2)) as server, LoadGenerator(2) as gen:
         # 2 workers x 5 ms = 400 requests/s capacity; 100/s is light load
-        light = gen.run(LoadSpec(server.port, rate=100, duration_s=1.0, warmup_s=0.2,
-                                 connections=8, dist="fixed:5ms"))
+        light = gen.run(
+            LoadSpec(
+                server.port, rate=100, duration_s=1.0, warmup_s=0.2, connections=8, dist="fixed:5ms"
+            )
+        )
         assert light.sent == light.received > 50
         assert light.errors == light.timeouts == 0
         assert 5000 <= light.p50_us < 5000 + 3000
         assert light.achieved == pytest.approx(light.scheduled, rel=0.05)
         # 3x capacity: an open-loop generator keeps sending, so requests queue; a
         # closed-loop one would report ~5 ms.  Latency grows over the run.
-        heavy = gen.run(LoadSpec(server.port, rate=1200, duration_s=1.0, warmup_s=0.0,
-                                 drain_s=0.5, connections=8, dist="fixed:5ms", seed=2))
+        heavy = gen.run(
+            LoadSpec(
+                server.port,
+                rate=1200,
+                duration_s=1.0,
+                warmup_s=0.0,
+                drain_s=0.5,
+                connections=8,
+                dist="fixed:5ms",
+                seed=2,
+            )
+        )
         assert heavy.achieved < 0.5 * heavy.scheduled
         assert heavy.p99_us > 100 * 5000 / 1000 * 1000 / 10  # > 50 ms
         assert heavy.timeouts > 0  # still queued after the drain, and counted

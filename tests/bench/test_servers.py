@@ -120,7 +120,7 @@ def _closed_by_peer(sock: socket.socket) -> bool:
 
 
 def test_policy_names() -> None:
-    assert parse_policy("best2") .sargs == 2
+    assert parse_policy("best2").sargs == 2
     p = parse_policy("cpu2+ws")
     assert (p.kind, p.sargs, p.steal) == ("cpu", 2, 1)
     assert parse_policy("random+ws3").steal == 3

@@ -21,8 +21,9 @@ def test_sweep_stops_at_saturation_and_reports(tmp_out: str) -> None:
         # 100/s is 40 % of capacity: p99 stays far below the SLO even when the
         # machine is busy (at 150/s, 60 %, it crossed 20 ms in 2 runs of 4).
         rates=[900, 50, 100],  # sorted by the plan
-        load=LoadSpec(1, 1, duration_s=0.6, warmup_s=0.1, drain_s=0.3, connections=4,
-                      dist="fixed:4ms"),
+        load=LoadSpec(
+            1, 1, duration_s=0.6, warmup_s=0.1, drain_s=0.3, connections=4, dist="fixed:4ms"
+        ),
         slo_factor=5,
     )
     assert plan.rates == [50, 100, 900]
@@ -54,8 +55,9 @@ def test_sweep_stops_after_a_saturated_point_without_measuring_higher(tmp_out: s
     plan = SweepPlan(
         configs=[ServerConfig("asyncio", 1)],
         rates=[1000, 2000],
-        load=LoadSpec(1, 1, duration_s=0.4, warmup_s=0.0, drain_s=0.2, connections=2,
-                      dist="fixed:10ms"),
+        load=LoadSpec(
+            1, 1, duration_s=0.4, warmup_s=0.0, drain_s=0.2, connections=2, dist="fixed:10ms"
+        ),
     )
     res = run_sweep(plan, tmp_out)
     assert len(res.points) == 1 and res.points[0].saturated

@@ -227,7 +227,10 @@ def test_pipe_closed_read_end_registered_before(kq: skqueue.kqueue, pipe: tuple[
     assert set(events) == {EVFILT_READ, EVFILT_WRITE}
     wr, rd = events[EVFILT_WRITE], events[EVFILT_READ]
     assert (wr.ident, wr.flags, wr.fflags, wr.data) == (
-        w, EV_EOF | EV_ONESHOT | CLEAR_RECEIPT, 0, _capacity(w)
+        w,
+        EV_EOF | EV_ONESHOT | CLEAR_RECEIPT,
+        0,
+        _capacity(w),
     )
     assert (rd.ident, rd.flags, rd.fflags, rd.data) == (w, EV_EOF | CLEAR_RECEIPT, 0, 0)
 
@@ -285,9 +288,10 @@ def test_unix_dgram_connected_data(kq: skqueue.kqueue) -> None:
 
 def test_unix_dgram_unconnected_data(kq: skqueue.kqueue, tmp_path: Path) -> None:
     path = str(tmp_path / "unix_dgram_listener")
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as rx, socket.socket(
-        socket.AF_UNIX, socket.SOCK_DGRAM
-    ) as tx:
+    with (
+        socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as rx,
+        socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as tx,
+    ):
         rx.bind(path)
         assert tx.sendto(b"x" * 42, path) == 42
         _check_42(kq, rx.fileno())

@@ -128,8 +128,20 @@ def test_stats_are_json_ready() -> None:
         assert stats["policy"] == "best2+ws1"
         [kevq] = stats["kevqs"]
         assert kevq["thread_name"] == threading.current_thread().name
-        for key in ("events", "waits", "avg_event_us", "avg_events_per_wait", "realtime",
-                    "steals", "steal_scans", "fallbacks", "mismatches", "placements",
-                    "queued", "cpu_group", "thread_id"):
+        for key in (
+            "events",
+            "waits",
+            "avg_event_us",
+            "avg_events_per_wait",
+            "realtime",
+            "steals",
+            "steal_scans",
+            "fallbacks",
+            "mismatches",
+            "placements",
+            "queued",
+            "cpu_group",
+            "thread_id",
+        ):
             assert key in kevq
         assert "place_total_us" in stats

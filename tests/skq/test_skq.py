@@ -276,8 +276,10 @@ def test_timeouts_on_idle_stealing_kqueue() -> None:
             report.append((timeout, lates[len(lates) // 2], lates[-1]))
             assert lates[len(lates) // 2] < 0.005, (timeout, lates)
     for timeout, median, worst in report:
-        print(f"timeout {timeout * 1e6:>9.0f} us: late median {median * 1e6:7.0f} us, "
-              f"worst {worst * 1e6:7.0f} us")
+        print(
+            f"timeout {timeout * 1e6:>9.0f} us: late median {median * 1e6:7.0f} us, "
+            f"worst {worst * 1e6:7.0f} us"
+        )
 
 
 # 6. Close races ------------------------------------------------------------------------------
@@ -468,6 +470,7 @@ def test_fkqmulti_ioctl_rules() -> None:
 
 def test_only_waiting_threads_get_kevqs() -> None:
     with skqueue.kqueue(sched="random") as kq, socketpairs(1) as [(reader, writer)]:
+
         def registrar() -> None:
             kq.control([kevent(reader, EVFILT_READ, EV_ADD)], 0)
 
@@ -523,8 +526,10 @@ def test_steal_delay_is_short() -> None:
         stats = kq.stats()
         steals = sum(k["steals"] for k in stats["kevqs"] + stats["retired_kevqs"])
         delays.sort()
-        print(f"steal delays over {len(delays)} events: median {delays[len(delays) // 2] * 1e6:.0f}"
-              f" us, max {delays[-1] * 1e6:.0f} us, steals {steals}")
+        print(
+            f"steal delays over {len(delays)} events: median {delays[len(delays) // 2] * 1e6:.0f}"
+            f" us, max {delays[-1] * 1e6:.0f} us, steals {steals}"
+        )
         assert len(delays) == 40, "an event behind the busy thread was never stolen"
         assert steals > 0
         assert delays[-1] < 0.05
