@@ -233,7 +233,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--knee",
         type=pos_float,
         default=None,
-        help="offered load to compare p99 at (default: vanilla's knee)",
+        help="a measured offered load to compare p99 at (default: vanilla's "
+        "first load over the SLO)",
     )
 
     sv = sub.add_parser("serve", help="run a server on loopback until Ctrl-C")
@@ -365,7 +366,8 @@ def run_plan(plan: SweepPlan, out_dir: str) -> int:
         results = run_sweep(plan, out_dir, progress)
     write_report(results, out_dir, console)
     console.print(
-        f"report: {os.path.abspath(out_dir)} (results.json, p99.png, p50.png, summary.md)"
+        f"report: {os.path.abspath(out_dir)} (results.json, p99.png, "
+        "p99-story.png, p50.png, summary.md)"
     )
     if results.interrupted:
         console.print("[yellow]interrupted: the report covers the points measured so far[/yellow]")
@@ -404,9 +406,14 @@ def cmd_crosscheck(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from skqbench.report import write_report
+    from skqbench.report import UnmeasuredLoad, write_report
 
-    write_report(load_results(args.folder), args.folder, knee=args.knee)
+    res = load_results(args.folder)
+    try:
+        write_report(res, args.folder, knee=args.knee)
+    except UnmeasuredLoad as exc:  # found before anything is written
+        print(f"skqueue bench report: --knee {exc}", file=sys.stderr)
+        return 2
     return 0
 
 
