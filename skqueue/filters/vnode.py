@@ -25,6 +25,13 @@ Linux events map onto FreeBSD notes like this:
 - ``IN_Q_OVERFLOW`` (events lost) -> every knote compares a fresh ``fstat`` with
   its last snapshot (size, mtime, ctime, link count) and reports what changed.
 
+Knotes activate in the order FreeBSD's vop_*_post hooks post one operation's
+notes, which is inotify's order except for a lost link: Linux reports it first,
+FreeBSD last (unlink: the directory's NOTE_WRITE, then the file's NOTE_DELETE;
+rename over a file: the source's NOTE_RENAME, then the target's NOTE_DELETE), so
+the lost link's activation is held past the next event when that event is the
+rest of its operation (see ``InotifyWatcher.hold``).
+
 Returned ``fflags`` accumulate until delivered with EV_CLEAR; as in FreeBSD, a
 change reported to the filter as several notes at once (an append is
 NOTE_WRITE|NOTE_EXTEND) is recorded whole when any of its notes was asked for, so
@@ -36,7 +43,9 @@ Limits (Linux): a directory removed while an fd is open on it gets no inotify
 event until that fd is closed, so NOTE_DELETE is never reported for directories
 (their NOTE_LINK/NOTE_WRITE from entries work).  Events are translated when the
 kqueue reads them, so a quick unlink-then-link pair can look like NOTE_ATTRIB
-(the link count is compared, not replayed).  Linux sends IN_UNMOUNT only when
+(the link count is compared, not replayed), and a lost link whose directory is
+not watched, followed at once by an unlink or a rename elsewhere, is reported
+after that one instead of before it.  Linux sends IN_UNMOUNT only when
 the filesystem is finally shut down, which the knote's own open fd prevents, so
 NOTE_REVOKE is mapped but cannot occur in practice (Linux has no revoke(2)).
 """
@@ -123,6 +132,7 @@ class InotifyWatcher:
         self.core = core
         self.fd = -1
         self.subs: dict[int, list[Subscription]] = {}
+        self.held: list[Callable[[], None]] = []  # see hold()
 
     def subscribe(self, fd: int, callback: Callback) -> Subscription:
         """Watch the file open on fd; raises OSError (ENOSPC: watch limit) on failure."""
@@ -148,6 +158,16 @@ class InotifyWatcher:
         sub.wd = -1
         self._close_if_idle()
 
+    def hold(self, activation: Callable[[], None]) -> None:
+        """Run activation after the next event of the batch if that event is its op's.
+
+        Linux reports a file's lost link (IN_ATTRIB) before the rest of the
+        operation, FreeBSD after it: unlink posts the directory's NOTE_WRITE, then
+        the file's NOTE_DELETE (vop_remove_post); a rename over a file posts the
+        source's NOTE_RENAME, then the target's NOTE_DELETE (vop_rename_post).
+        """
+        self.held.append(activation)
+
     def _close_if_idle(self) -> None:
         """Give the inotify instance back (the per-user limit is 128) when unused."""
         if self.fd >= 0 and not self.subs:
@@ -165,12 +185,21 @@ class InotifyWatcher:
                 targets = [sub for subs in self.subs.values() for sub in subs]
             else:
                 targets = list(self.subs.get(ev.wd, ()))
+            # What the previous event held goes after this one when this one
+            # completes its operation, else before it (it was an operation of its own).
+            held, self.held = self.held, []
+            if not _ends_unlink(mask):
+                _run(held)
+                held = []
             for sub in targets:
                 if sub.wd != -1:
                     sub.callback(mask, ev.name)
+            _run(held)
             if mask & IN_IGNORED:  # the kernel dropped the watch; its wd may be reused
                 for sub in self.subs.pop(ev.wd, ()):
                     sub.wd = -1
+        held, self.held = self.held, []
+        _run(held)
         self._close_if_idle()
 
     def close(self) -> None:
@@ -182,6 +211,16 @@ class InotifyWatcher:
             for sub in subs:
                 sub.wd = -1
         self.subs.clear()
+
+
+def _ends_unlink(mask: int) -> bool:
+    """The event Linux sends after a file's lost link within one unlink or rename."""
+    return bool(mask & IN_MOVE_SELF or (mask & IN_DELETE and not mask & IN_ISDIR))
+
+
+def _run(activations: list[Callable[[], None]]) -> None:
+    for activation in activations:
+        activation()
 
 
 def inotify_of(core: KqueueCore) -> InotifyWatcher:
@@ -325,11 +364,16 @@ class VnodeFilter(Filter):
         if st is None:
             return
         state: VnodeState = kn.hook
-        for hint in state.absorb(mask, name, st):
+        hints = state.absorb(mask, name, st)
+        for hint in hints:
             if hint & kn.sfflags:  # FreeBSD's filt_vfsvnode: the whole hint, not a mask of it
                 state.notes |= hint
             state.revoked = state.revoked or bool(hint & NOTE_REVOKE)
-        if state.notes or state.revoked:
+        if not (state.notes or state.revoked):
+            return
+        if mask & IN_ATTRIB and NOTE_DELETE in hints:  # unlinked: FreeBSD posts it last
+            self.inotify.hold(lambda: self.core.activate(kn))
+        else:
             self.core.activate(kn)
 
     def deliver(self, kn: Knote) -> bool:
