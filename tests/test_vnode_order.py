@@ -7,6 +7,8 @@ when a directory's link count changes), then the renamed file's NOTE_RENAME, the
 the replaced file's NOTE_DELETE; link: file NOTE_LINK, then directory NOTE_WRITE;
 create: directory NOTE_WRITE; mkdir: directory NOTE_WRITE|NOTE_LINK; rmdir:
 directory NOTE_WRITE|NOTE_LINK, then the removed directory's NOTE_DELETE.
+NOTE_LINK on a directory means its link count changed: a directory moved within
+over another one changes it, one moved in over another one does not.
 Two operations in a row keep their own order.  Every case runs on a classic and
 an SKQ kqueue, collected by one wait or drained one event per wait.
 """
@@ -123,12 +125,42 @@ CASES: dict[str, Case] = {
             ("d/s", NOTE_RENAME),
         ),
     ),
+    "rmdir": Case(
+        ("d/", "d/s/"),
+        lambda r: os.rmdir(r / "d/s"),
+        (("d", WR | NOTE_LINK), ("d/s", NOTE_DELETE)),
+    ),
+    "rename-dir-over-dir": Case(
+        ("d/", "d/s/", "d/t/"),
+        lambda r: os.rename(r / "d/s", r / "d/t"),
+        (("d", WR | NOTE_LINK), ("d/s", NOTE_RENAME), ("d/t", NOTE_DELETE)),
+    ),
+    "rename-dir-over-dir-across": Case(
+        ("d/", "e/", "d/s/", "e/t/"),
+        lambda r: os.rename(r / "d/s", r / "e/t"),
+        (
+            ("d", WR | NOTE_EXTEND | NOTE_LINK),
+            ("e", WR | NOTE_EXTEND),  # one subdirectory in, one out: same link count
+            ("d/s", NOTE_RENAME),
+            ("e/t", NOTE_DELETE),
+        ),
+    ),
+    "mkdir-then-chmod": Case(
+        ("d/",),
+        lambda r: both(lambda: os.mkdir(r / "d/sub"), lambda: os.chmod(r / "d", 0o700)),
+        (("d", WR | NOTE_LINK | NOTE_ATTRIB),),
+    ),
     # Two operations in a row keep their own order: only a lost link is held back,
     # and only past the event that completes its own unlink or rename.
     "chmod-then-unlink": Case(
         ("d/", "d/f", "d/g"),
         lambda r: both(lambda: os.chmod(r / "d/g", 0o600), lambda: os.unlink(r / "d/f")),
         (("d/g", NOTE_ATTRIB), ("d", WR), ("d/f", NOTE_DELETE)),
+    ),
+    "empty-then-rmdir": Case(
+        ("d/", "d/s/", "d/s/sub/"),
+        lambda r: both(lambda: os.rmdir(r / "d/s/sub"), lambda: os.rmdir(r / "d/s")),
+        (("d/s", WR | NOTE_LINK | NOTE_DELETE), ("d", WR | NOTE_LINK)),
     ),
     "unlink-then-write": Case(
         ("d/", "d/f", "g"),
