@@ -278,7 +278,7 @@ class VnodeState:
         directory, a move within does only when it did.  The replacement is seen in
         the count itself, on file systems that count subdirectories (st_nlink >= 2).
         """
-        # A count of 0 (emptied, then removed, in one batch) is left for _rmdir to see.
+        # A count of 0 (last subdirectory, then itself removed, in one batch) is for _rmdir.
         before, self.nlink = self.nlink, st.st_nlink or self.nlink
         counted = st.st_nlink >= 2
         if mask & (IN_CREATE | IN_DELETE) or (mask & IN_MOVED_FROM and mask & MOVED_ACROSS):
