@@ -6,12 +6,14 @@
   reaped and the application's own ``waitpid`` still works.  The status is read
   when the kqueue next harvests readiness after the exit (its next wait); if the
   application reaped the child before that, or the process is not our child,
-  Linux has no status to give without a race and ``data`` is 0.  As in FreeBSD,
-  the exit sets EV_EOF|EV_ONESHOT on the event (the knote is deleted once it is
-  delivered) and a knote that has nothing to report when the process exits
-  (NOTE_EXIT not asked for, no pending NOTE_FORK or NOTE_EXEC) is deleted
-  silently (FreeBSD's EV_DROP).  A pidfd names the process, not the number, so a
-  recycled pid can never be confused with the watched one.
+  Linux has no status to give without a race and ``data`` is 0.  The pidfd is
+  closed as soon as the status is read, even while the knote is disabled and its
+  NOTE_EXIT waits to be delivered.  As in FreeBSD, the exit sets
+  EV_EOF|EV_ONESHOT on the event (the knote is deleted once it is delivered) and
+  a knote that has nothing to report when the process exits (NOTE_EXIT not asked
+  for, no pending NOTE_FORK or NOTE_EXEC) is deleted silently (FreeBSD's
+  EV_DROP).  A pidfd names the process, not the number, so a recycled pid can
+  never be confused with the watched one.
 - NOTE_FORK / NOTE_EXEC are best effort: they come from the proc connector
   (netlink), which needs root (CAP_NET_ADMIN) in the initial user and pid
   namespaces.  Where it cannot be opened (unprivileged, in a container's pid
@@ -50,7 +52,7 @@ _EXIT_EVENTS = select.EPOLLIN | select.EPOLLONESHOT
 
 
 class ProcState:
-    """A PROC knote's pidfd and what it saw."""
+    """A PROC knote's pidfd (-1 once the exit is read) and what it saw."""
 
     __slots__ = ("exited", "notes", "pidfd", "status")
 
@@ -107,10 +109,15 @@ class ProcFilter(Filter):
         self._follow(kn)
 
     def detach(self, kn: Knote) -> None:
-        state: ProcState = kn.hook
         self._follow(kn)
-        self.core.backend.remove(state.pidfd)
-        os.close(state.pidfd)
+        self._close_pidfd(kn.hook)
+
+    def _close_pidfd(self, state: ProcState) -> None:
+        """Give the pidfd back; once the exit status is read it has nothing left to tell."""
+        if state.pidfd >= 0:
+            self.core.backend.remove(state.pidfd)
+            os.close(state.pidfd)
+            state.pidfd = -1
 
     def _follow(self, kn: Knote) -> None:
         """Keep the proc connector open exactly while some knote wants FORK/EXEC."""
@@ -160,6 +167,7 @@ class ProcFilter(Filter):
         state.exited = True
         status = syscalls.exit_status(state.pidfd)
         state.status = 0 if status is None else status
+        self._close_pidfd(state)  # not held until delivery: the knote may stay disabled
         self._follow(kn)
         self._note(kn, NOTE_EXIT)
         if not state.notes:
@@ -188,7 +196,7 @@ class ProcFilter(Filter):
 
     def abandon(self) -> None:
         for kn in self.core.knotes.values():
-            if kn.ops is self:
+            if kn.ops is self and kn.hook.pidfd >= 0:
                 os.close(kn.hook.pidfd)
         if self.connector is not None:
             self.connector.abandon()

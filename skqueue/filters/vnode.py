@@ -19,11 +19,19 @@ Linux events map onto FreeBSD notes like this:
 - ``IN_MOVE_SELF`` -> NOTE_RENAME; ``IN_DELETE_SELF`` -> NOTE_DELETE.
 - entries of a watched directory: created or deleted -> NOTE_WRITE; renamed ->
   NOTE_WRITE, plus NOTE_EXTEND when the entry moved in from or out to another
-  directory (FreeBSD's rename hint); a subdirectory created, deleted or moved
-  across -> NOTE_LINK as well (the directory's link count changed).
+  directory (FreeBSD's rename hint); NOTE_LINK as well when a subdirectory's
+  entry changed the directory's link count (created, removed, moved out, moved
+  in without replacing a directory, or moved within over one).
 - ``IN_UNMOUNT`` -> NOTE_REVOKE with EV_EOF|EV_ONESHOT, as FreeBSD's revoke.
 - ``IN_Q_OVERFLOW`` (events lost) -> every knote compares a fresh ``fstat`` with
   its last snapshot (size, mtime, ctime, link count) and reports what changed.
+
+Knotes activate in the order FreeBSD's vop_*_post hooks post one operation's
+notes, which is inotify's order except for a lost link: Linux reports it first,
+FreeBSD last (unlink: the directory's NOTE_WRITE, then the file's NOTE_DELETE;
+rename over a file: the source's NOTE_RENAME, then the target's NOTE_DELETE), so
+the lost link's activation is held past the next event when that event is the
+rest of its operation (see ``InotifyWatcher.hold``).
 
 Returned ``fflags`` accumulate until delivered with EV_CLEAR; as in FreeBSD, a
 change reported to the filter as several notes at once (an append is
@@ -33,10 +41,13 @@ a knote asking for NOTE_WRITE alone sees NOTE_EXTEND on an append.  ``data`` is
 when an event or a delivery finds that out (identity = st_dev, st_ino).
 
 Limits (Linux): a directory removed while an fd is open on it gets no inotify
-event until that fd is closed, so NOTE_DELETE is never reported for directories
-(their NOTE_LINK/NOTE_WRITE from entries work).  Events are translated when the
+event until that fd is closed, so its NOTE_DELETE is reported only when its
+parent is watched by the same kqueue (the parent's IN_DELETE is the sign) or a
+rename replaced it (IN_ATTRIB).  Events are translated when the
 kqueue reads them, so a quick unlink-then-link pair can look like NOTE_ATTRIB
-(the link count is compared, not replayed).  Linux sends IN_UNMOUNT only when
+(the link count is compared, not replayed), and a lost link whose directory is
+not watched, followed at once by an unlink or a rename elsewhere, is reported
+after that one instead of before it.  Linux sends IN_UNMOUNT only when
 the filesystem is finally shut down, which the knote's own open fd prevents, so
 NOTE_REVOKE is mapped but cannot occur in practice (Linux has no revoke(2)).
 """
@@ -123,6 +134,7 @@ class InotifyWatcher:
         self.core = core
         self.fd = -1
         self.subs: dict[int, list[Subscription]] = {}
+        self.held: list[Callable[[], None]] = []  # see hold()
 
     def subscribe(self, fd: int, callback: Callback) -> Subscription:
         """Watch the file open on fd; raises OSError (ENOSPC: watch limit) on failure."""
@@ -148,6 +160,16 @@ class InotifyWatcher:
         sub.wd = -1
         self._close_if_idle()
 
+    def hold(self, activation: Callable[[], None]) -> None:
+        """Run activation after the next event of the batch if that event is its op's.
+
+        Linux reports a file's lost link (IN_ATTRIB) before the rest of the
+        operation, FreeBSD after it: unlink posts the directory's NOTE_WRITE, then
+        the file's NOTE_DELETE (vop_remove_post); a rename over a file posts the
+        source's NOTE_RENAME, then the target's NOTE_DELETE (vop_rename_post).
+        """
+        self.held.append(activation)
+
     def _close_if_idle(self) -> None:
         """Give the inotify instance back (the per-user limit is 128) when unused."""
         if self.fd >= 0 and not self.subs:
@@ -165,12 +187,21 @@ class InotifyWatcher:
                 targets = [sub for subs in self.subs.values() for sub in subs]
             else:
                 targets = list(self.subs.get(ev.wd, ()))
+            # What the previous event held goes after this one when this one
+            # completes its operation, else before it (it was an operation of its own).
+            held, self.held = self.held, []
+            if not _ends_unlink(mask):
+                _run(held)
+                held = []
             for sub in targets:
                 if sub.wd != -1:
                     sub.callback(mask, ev.name)
+            _run(held)
             if mask & IN_IGNORED:  # the kernel dropped the watch; its wd may be reused
                 for sub in self.subs.pop(ev.wd, ()):
                     sub.wd = -1
+        held, self.held = self.held, []
+        _run(held)
         self._close_if_idle()
 
     def close(self) -> None:
@@ -182,6 +213,16 @@ class InotifyWatcher:
             for sub in subs:
                 sub.wd = -1
         self.subs.clear()
+
+
+def _ends_unlink(mask: int) -> bool:
+    """The event Linux sends after a file's lost link within one unlink or rename."""
+    return bool(mask & IN_MOVE_SELF or (mask & IN_DELETE and not mask & IN_ISDIR))
+
+
+def _run(activations: list[Callable[[], None]]) -> None:
+    for activation in activations:
+        activation()
 
 
 def inotify_of(core: KqueueCore) -> InotifyWatcher:
@@ -229,6 +270,23 @@ class VnodeState:
             return NOTE_DELETE
         return NOTE_LINK
 
+    def subdir_linked(self, mask: int, st: os.stat_result) -> bool:
+        """Whether a subdirectory's entry event changed this directory's link count.
+
+        As vop_mkdir_post, vop_rmdir_post and vop_rename_post decide it: a mkdir,
+        an rmdir and a move out always do; a move in does unless it replaced a
+        directory, a move within does only when it did.  The replacement is seen in
+        the count itself, on file systems that count subdirectories (st_nlink >= 2).
+        """
+        # A count of 0 (last subdirectory, then itself removed, in one batch) is for _rmdir.
+        before, self.nlink = self.nlink, st.st_nlink or self.nlink
+        counted = st.st_nlink >= 2
+        if mask & (IN_CREATE | IN_DELETE) or (mask & IN_MOVED_FROM and mask & MOVED_ACROSS):
+            return True
+        if mask & MOVED_ACROSS:
+            return not counted or st.st_nlink != before
+        return counted and st.st_nlink < before
+
     def absorb(self, mask: int, name: str, st: os.stat_result) -> list[int]:
         """The FreeBSD hints one inotify event stands for (see the module docstring).
 
@@ -245,7 +303,7 @@ class VnodeState:
                 entry |= NOTE_WRITE
             if mask & MOVED_ACROSS:
                 entry |= NOTE_EXTEND
-            if mask & IN_ISDIR and mask & (IN_CREATE | IN_DELETE | MOVED_ACROSS):
+            if mask & IN_ISDIR and self.subdir_linked(mask, st):
                 entry |= NOTE_LINK
             return [entry] if entry else []
         grew = not self.is_dir and st.st_size > self.size
@@ -293,6 +351,7 @@ class VnodeFilter(Filter):
     def __init__(self, core: KqueueCore) -> None:
         super().__init__(core)
         self.inotify = InotifyWatcher(core)
+        self.directories: dict[Knote, None] = {}  # knotes on directories (see _rmdir)
 
     def attach(self, kn: Knote) -> None:
         st = os.fstat(kn.ident)
@@ -300,9 +359,12 @@ class VnodeFilter(Filter):
         state = VnodeState(kn.ident, st)
         state.sub = self.inotify.subscribe(kn.ident, lambda mask, name: self._event(kn, mask, name))
         kn.hook = state
+        if state.is_dir:
+            self.directories[kn] = None
 
     def detach(self, kn: Knote) -> None:
         state: VnodeState = kn.hook
+        self.directories.pop(kn, None)
         if state.sub is not None:
             self.inotify.unsubscribe(state.sub)
 
@@ -324,13 +386,40 @@ class VnodeFilter(Filter):
         st = self._current(kn)
         if st is None:
             return
+        hints = kn.hook.absorb(mask, name, st)
+        self._post(kn, hints, held=bool(mask & IN_ATTRIB and NOTE_DELETE in hints))
+        if name and mask & IN_DELETE and mask & IN_ISDIR:
+            self._rmdir()
+
+    def _post(self, kn: Knote, hints: list[int], held: bool = False) -> None:
+        """Record hints on kn and activate it; held: after the rest of the operation."""
         state: VnodeState = kn.hook
-        for hint in state.absorb(mask, name, st):
+        for hint in hints:
             if hint & kn.sfflags:  # FreeBSD's filt_vfsvnode: the whole hint, not a mask of it
                 state.notes |= hint
             state.revoked = state.revoked or bool(hint & NOTE_REVOKE)
-        if state.notes or state.revoked:
+        if not (state.notes or state.revoked):
+            return
+        if held:  # unlinked: FreeBSD posts it last
+            self.inotify.hold(lambda: self.core.activate(kn))
+        else:
             self.core.activate(kn)
+
+    def _rmdir(self) -> None:
+        """A subdirectory of a watched directory was removed: NOTE_DELETE its knotes.
+
+        Linux tells a directory nothing of its own rmdir while an fd is open on it
+        (every knote holds one); its parent's IN_DELETE is the only sign, and the
+        removed directory's link count is 0 (vop_rmdir_post posts the parent's
+        NOTE_WRITE|NOTE_LINK first, then the directory's NOTE_DELETE).
+        """
+        for kn in list(self.directories):
+            state: VnodeState = kn.hook
+            if state.nlink:
+                st = self._current(kn)
+                if st is not None and st.st_nlink == 0:
+                    state.nlink = 0
+                    self._post(kn, [NOTE_DELETE])
 
     def deliver(self, kn: Knote) -> bool:
         if self._current(kn) is None:
