@@ -46,7 +46,7 @@ _ioctl = fcntl.ioctl
 _FIONREAD = termios.FIONREAD
 _WAKES_WRITE = _OUT | _HUP | _ERR
 _GONE = (errno.EBADF, errno.ENOENT)
-_POLL_ANY = select.POLLIN | select.POLLOUT  # HUP and ERR come whatever is asked
+_POLL_ANY = select.POLLIN | select.POLLOUT | select.POLLRDHUP  # HUP, ERR come anyway
 _pipefs_dev: int | None = None
 
 # Kinds of open file, decided once at attach.
@@ -295,15 +295,15 @@ class FdFilter(Filter):
 
     def recheck(self, kn: Knote) -> None:
         watch: FdWatch = kn.hook
-        try:
-            # No kernel item reports a level knote on a file or an edge item: look now.
-            unreported = watch.kind == REGULAR or (watch.edge and not kn.flags & EV_CLEAR)
-            if unreported and self._measure(kn, watch):
+        # No kernel item reports a level knote on a file or an edge item: look now.
+        if watch.kind == REGULAR or (watch.edge and not kn.flags & EV_CLEAR):
+            ready = self._measure_or_guess(kn, watch)
+            if ready is None:
+                self.core.drop_fd(watch.fd)
+                return
+            if ready:
                 self.core.activate(kn)
-            gone = not self._rearm(watch, None)
-        except OSError:
-            gone = True
-        if gone:
+        if not self._rearm(watch, None):
             self.core.drop_fd(watch.fd)
 
     def activation_cpu(self, kn: Knote) -> int:
@@ -343,9 +343,8 @@ class FdFilter(Filter):
         ):
             kn.status |= KN_REARMED
             return True
-        try:
-            ready = self._measure(kn, watch)
-        except OSError:
+        ready = self._measure_or_guess(kn, watch)
+        if ready is None:
             self.core.drop_fd(watch.fd)
             return False
         if ready == watch.unsettled and watch.kind != REGULAR:
@@ -365,6 +364,22 @@ class FdFilter(Filter):
             if ready and exclude is None and not kn.flags & (EV_DISPATCH | EV_ONESHOT):
                 kn.status |= KN_REARMED
         return ready
+
+    def _measure_or_guess(self, kn: Knote, watch: FdWatch) -> bool | None:
+        """_measure; None only if the fd is closed (EBADF, also for another file now).
+
+        Any other failure is the measurement's, not the fd's: at the fd limit sock_diag
+        cannot open its netlink socket, a hung-up tty answers FIONREAD with EIO, a
+        netlink socket has no TIOCOUTQ.  Dropping the knote then would leave a server
+        that never accepts again, so poll's answer stands in and the next delivery
+        measures afresh.  A reused number is still caught by the re-arm that follows.
+        """
+        try:
+            return self._measure(kn, watch)
+        except OSError as exc:
+            if exc.errno == errno.EBADF:
+                return None
+            return _guess(kn, watch.fd)
 
     def _measure(self, kn: Knote, watch: FdWatch) -> bool:
         """Fill data/fflags/oflags as FreeBSD does and say whether kn is ready."""
@@ -477,6 +492,21 @@ def _poll_now(fd: int) -> int:
     poller.register(fd, _POLL_ANY)
     ready = poller.poll(0)
     return ready[0][1] if ready else 0
+
+
+def _guess(kn: Knote, fd: int) -> bool:
+    """What poll tells without measuring: ready or not, EV_EOF, and data 1 ("some")
+    for the unknown count (0 at EOF).  A low-water mark cannot be checked without
+    the count, and a wake-up too early costs less than none at all."""
+    revents = _poll_now(fd)
+    if kn.filter == EVFILT_READ:
+        wanted, eof = select.POLLIN, _HUP
+    else:
+        wanted, eof = select.POLLOUT, select.EPOLLHUP
+    kn.fflags = 0
+    kn.oflags = EV_EOF if revents & eof else 0
+    kn.data = 1 if revents & wanted and not kn.oflags else 0
+    return bool(revents & (wanted | eof | _ERR))
 
 
 def _check_identity(watch: FdWatch) -> os.stat_result:
