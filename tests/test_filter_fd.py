@@ -10,7 +10,6 @@ import fcntl
 import os
 import signal
 import socket
-import struct
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -199,19 +198,6 @@ def test_read_eof_after_shutdown_write(kq: skqueue.kqueue, listener: socket.sock
         client.shutdown(socket.SHUT_WR)
         ev = one(kq)
         assert (ev.flags, ev.fflags, ev.data) == (EV_EOF, 0, 0)
-
-
-def test_read_reset_reports_socket_error_in_fflags(
-    kq: skqueue.kqueue, listener: socket.socket
-) -> None:
-    client, server = tcp_pair(listener)
-    with server:
-        add(kq, server.fileno())
-        client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        client.close()  # SO_LINGER 0: the peer sends RST
-        for _ in range(2):  # reported with every delivery, as FreeBSD keeps so_error
-            ev = one(kq)
-            assert (ev.flags, ev.fflags, ev.data) == (EV_EOF, errno.ECONNRESET, 0)
 
 
 def test_udp_error_is_readable_without_eof(kq: skqueue.kqueue) -> None:

@@ -46,7 +46,7 @@ _ioctl = fcntl.ioctl
 _FIONREAD = termios.FIONREAD
 _WAKES_WRITE = _OUT | _HUP | _ERR
 _GONE = (errno.EBADF, errno.ENOENT)
-_POLL_ANY = select.POLLIN | select.POLLOUT  # HUP and ERR come whatever is asked
+_POLL_ANY = select.POLLIN | select.POLLOUT | select.POLLRDHUP  # HUP, ERR come anyway
 _pipefs_dev: int | None = None
 
 # Kinds of open file, decided once at attach.
@@ -71,7 +71,6 @@ class FdWatch:
         "revents",
         "seen_enqueues",
         "sndbuf",
-        "sockerr",
         "unsettled",
         "want_edge",
         "write",
@@ -98,7 +97,6 @@ class FdWatch:
         self.want_edge = False  # some knote has EV_CLEAR, so it should be
         self.revents = 0  # epoll bits seen since the last delivery
         self.sndbuf = 0
-        self.sockerr = -1  # SO_ERROR once read at EOF (-1: not read)
         self.unsettled = False  # epoll says ready, our measure disagrees
         self.growth: Subscription | None = None  # inotify watch waking READ on a file
         self.plain: Knote | None = None  # the knote deliver()'s fast path may serve
@@ -297,15 +295,15 @@ class FdFilter(Filter):
 
     def recheck(self, kn: Knote) -> None:
         watch: FdWatch = kn.hook
-        try:
-            # No kernel item reports a level knote on a file or an edge item: look now.
-            unreported = watch.kind == REGULAR or (watch.edge and not kn.flags & EV_CLEAR)
-            if unreported and self._measure(kn, watch):
+        # No kernel item reports a level knote on a file or an edge item: look now.
+        if watch.kind == REGULAR or (watch.edge and not kn.flags & EV_CLEAR):
+            ready = self._measure_or_guess(kn, watch)
+            if ready is None:
+                self.core.drop_fd(watch.fd)
+                return
+            if ready:
                 self.core.activate(kn)
-            gone = not self._rearm(watch, None)
-        except OSError:
-            gone = True
-        if gone:
+        if not self._rearm(watch, None):
             self.core.drop_fd(watch.fd)
 
     def activation_cpu(self, kn: Knote) -> int:
@@ -345,9 +343,8 @@ class FdFilter(Filter):
         ):
             kn.status |= KN_REARMED
             return True
-        try:
-            ready = self._measure(kn, watch)
-        except OSError:
+        ready = self._measure_or_guess(kn, watch)
+        if ready is None:
             self.core.drop_fd(watch.fd)
             return False
         if ready == watch.unsettled and watch.kind != REGULAR:
@@ -368,6 +365,22 @@ class FdFilter(Filter):
                 kn.status |= KN_REARMED
         return ready
 
+    def _measure_or_guess(self, kn: Knote, watch: FdWatch) -> bool | None:
+        """_measure; None only if the fd is closed (EBADF, also for another file now).
+
+        Any other failure is the measurement's, not the fd's: at the fd limit sock_diag
+        cannot open its netlink socket, a hung-up tty answers FIONREAD with EIO, a
+        netlink socket has no TIOCOUTQ.  Dropping the knote then would leave a server
+        that never accepts again, so poll's answer stands in and the next delivery
+        measures afresh.  A reused number is still caught by the re-arm that follows.
+        """
+        try:
+            return self._measure(kn, watch)
+        except OSError as exc:
+            if exc.errno == errno.EBADF:
+                return None
+            return _guess(kn, watch.fd)
+
     def _measure(self, kn: Knote, watch: FdWatch) -> bool:
         """Fill data/fflags/oflags as FreeBSD does and say whether kn is ready."""
         fd, kind = watch.fd, watch.kind
@@ -375,7 +388,7 @@ class FdFilter(Filter):
         if kind == FIFO:
             # Whether the other end is gone, asked now: the bits epoll reported are
             # shared by both directions and the first delivery clears them.
-            revents = (revents & ~_UNUSUAL) | _poll_now(fd)
+            revents = (revents & ~_UNUSUAL) | (_poll_now(fd) & _UNUSUAL)
         kn.oflags = 0
         kn.fflags = 0
         lowat = kn.sdata if kn.sfflags & NOTE_LOWAT and kn.sdata > 0 else 1
@@ -403,9 +416,11 @@ class FdFilter(Filter):
             # EPOLLERR on a pipe means this is a write end whose reader is gone:
             # FreeBSD's READ on that end reports EV_EOF (asyncio relies on it).
             if revents & _HUP or (kind == FIFO and revents & _ERR):
+                # fflags stays 0 on a socket: FreeBSD copies so_error into it, but
+                # Linux has no way to read SO_ERROR without clearing it (a MSG_PEEK
+                # recv clears it too, and neither TCP_INFO nor sock_diag carries it),
+                # and the program's own recv/connect/getsockopt must still see it.
                 kn.oflags = EV_EOF
-                if kind == SOCKET:
-                    kn.fflags = _eof_error(watch, revents)
             elif revents & _ERR and kind == SOCKET:
                 return True  # a transient (UDP) error: readable, recv() reports it
             if kind in (OTHER, KQUEUE) and kn.data == 0:
@@ -426,10 +441,7 @@ class FdFilter(Filter):
                 watch.sndbuf = _sndbuf(fd)
             kn.data = max(0, watch.sndbuf - outq)
             if revents & select.EPOLLHUP:
-                kn.oflags = EV_EOF
-                # Never consume SO_ERROR here: a non-blocking connect() learns its
-                # failure from it once WRITE fires (asyncio's sock_connect does).
-                kn.fflags = max(watch.sockerr, 0)
+                kn.oflags = EV_EOF  # fflags 0, as for READ: SO_ERROR is the program's
             elif revents & _ERR:
                 return True  # a transient (UDP) error: writable, send() reports it
         elif kind == FIFO:
@@ -475,11 +487,26 @@ def _pipe_device() -> int:
 
 
 def _poll_now(fd: int) -> int:
-    """poll(2) the fd without waiting: its HUP/ERR bits (epoll's values on Linux)."""
+    """poll(2) the fd without waiting: its revents (epoll's values on Linux)."""
     poller = select.poll()
     poller.register(fd, _POLL_ANY)
     ready = poller.poll(0)
-    return ready[0][1] & _UNUSUAL if ready else 0
+    return ready[0][1] if ready else 0
+
+
+def _guess(kn: Knote, fd: int) -> bool:
+    """What poll tells without measuring: ready or not, EV_EOF, and data 1 ("some")
+    for the unknown count (0 at EOF).  A low-water mark cannot be checked without
+    the count, and a wake-up too early costs less than none at all."""
+    revents = _poll_now(fd)
+    if kn.filter == EVFILT_READ:
+        wanted, eof = select.POLLIN, _HUP
+    else:
+        wanted, eof = select.POLLOUT, select.EPOLLHUP
+    kn.fflags = 0
+    kn.oflags = EV_EOF if revents & eof else 0
+    kn.data = 1 if revents & wanted and not kn.oflags else 0
+    return bool(revents & (wanted | eof | _ERR))
 
 
 def _check_identity(watch: FdWatch) -> os.stat_result:
@@ -490,26 +517,15 @@ def _check_identity(watch: FdWatch) -> os.stat_result:
 
 
 def _empty_message(fd: int) -> bool:
-    """Is a zero-length message waiting?  (Peeking consumes nothing.)"""
-    with socket.socket(fileno=os.dup(fd)) as sock:
-        if sock.type == socket.SOCK_STREAM:
-            return False  # no such thing on a stream: another reader took the data
-        try:
-            return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
-        except OSError:
-            return False
+    """Is a zero-length message (or an error) waiting, though FIONREAD says 0?
 
-
-def _eof_error(watch: FdWatch, revents: int) -> int:
-    """The socket error to report with EV_EOF.
-
-    Reading SO_ERROR clears it on Linux (there is no way to peek), while FreeBSD
-    reports it on every delivery: read it once and keep it.  The price is that the
-    application's next recv() sees a plain EOF instead of the error.
+    poll answers without touching the socket; a MSG_PEEK recv would consume an error
+    that arrived since the harvest (Linux clears it on any recv) and needs a dup,
+    which fails at the fd limit.
     """
-    if watch.sockerr < 0 and revents & _ERR:
-        watch.sockerr = syscalls.getsockopt_int(watch.fd, socket.SOL_SOCKET, socket.SO_ERROR)
-    return max(watch.sockerr, 0)
+    if syscalls.getsockopt_int(fd, socket.SOL_SOCKET, socket.SO_TYPE) == socket.SOCK_STREAM:
+        return False  # no such thing on a stream: another reader took the data
+    return bool(_poll_now(fd) & (select.POLLIN | select.POLLERR))
 
 
 def _sndbuf(fd: int) -> int:
