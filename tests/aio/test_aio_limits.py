@@ -343,3 +343,27 @@ def test_wrong_type_is_a_type_error(fd: int, kq: skqueue.kqueue, name: str) -> N
         WRONG_TYPES[name](fd, kq)
     assert "attribute" not in str(info.value) and str(info.value)
     assert skqueue.aio_stats()["jobs"] == 0  # nothing was queued, not even part of a list
+
+
+# Siblings: the socket engine meets an exception -----------------------------------
+def test_socket_engine_survives_a_pump_that_raises(monkeypatch: pytest.MonkeyPatch) -> None:
+    x, y = socket.socketpair()
+    with x, y:
+        target = x.fileno()
+        real = socket.socket.recv_into
+
+        def failing(sock: socket.socket, buf: memoryview, nbytes: int = 0, flags: int = 0) -> int:
+            if sock.fileno() == target:
+                raise RuntimeError("driver bug")
+            return real(sock, buf, nbytes, flags)
+
+        monkeypatch.setattr(socket.socket, "recv_into", failing)
+        doomed = aiocb(x, bytearray(2))
+        aio_read(doomed)
+        y.sendall(b"zz")
+        aio_suspend([doomed], PATIENCE)
+        assert_errno(errno.EIO, lambda: aio_return(doomed))
+        monkeypatch.undo()
+        survivor = aiocb(x, bytearray(2))
+        aio_read(survivor)  # the engine still runs: the data is still there
+        assert finish(survivor) == 2 and survivor.buf == b"zz"
