@@ -3,9 +3,10 @@
 Errors are raised as ``OSError`` with FreeBSD's errno (a wrong Python type is a
 TypeError); a job's own failure is its ``aio_error`` and makes ``aio_return``
 raise.  A control block that could not be queued keeps status -1 and the errno,
-which ``aio_error`` reports, as FreeBSD's aio_aqueue leaves it.  A buffer the caller passes is
-exported (``memoryview``) from submission until the job finishes, so Python can
-neither resize nor free it while the kernel may still use it.
+which ``aio_error`` reports, as FreeBSD's aio_aqueue leaves it.  A buffer the
+caller passes is exported (``memoryview``) from submission until the job
+finishes, so Python can neither resize nor free it while the kernel may still
+use it.
 """
 
 from __future__ import annotations
@@ -139,9 +140,10 @@ def _queue(cb: object, op: int, lio: LioList | None = None) -> None:
 
 def _refused(cb: aiocb, exc: Exception) -> int:
     """Leave a refused block as aio_aqueue does: status -1, the errno for aio_error."""
-    if cb._job is None:
-        cb.status, cb.error = -1, errno_of(exc)
-    return errno_of(exc)
+    code = errno_of(exc)
+    if cb._job is None:  # not a block busy with an earlier job
+        cb.status, cb.error = -1, code
+    return code
 
 
 def _prepare(cb: aiocb, op: int) -> Job:
@@ -454,10 +456,12 @@ def lio_listio(
             else:
                 nerror += 1
     with _table.section():
-        if mode == LIO_WAIT:
-            while lio.pending > 1:  # our own hold is the one left
-                _table.cond.wait()
-        _table.release_list(lio)
+        try:
+            if mode == LIO_WAIT:
+                while lio.pending > 1:  # our own hold is the one left
+                    _table.cond.wait()
+        finally:
+            _table.release_list(lio)
     if nerror or (mode == LIO_WAIT and lio.failed):
         raise oserror(errno.EIO, "one or more requests failed; see aio_error")
     if nagain:
