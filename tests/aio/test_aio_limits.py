@@ -77,6 +77,14 @@ def test_offset_outside_off_t_is_einval(
     assert finish(cb) == 10 and cb.buf == b"0123456789"
 
 
+@pytest.mark.parametrize("number", [-1, 2**31, 2**63, 2**70])
+def test_descriptor_no_process_can_have_is_ebadf(number: int) -> None:
+    cb = aiocb(number, bytearray(1))
+    assert_errno(errno.EBADF, lambda: aio_read(cb))
+    assert aio_error(cb) == errno.EBADF
+    assert_errno(errno.EBADF, lambda: skqueue.aio_cancel(number))
+
+
 def test_largest_offset_is_served(fd: int) -> None:
     cb = aiocb(fd, bytearray(10), 2**63 - 1)
     aio_read(cb)
