@@ -1,17 +1,24 @@
 """The AIO calls, as FreeBSD's aio(4) defines them, on one process-wide job table.
 
-Errors are raised as ``OSError`` with FreeBSD's errno; a job's own failure is
-its ``aio_error`` and makes ``aio_return`` raise.  A buffer the caller passes is
-exported (``memoryview``) from submission until the job finishes, so Python can
-neither resize nor free it while the kernel may still use it.
+Errors are raised as ``OSError`` with FreeBSD's errno (a wrong Python type is a
+TypeError); a job's own failure is its ``aio_error`` and makes ``aio_return``
+raise.  A control block that could not be queued keeps status -1 and the errno,
+which ``aio_error`` reports, as FreeBSD's aio_aqueue leaves it.  A buffer the
+caller passes is exported (``memoryview``) from submission until the job
+finishes, so Python can neither resize nor free it while the kernel may still
+use it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
+import math
+import operator
 import os
 import stat
+import threading
 import time
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
@@ -32,6 +39,7 @@ from .jobs import (
     LIO_WRITE,
     O_DSYNC,
     O_SYNC,
+    OFF_MAX,
     OP_DSYNC,
     OP_READ,
     OP_SYNC,
@@ -40,7 +48,10 @@ from .jobs import (
     JobTable,
     LioList,
     aiocb,
+    errno_of,
+    fileno_of,
     oserror,
+    require_int,
     sigevent_kevent,
 )
 from .sockets import SocketEngine
@@ -73,30 +84,84 @@ __all__ = [
     "sigevent_kevent",
 ]
 
-_table = JobTable()
-_files = FilePool(_table)
-_sockets = SocketEngine(_table)
-_table.run_barrier = _files.push
-_table.poke_socket = _sockets.poke
-_table.defer = _sockets.defer
+_table: JobTable
+_files: FilePool
+_sockets: SocketEngine
+
+
+def _start_engine() -> None:
+    """Make the process's job table and the two engines that serve it."""
+    global _table, _files, _sockets
+    _table = JobTable()
+    _files = FilePool(_table)
+    _sockets = SocketEngine(_table)
+    _table.run_barrier = _files.push
+    _table.poke_socket = _sockets.poke
+    _table.defer = _sockets.defer
+
+
+def _after_fork_in_child() -> None:
+    """A fork() child inherits no AIO jobs (FreeBSD): forget the parent's, start afresh.
+
+    The child has one thread: the workers and the socket engine stayed in the
+    parent, whose threads may have held the table lock, so nothing old is locked
+    or waited on.  The parent's control blocks can be submitted again, their
+    buffers are unpinned, and the sockets the engine wrapped are detached so
+    that collecting them does not close the caller's descriptors.
+    """
+    for state in _sockets.states.values():
+        state.sock.detach()
+    for job in _table.jobs.values():
+        if job.cb._job is job:
+            job.cb._job = None
+        if job.view is not None:
+            with contextlib.suppress(BufferError):  # a dead worker's slice of it
+                job.view.release()
+    _start_engine()
+
+
+_start_engine()
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 # Submission --------------------------------------------------------------------------
-def _prepare(cb: aiocb, op: int) -> Job:
-    """Validate cb for op and pin its buffer: FreeBSD's checks in aio_aqueue."""
+def _queue(cb: object, op: int, lio: LioList | None = None) -> None:
+    """Validate, pin and submit cb; a refusal is recorded in the block and raised."""
     if not isinstance(cb, aiocb):
-        raise TypeError(f"expected an aiocb, got {type(cb).__name__}")
+        raise TypeError(f"expected an aiocb, not {type(cb).__name__}")
     if cb._job is not None:
         raise oserror(errno.EINVAL, f"{cb!r} already has a job; reap it with aio_return")
+    try:
+        _submit(_prepare(cb, op), lio)
+    except Exception as exc:
+        _refused(cb, exc)
+        raise
+
+
+def _refused(cb: aiocb, exc: Exception) -> int:
+    """Leave a refused block as aio_aqueue does: status -1, the errno for aio_error."""
+    code = errno_of(exc)
+    if cb._job is None:  # not a block busy with an earlier job
+        cb.status, cb.error = -1, code
+    return code
+
+
+def _prepare(cb: aiocb, op: int) -> Job:
+    """Validate cb for op and pin its buffer: FreeBSD's checks in aio_aqueue."""
     if cb.sigevent is not None and not isinstance(cb.sigevent, sigevent_kevent):
         raise oserror(errno.EINVAL, "sigevent must be a sigevent_kevent")
-    if not isinstance(cb.offset, int) or cb.offset < 0:
-        raise oserror(errno.EINVAL, f"offset {cb.offset!r}")
+    fd = require_int("aiocb.fd", cb.fd)
+    if not 0 <= require_int("aiocb.offset", cb.offset) <= OFF_MAX:
+        raise oserror(errno.EINVAL, f"offset {cb.offset} (0 to {OFF_MAX})")
+    if cb.nbytes is not None:
+        require_int("aiocb.nbytes", cb.nbytes)
     try:
-        st = os.fstat(cb.fd)
-        access = fcntl.fcntl(cb.fd, fcntl.F_GETFL) & os.O_ACCMODE
+        st = os.fstat(fd)
+        access = fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE
+    except OverflowError:
+        raise oserror(errno.EBADF, f"fd {fd}") from None
     except OSError as exc:
-        raise oserror(exc.errno or errno.EBADF, f"fd {cb.fd}") from None
+        raise oserror(exc.errno or errno.EBADF, f"fd {fd}") from None
     sock = stat.S_ISSOCK(st.st_mode)
     if op in (OP_READ, OP_WRITE) and not (
         sock or stat.S_ISREG(st.st_mode) or stat.S_ISBLK(st.st_mode)
@@ -112,7 +177,7 @@ def _prepare(cb: aiocb, op: int) -> Job:
     if op in (OP_READ, OP_WRITE):
         view = _pin(cb.buf, op == OP_READ)
         nbytes = len(view) if cb.nbytes is None else cb.nbytes
-        if not isinstance(nbytes, int) or not 0 <= nbytes <= len(view):
+        if not 0 <= nbytes <= len(view):
             size = len(view)
             view.release()
             raise oserror(errno.EINVAL, f"nbytes {cb.nbytes!r} for a {size}-byte buffer")
@@ -128,6 +193,8 @@ def _pin(buf: object, writable: bool) -> memoryview:
         view = memoryview(buf)  # type: ignore[arg-type]
     except TypeError:
         raise TypeError(f"aio needs a buffer, not {type(buf).__name__}") from None
+    except ValueError as exc:  # a released memoryview
+        raise ValueError(f"aio needs a live buffer: {exc}") from None
     if writable and view.readonly:
         view.release()
         raise TypeError("aio_read needs a writable buffer (bytearray, memoryview, mmap, ...)")
@@ -187,34 +254,41 @@ def _dispatch(job: Job) -> None:
     elif job.socket:
         try:
             _sockets.submit(job)
-        except OSError as exc:
+        except Exception as exc:  # the job is in the table: end it
             _table.start(job)
-            _table.complete(job, exc.errno or errno.EIO, -1)
+            _table.complete(job, errno_of(exc), -1)
     else:
         _files.push(job)
 
 
 def aio_read(cb: aiocb) -> None:
     """Queue a read of cb.nbytes (default: the buffer's size) at cb.offset into cb.buf."""
-    _submit(_prepare(cb, OP_READ))
+    _queue(cb, OP_READ)
 
 
 def aio_write(cb: aiocb) -> None:
     """Queue a write of cb.buf; on a TCP socket large writes go zero-copy (tx_zcopy)."""
-    _submit(_prepare(cb, OP_WRITE))
+    _queue(cb, OP_WRITE)
 
 
 def aio_fsync(op: int, cb: aiocb) -> None:
     """Queue an fsync (O_SYNC) or fdatasync (O_DSYNC) of cb.fd after its queued jobs."""
-    if op not in (O_SYNC, O_DSYNC):
+    if require_int("aio_fsync op", op) not in (O_SYNC, O_DSYNC):
         raise oserror(errno.EINVAL, f"aio_fsync op {op:#x}: use O_SYNC or O_DSYNC")
-    _submit(_prepare(cb, OP_SYNC if op == O_SYNC else OP_DSYNC))
+    _queue(cb, OP_SYNC if op == O_SYNC else OP_DSYNC)
 
 
 # Status ------------------------------------------------------------------------------
 def aio_error(cb: aiocb | int) -> int:
-    """EINPROGRESS while the job runs, then its errno (0 on success); EINVAL if unknown."""
+    """EINPROGRESS while the job runs, then its errno (0 on success); EINVAL if unknown.
+
+    A block with no job whose last submission or job failed (status -1) reports
+    that errno, FreeBSD's "hack for failure of aio_aqueue": a program can tell
+    which entries of a lio_listio list were refused.
+    """
     with _table.lock:
+        if isinstance(cb, aiocb) and cb._job is None and cb.status == -1:
+            return cb.error
         job = _table.lookup(cb)
         return job.error if job.state >= DONE else errno.EINPROGRESS
 
@@ -233,8 +307,10 @@ def aio_return(cb: aiocb | int) -> int:
 
 def aio_cancel(fd: int | object, cb: aiocb | None = None) -> int:
     """Cancel fd's jobs (or cb's) that have not started: AIO_CANCELED/NOTCANCELED/ALLDONE."""
-    fd = fd if isinstance(fd, int) else fd.fileno()  # type: ignore[attr-defined]
-    if not isinstance(fd, int) or fd < 0 or not _is_open(fd):
+    fd = fileno_of(fd)
+    if cb is not None and not isinstance(cb, aiocb):
+        raise TypeError(f"aio_cancel's cb must be an aiocb or None, not {type(cb).__name__}")
+    if fd < 0 or not _is_open(fd):
         raise oserror(errno.EBADF, f"fd {fd}")
     cancelled = notcancelled = 0
     with _table.section():
@@ -253,17 +329,38 @@ def aio_cancel(fd: int | object, cb: aiocb | None = None) -> int:
 def _is_open(fd: int) -> bool:
     try:
         os.fstat(fd)
-    except OSError:
+    except (OSError, OverflowError):
         return False
     return True
 
 
 def _deadline(timeout: float | None) -> float | None:
+    """When a wait of timeout seconds ends, checked as select checks its timeout.
+
+    NaN is a ValueError and a value no clock wait can hold (inf included) an
+    OverflowError, as in CPython; a negative one is EINVAL, as FreeBSD's
+    aio_suspend says.
+    """
     if timeout is None:
         return None
-    if timeout < 0:
+    if isinstance(timeout, float):
+        seconds = timeout
+    else:
+        try:
+            seconds = float(operator.index(timeout))
+        except TypeError:
+            raise TypeError(
+                f"timeout must be a number or None, not {type(timeout).__name__}"
+            ) from None
+        except OverflowError:
+            raise OverflowError("timeout is too large") from None
+    if math.isnan(seconds):
+        raise ValueError("Invalid value NaN (not a number)")
+    if seconds < 0:
         raise oserror(errno.EINVAL, f"timeout {timeout}")
-    return time.monotonic() + timeout
+    if seconds > threading.TIMEOUT_MAX:
+        raise OverflowError("timeout is too large")
+    return time.monotonic() + seconds
 
 
 def _wait(deadline: float | None) -> None:
@@ -276,7 +373,7 @@ def _wait(deadline: float | None) -> None:
 
 def aio_suspend(cbs: Iterable[aiocb | None], timeout: float | None = None) -> None:
     """Return once any of cbs has finished; OSError(EAGAIN) when timeout expires."""
-    blocks = [cb for cb in cbs if cb is not None]
+    blocks = [cb for cb in _entries("aio_suspend", cbs) if cb is not None]
     if len(blocks) > tunables.aio_max_queue:
         raise oserror(errno.EINVAL, f"{len(blocks)} control blocks (aio_max_queue)")
     deadline = _deadline(timeout)
@@ -304,22 +401,39 @@ def aio_waitcomplete(timeout: float | None = None) -> tuple[aiocb, int]:
     return job.cb, job.result
 
 
+def _entries(call: str, cbs: Iterable[aiocb | None]) -> list[aiocb | None]:
+    """cbs as a list, every entry an aiocb or None; TypeError before anything is done."""
+    try:
+        entries = list(cbs)
+    except TypeError:
+        raise TypeError(
+            f"{call} needs a list of aiocb (or None), not {type(cbs).__name__}"
+        ) from None
+    for i, cb in enumerate(entries):
+        if cb is not None and not isinstance(cb, aiocb):
+            raise TypeError(f"{call}: entry {i} is a {type(cb).__name__}, not an aiocb or None")
+    return entries
+
+
 def lio_listio(
     mode: int, cbs: Sequence[aiocb | None], sigevent: sigevent_kevent | None = None
 ) -> int:
     """Submit cbs by their lio_opcode; LIO_WAIT waits for all (EIO if any failed).
 
     Returns the list's ident, the ident of its EVFILT_LIO event (LIO_NOWAIT with
-    a sigevent).  A control block that cannot be queued gets the errno in
-    ``cb.error`` and makes the call fail with EIO once the others are queued.
+    a sigevent).  As in FreeBSD each entry is queued on its own: one that cannot
+    be queued keeps status -1 and its errno (``aio_error(cb)``), and the call
+    fails with EIO (EAGAIN if only queue limits refused entries) once the others
+    are queued.  A list with no job queued posts no event.
     """
-    if mode not in (LIO_WAIT, LIO_NOWAIT):
+    if require_int("lio_listio mode", mode) not in (LIO_WAIT, LIO_NOWAIT):
         raise oserror(errno.EINVAL, f"lio_listio mode {mode}")
-    if len(cbs) > tunables.aio_max_queue:
-        raise oserror(errno.EINVAL, f"{len(cbs)} control blocks (aio_max_queue)")
     if sigevent is not None and not isinstance(sigevent, sigevent_kevent):
-        raise oserror(errno.EINVAL, "sigevent must be a sigevent_kevent")
-    entries = [cb for cb in cbs if cb is not None and cb.lio_opcode != LIO_NOP]
+        raise TypeError(f"sigevent must be a sigevent_kevent, not {type(sigevent).__name__}")
+    listed = _entries("lio_listio", cbs)
+    if len(listed) > tunables.aio_max_queue:
+        raise oserror(errno.EINVAL, f"{len(listed)} control blocks (aio_max_queue)")
+    entries = [cb for cb in listed if cb is not None and cb.lio_opcode != LIO_NOP]
     with _table.lock:
         if len(_table.jobs) + len(entries) > tunables.aio_max_queue:
             raise oserror(errno.EAGAIN, f"{len(entries)} more jobs (aio_max_queue)")
@@ -329,25 +443,29 @@ def lio_listio(
         if core is None:
             raise oserror(errno.EBADF, "the sigevent's kqueue is closed")
         lio.knote = aiofilter.post(core, lio, EVFILT_LIO, lio.ident, sigevent.flags, sigevent.udata)
-    nerror = 0
+    nerror = nagain = 0
     for cb in entries:
         try:
             op = _LIO_OPS.get(cb.lio_opcode)
             if op is None:
                 raise oserror(errno.EINVAL, f"lio_opcode {cb.lio_opcode}")
-            _submit(_prepare(cb, op), lio)
-        except (OSError, TypeError) as exc:
-            cb.error = exc.errno if isinstance(exc, OSError) and exc.errno else errno.EINVAL
-            cb.status = -1
-            nerror += 1
+            _queue(cb, op, lio)
+        except Exception as exc:  # recorded in the block, counted
+            if _refused(cb, exc) == errno.EAGAIN:
+                nagain += 1
+            else:
+                nerror += 1
     with _table.section():
-        if lio.pending == 0 and lio.knote is not None:
-            _table.to_fire.append(lio.knote)
-        if mode == LIO_WAIT:
-            while lio.pending:
-                _table.cond.wait()
+        try:
+            if mode == LIO_WAIT:
+                while lio.pending > 1:  # our own hold is the one left
+                    _table.cond.wait()
+        finally:
+            _table.release_list(lio)
     if nerror or (mode == LIO_WAIT and lio.failed):
         raise oserror(errno.EIO, "one or more requests failed; see aio_error")
+    if nagain:
+        raise oserror(errno.EAGAIN, "the queue limits refused requests; see aio_error")
     return lio.ident
 
 

@@ -6,6 +6,8 @@ job) and leave after ``IDLE_EXIT`` seconds without work.  Reads use ``preadv``
 straight into the caller's buffer and writes ``pwrite`` straight from it: one
 call per job, so a read past EOF returns 0.  The file's identity is checked
 before the call: a descriptor closed (or reused) after submission gives EBADF.
+Whatever goes wrong while serving a job ends that job with an errno; it never
+takes the worker down (a dead worker would still count towards the pool).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import threading
 from collections import deque
 
 from ..tunables import tunables
-from .jobs import OP_DSYNC, OP_READ, OP_SYNC, OP_WRITE, QUEUED, Job, JobTable
+from .jobs import OP_DSYNC, OP_READ, OP_SYNC, OP_WRITE, QUEUED, Job, JobTable, errno_of
 
 IDLE_EXIT = 30.0
 
@@ -79,7 +81,7 @@ class FilePool:
 
 
 def _perform(job: Job) -> tuple[int, int]:
-    """Run job's system call without the lock; (errno, result)."""
+    """Run job's system call without the lock; (errno, result), never an exception."""
     try:
         st = os.fstat(job.fd)
         if (st.st_dev, st.st_ino) != job.identity:
@@ -95,5 +97,5 @@ def _perform(job: Job) -> tuple[int, int]:
         elif job.op == OP_DSYNC:
             os.fdatasync(job.fd)
         return 0, 0
-    except OSError as exc:
-        return exc.errno or errno.EIO, -1
+    except Exception as exc:  # the job fails, the worker lives on
+        return errno_of(exc), -1

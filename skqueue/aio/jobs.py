@@ -22,10 +22,10 @@ from typing import TYPE_CHECKING, Any
 
 from ..filters import aio as aiofilter
 from ..filters.base import KN_DETACHED
+from ..kqueue import kqueue
 
 if TYPE_CHECKING:
     from ..filters.base import Knote
-    from ..kqueue import kqueue
 
 # lio_listio opcodes and modes, aio_cancel answers: FreeBSD's values.
 LIO_NOP = 0x0
@@ -47,11 +47,46 @@ QUEUED, RUNNING, DONE, REAPED = range(4)
 
 #: Anything that exports the buffer protocol (bytearray, memoryview, mmap, numpy).
 Buffer = Any
+#: The largest file offset (off_t): FreeBSD's aio_aqueue refuses what lies beyond.
+OFF_MAX = 2**63 - 1
 
 
 def oserror(code: int, detail: str) -> OSError:
     """OSError(code) whose message says what was wrong."""
     return OSError(code, f"{os.strerror(code)}: {detail}")
+
+
+def errno_of(exc: BaseException) -> int:
+    """The errno a job (or a refused control block) gets for exc.
+
+    A value Python refuses (OverflowError, ValueError, TypeError, BufferError)
+    is a bad argument, EINVAL; anything else unexpected is EIO, so that a job
+    always ends with an errno rather than taking its worker down.
+    """
+    if isinstance(exc, OSError):
+        return exc.errno or errno.EIO
+    if isinstance(exc, (ArithmeticError, ValueError, TypeError, BufferError)):
+        return errno.EINVAL
+    return errno.EIO
+
+
+def require_int(what: str, value: object) -> int:
+    """value as an int, or TypeError naming what it should have been."""
+    if not isinstance(value, int):
+        raise TypeError(f"{what} must be an int, not {type(value).__name__}")
+    return value
+
+
+def fileno_of(fd: object) -> int:
+    """The descriptor behind fd: an int, or an object with a fileno() method."""
+    if isinstance(fd, int):
+        return fd
+    fileno = getattr(fd, "fileno", None)
+    if not callable(fileno):
+        raise TypeError(
+            f"expected a file descriptor (int) or an object with fileno(), not {type(fd).__name__}"
+        )
+    return require_int("fileno()", fileno())
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +98,9 @@ class sigevent_kevent:
     udata: Any = None
 
     def __post_init__(self) -> None:
-        if self.flags & ~aiofilter.SIGEV_KEVENT_FLAGS:
+        if not isinstance(self.kq, kqueue):
+            raise TypeError(f"sigevent_kevent needs a skqueue.kqueue, not {type(self.kq).__name__}")
+        if require_int("sigevent flags", self.flags) & ~aiofilter.SIGEV_KEVENT_FLAGS:
             raise oserror(
                 errno.EINVAL,
                 f"sigevent flags {self.flags:#x}: only "
@@ -75,8 +112,10 @@ class aiocb:
     """An AIO control block: what to do (fd, buffer, offset, nbytes) and whom to tell.
 
     ``error`` and ``status`` keep the outcome of the last finished job, as
-    FreeBSD's ``_aiocb_private`` does; ``ident`` is the current job's identity,
-    the ident of its EVFILT_AIO event.
+    FreeBSD's ``_aiocb_private`` does (a refused submission leaves status -1 and
+    its errno); ``ident`` is the current job's identity, the ident of its
+    EVFILT_AIO event.  Wrong types are refused here with TypeError; the fields
+    stay plain attributes, checked again when the block is submitted.
     """
 
     __slots__ = (
@@ -103,13 +142,15 @@ class aiocb:
         nbytes: int | None = None,
         lio_opcode: int = LIO_NOP,
     ) -> None:
+        if sigevent is not None and not isinstance(sigevent, sigevent_kevent):
+            raise TypeError(f"sigevent must be a sigevent_kevent, not {type(sigevent).__name__}")
         self.file = fd  # a socket or file object stays alive while the block does
-        self.fd: int = fd if isinstance(fd, int) else fd.fileno()
+        self.fd: int = fileno_of(fd)
         self.buf = buf
-        self.offset = offset
-        self.nbytes = nbytes
+        self.offset = require_int("offset", offset)
+        self.nbytes = None if nbytes is None else require_int("nbytes", nbytes)
         self.sigevent = sigevent
-        self.lio_opcode = lio_opcode
+        self.lio_opcode = require_int("lio_opcode", lio_opcode)
         self.ident = 0
         self.error = 0
         self.status = 0
@@ -195,8 +236,11 @@ class LioList:
     def __init__(self, table: JobTable, ident: int) -> None:
         self.table = table
         self.ident = ident
-        self.pending = 0  # jobs not finished
-        self.unreaped = 0  # jobs not reaped: the list's knote lives until 0
+        # Jobs not finished and not reaped, each plus one for the lio_listio call
+        # while it queues (FreeBSD's extra lioj_count): the list event cannot fire,
+        # nor its knote go, before every entry was tried.
+        self.pending = 1
+        self.unreaped = 1  # the list's knote lives until 0
         self.failed = False
         self.knote: Knote | None = None
 
@@ -373,9 +417,31 @@ class JobTable:
                 self.to_retire.append(lio.knote)
                 lio.knote = None
 
+    def release_list(self, lio: LioList) -> None:
+        """lio_listio has queued what it could: drop its hold on the list.
+
+        As kern_lio_listio does, the list event fires now if every job queued
+        has finished; with no job left (none queued, or all reaped already) the
+        knote goes undelivered.
+        """
+        lio.pending -= 1
+        lio.unreaped -= 1
+        if lio.knote is None:
+            return
+        if lio.unreaped == 0:
+            self.to_retire.append(lio.knote)
+            lio.knote = None
+        elif lio.pending == 0:
+            self.to_fire.append(lio.knote)
+
     def lookup(self, what: aiocb | int) -> Job:
         """The live (unreaped) job of a control block or an event ident; EINVAL if none."""
-        job = self.jobs.get(what) if isinstance(what, int) else what._job
+        if isinstance(what, aiocb):
+            job = what._job
+        elif isinstance(what, int):
+            job = self.jobs.get(what)
+        else:
+            raise TypeError(f"expected an aiocb or a job ident (int), not {type(what).__name__}")
         if job is None:
             raise oserror(errno.EINVAL, f"no job for {what!r} (never submitted or reaped)")
         return job

@@ -15,7 +15,9 @@ our back is seen: the file identity is checked before each pump and by a sweep
 every ``SWEEP`` seconds while sockets have work (also a safety net should an
 edge be missed); jobs on a vanished socket complete with EBADF.  A socket
 leaves the engine when it has no work, except one that went zero-copy: its
-send-id ledger lives as long as the socket does.
+send-id ledger lives as long as the socket does.  Anything unexpected while
+pumping a socket fails that socket's jobs with an errno rather than stopping
+the engine, which would leave every socket job of the process in progress.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ from ..event import kevent
 from ..kqueue import kqueue
 from ..tunables import tunables
 from . import zerocopy
-from .jobs import OP_READ, QUEUED, Job, JobTable
+from .jobs import OP_READ, QUEUED, Job, JobTable, errno_of
 
 if TYPE_CHECKING:
     from ..filters.base import Knote
@@ -163,7 +165,11 @@ class SocketEngine:
                 for fd in dirty:
                     state = self.states.get(fd)
                     if state is not None:
-                        self._pump(state)
+                        try:
+                            self._pump(state)
+                        except Exception as exc:  # this socket's jobs fail, the engine lives
+                            if self.states.get(fd) is state:
+                                self._abandon(state, errno_of(exc))
                 table.to_fire.extend(self.deferred)
                 self.deferred.clear()
 
@@ -296,7 +302,7 @@ class SocketEngine:
         self.table.complete(job, error, -1)
 
     def _abandon(self, state: SocketState, error: int) -> None:
-        """The socket vanished: every job on it completes with error."""
+        """The socket vanished (or could not be pumped): every job on it completes with error."""
         for job in [*state.reads, *state.writes, *(e[0] for e in state.ledger.sends.values())]:
             state.ledger.forget(job, self.stats)
             self.table.complete(job, error, -1)
