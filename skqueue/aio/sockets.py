@@ -35,7 +35,6 @@ from ..constants import (
     EV_ADD,
     EV_CLEAR,
     EV_DELETE,
-    EV_EOF,
     EVFILT_READ,
     EVFILT_USER,
     EVFILT_WRITE,
@@ -69,7 +68,6 @@ class SocketState:
         self.writes: deque[Job] = deque()
         self.ledger = zerocopy.Ledger()
         self.zc_ok: bool | None = None  # SO_ZEROCOPY accepted; None = not tried yet
-        self.error = 0  # a pending socket error the kqueue reported (EV_EOF fflags)
 
     def idle(self) -> bool:
         return not self.reads and not self.writes and not self.ledger.sends
@@ -154,8 +152,6 @@ class SocketEngine:
                     state = self.states.get(ev.ident) if ev.filter != EVFILT_USER else None
                     if state is None or ev.udata is not state:
                         continue
-                    if ev.flags & EV_EOF and ev.fflags and not state.error:
-                        state.error = ev.fflags
                     self.dirty.add(ev.ident)
                 now = time.monotonic()
                 if now - self._last_sweep >= SWEEP:
@@ -204,10 +200,7 @@ class SocketEngine:
                 continue
             reads.popleft()
             self.table.start(job)
-            if n == 0 and job.nbytes and state.error:
-                self._fail(state, job, state.error)  # a reset reads as EOF once seen
-            else:
-                self.table.complete(job, 0, n)
+            self.table.complete(job, 0, n)
 
     def _pump_writes(self, state: SocketState) -> None:
         writes = state.writes
@@ -291,9 +284,7 @@ class SocketEngine:
                         self.table.complete(job, 0, job.sent)
 
     def _fail(self, state: SocketState, job: Job, error: int) -> None:
-        """Complete job with error; a reset reported by the kqueue names the cause."""
-        if state.error and error in (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN):
-            error, state.error = state.error, 0
+        """Complete job with error, first releasing what zero-copy still pins for it."""
         if job.zc_out:
             self._drain_notices(state)
             state.ledger.forget(job, self.stats)
