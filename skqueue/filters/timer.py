@@ -36,6 +36,10 @@ _UNITS = {
     NOTE_NSECONDS: 1,
 }
 _UNIT_MASK = NOTE_SECONDS | NOTE_MSECONDS | NOTE_USECONDS | NOTE_NSECONDS
+# FreeBSD's timer2sbintime clamps any time past SBT_MAX (about 68 years) to SBT_MAX,
+# so that a huge period or absolute time is merely far away: it neither wraps round
+# into the past nor overflows what the alarm timerfd can be set to.
+_SBT_MAX_NS = ((1 << 63) - 1) * 1_000_000_000 >> 32
 
 
 class TimerState:
@@ -84,7 +88,7 @@ class TimerFilter(Filter):
         if kn.sfflags & ~(_UNIT_MASK | NOTE_ABSTIME) or unit not in _UNITS or kn.sdata < 0:
             raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
         # FreeBSD: a periodic timer of 0 ticks every unit, not continuously.
-        amount = (kn.sdata or (0 if kn.flags & EV_ONESHOT else 1)) * _UNITS[unit]
+        amount = min((kn.sdata or (0 if kn.flags & EV_ONESHOT else 1)) * _UNITS[unit], _SBT_MAX_NS)
         now = time.monotonic_ns()
         state: TimerState = kn.hook
         state.generation += 1
