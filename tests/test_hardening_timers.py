@@ -10,8 +10,13 @@ from __future__ import annotations
 import errno
 import gc
 import os
+import selectors
+import socket
+import threading
 import time
 import weakref
+from decimal import Decimal
+from fractions import Fraction
 
 import pytest
 
@@ -23,13 +28,16 @@ from skqueue.constants import (
     EV_ERROR,
     EV_ONESHOT,
     EVFILT_TIMER,
+    EVFILT_USER,
     NOTE_ABSTIME,
     NOTE_MSECONDS,
     NOTE_NSECONDS,
     NOTE_SECONDS,
+    NOTE_TRIGGER,
     NOTE_USECONDS,
 )
 from skqueue.filters.timer import TimerFilter
+from skqueue.selector import KqueueSelector
 
 INT64_MAX = 2**63 - 1  # the largest data a kevent carries (intptr_t)
 IDLE_WAIT = 0.25  # seconds: long enough for a spinning wait to burn a visible share
@@ -159,3 +167,88 @@ def test_refused_reset_keeps_the_running_timer(
     assert (err.flags, err.data) == (EV_ERROR, errno.EINVAL)
     assert state.deadline == deadline
     assert [entry[0] for entry in timer_filter(kq).heap if entry[2] is not None] == [deadline]
+
+
+# Timeouts (CPython's select.kqueue.control: Modules/selectmodule.c) -------------------
+NOT_A_TIMEOUT = [
+    float("nan"),
+    float("inf"),
+    float("-inf"),
+    1e300,
+    9.3e9,  # past 2**63 ns, the range of CPython's _PyTime_t
+    9_223_372_037,
+    2**64,
+    -9_223_372_037,  # as far below
+    "1",
+    Decimal("0.5"),
+    Fraction(1, 2),
+]
+
+
+def ready(kq: skqueue.kqueue) -> None:
+    """Something to report, so that a wait that fails to refuse its timeout returns."""
+    kq.control([kevent(9, EVFILT_USER, EV_ADD), kevent(9, EVFILT_USER, 0, NOTE_TRIGGER)], 0)
+
+
+@pytest.mark.parametrize("timeout", NOT_A_TIMEOUT, ids=repr)
+def test_timeout_cpython_refuses_is_type_error(kq: skqueue.kqueue, timeout: object) -> None:
+    """Refused before the changelist is applied: nothing is lost, nothing is added."""
+    ready(kq)
+    with pytest.raises(TypeError, match=r"^timeout argument must be a number or None, got "):
+        kq.control([kevent(1, EVFILT_TIMER, EV_ADD, 0, 10)], 1, timeout)  # type: ignore[arg-type]
+    assert [(ev.ident, ev.filter) for ev in kq.control(None, 8, 0)] == [(9, EVFILT_USER)]
+
+
+@pytest.mark.parametrize("timeout", [-1, -0.5, -1e-10, -9_223_372_036], ids=repr)
+def test_negative_timeout_is_value_error(kq: skqueue.kqueue, timeout: float) -> None:
+    """Rounded away from zero, as CPython: even -1e-10 s is a negative nanosecond."""
+    ready(kq)
+    with pytest.raises(ValueError, match=r"^timeout must be positive or None$"):
+        kq.control(None, 1, timeout)
+
+
+@pytest.mark.parametrize("timeout", [0, -0.0, False, 1e-10], ids=repr)
+def test_zero_and_tiny_timeouts_poll(kq: skqueue.kqueue, timeout: float) -> None:
+    assert kq.control(None, 1, timeout) == []
+
+
+@pytest.mark.parametrize("timeout", [3e6, 9e9, 9_223_372_036], ids=repr)
+def test_largest_timeouts_wait(kq: skqueue.kqueue, timeout: float) -> None:
+    """Past epoll_wait's INT_MAX ms (24.8 days) and up to CPython's limit: a wait."""
+    add_timer(kq, 1, 20, EV_ONESHOT)
+    (ev,) = kq.control(None, 8, timeout)
+    assert (ev.ident, ev.data) == (1, 1)
+
+
+def test_largest_timeout_in_a_follower(kq: skqueue.kqueue) -> None:
+    """The thread that sleeps on its kevq (not in epoll) takes a huge timeout too."""
+    errors: list[BaseException] = []
+
+    def wait() -> None:
+        try:
+            kq.control(None, 1, 9e9)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=wait, daemon=True) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for ident in (1, 2):
+        add_timer(kq, ident, 20, EV_ONESHOT)
+    for thread in threads:
+        thread.join(10)
+    assert not any(thread.is_alive() for thread in threads), "a wait hung"
+    assert errors == []
+
+
+@pytest.mark.parametrize("timeout", [float("nan"), float("inf"), 1e300], ids=repr)
+def test_selector_refuses_what_kqueue_refuses(
+    pair: tuple[socket.socket, socket.socket], timeout: float
+) -> None:
+    """selectors.KqueueSelector hands the timeout to kqueue.control: TypeError, no spin."""
+    with KqueueSelector() as sel:
+        sel.register(pair[0], selectors.EVENT_READ)
+        pair[1].send(b"x")  # ready: a selector that lets the timeout through returns
+        with pytest.raises(TypeError):
+            sel.select(timeout)
+        assert [mask for _, mask in sel.select(float("-inf"))] == [selectors.EVENT_READ]
