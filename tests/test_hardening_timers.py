@@ -252,3 +252,18 @@ def test_selector_refuses_what_kqueue_refuses(
         with pytest.raises(TypeError):
             sel.select(timeout)
         assert [mask for _, mask in sel.select(float("-inf"))] == [selectors.EVENT_READ]
+
+
+@pytest.mark.parametrize("data", [float("nan"), 1.5, float("inf")], ids=repr)
+def test_non_integer_period_is_refused_and_leaves_no_trace(kq: skqueue.kqueue, data: float) -> None:
+    """A NaN deadline in the heap used to break the next, unrelated expiry."""
+    add_timer(kq, 2, 30_000)  # a running timer: the new one does not arm the alarm
+    try:
+        ev = kevent(1, EVFILT_TIMER, EV_ADD, 0, data)  # type: ignore[arg-type]
+    except TypeError:  # select.kevent's own check: the filter never sees it
+        return
+    (err,) = kq.control([ev], 1, 0)
+    assert (err.flags, err.data) == (EV_ERROR, errno.EINVAL)
+    add_timer(kq, 3, 20, EV_ONESHOT)
+    (fired,) = kq.control(None, 8, 5.0)
+    assert (fired.ident, fired.data) == (3, 1)

@@ -98,7 +98,14 @@ class TimerFilter(Filter):
     def _schedule(self, kn: Knote) -> tuple[int, int]:
         """(deadline, period) of kn's registration; OSError(EINVAL) if it is invalid."""
         unit = kn.sfflags & _UNIT_MASK
-        if kn.sfflags & ~(_UNIT_MASK | NOTE_ABSTIME) or unit not in _UNITS or kn.sdata < 0:
+        # kevent fields are plain attributes: a float period (NaN above all) would
+        # put a deadline in the heap that no comparison or timerfd can handle.
+        if (
+            kn.sfflags & ~(_UNIT_MASK | NOTE_ABSTIME)
+            or unit not in _UNITS
+            or not isinstance(kn.sdata, int)
+            or kn.sdata < 0
+        ):
             raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
         # FreeBSD: a periodic timer of 0 ticks every unit, not continuously.
         amount = min((kn.sdata or (0 if kn.flags & EV_ONESHOT else 1)) * _UNITS[unit], _SBT_MAX_NS)
