@@ -53,6 +53,7 @@ from .tunables import tunables
 
 _HARVEST_BATCH = 256
 _PEEK_LOCK_TIMEOUT = 0.05  # seconds pending() waits for another kqueue's lock
+_SLICE = 86_400.0  # seconds: the longest single sleep of a wait (a day)
 _RARE_FLAGS = EV_REALTIME | EV_ONESHOT | EV_CLEAR | EV_DISPATCH
 
 
@@ -337,7 +338,8 @@ class KqueueCore:
                     out = self._harvest(kevq, self.backend.poll(0, _HARVEST_BATCH), nevents)
                     out += self._scan(kevq, nevents - len(out))
                     return out
-                remaining = None if deadline is None else deadline - time.monotonic()
+                # Sleep in slices: epoll_wait takes at most INT_MAX ms (24.8 days).
+                remaining = None if deadline is None else min(deadline - time.monotonic(), _SLICE)
                 if remaining is not None and remaining <= 0:
                     return []
                 if self.leader is None:

@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from types import TracebackType
 from typing import Any
 
+from ._timeout import timeout_ns
 from .constants import (
     FKQMULTI,
     FKQTUNE,
@@ -158,11 +159,8 @@ class kqueue:
             raise ValueError("I/O operation on closed kqueue object")
         if max_events < 0:
             raise ValueError(f"Length of eventlist must be 0 or positive, got {max_events}")
-        if timeout is not None:
-            timeout = float(timeout)
-            if timeout < 0:
-                raise ValueError(f"timeout must be positive or None, got {timeout}")
-        return core.control(changelist, max_events, timeout)
+        ns = timeout_ns(timeout)  # before any change is applied, as CPython
+        return core.control(changelist, max_events, None if ns is None else ns / 1e9)
 
     # SKQ -----------------------------------------------------------------------------
     def ioctl(self, request: int, arg: int) -> None:

@@ -10,7 +10,7 @@ import errno
 import heapq
 import os
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..constants import (
     EV_ADD,
@@ -22,7 +22,7 @@ from ..constants import (
     NOTE_SECONDS,
     NOTE_USECONDS,
 )
-from .base import Filter, Knote
+from .base import KN_ACTIVE, Filter, Knote
 
 if TYPE_CHECKING:
     from ..core import KqueueCore
@@ -36,26 +36,42 @@ _UNITS = {
     NOTE_NSECONDS: 1,
 }
 _UNIT_MASK = NOTE_SECONDS | NOTE_MSECONDS | NOTE_USECONDS | NOTE_NSECONDS
+# FreeBSD's timer2sbintime clamps any time past SBT_MAX (about 68 years) to SBT_MAX,
+# so that a huge period or absolute time is merely far away: it neither wraps round
+# into the past nor overflows what the alarm timerfd can be set to.
+_SBT_MAX_NS = ((1 << 63) - 1) * 1_000_000_000 >> 32
+
+
+# A heap entry: [deadline_ns, sequence, knote].  Cancelling a timer empties the
+# knote slot, which frees the knote (and its udata) at once; the dead entry itself
+# leaves when it reaches the top or at the next compaction.
+_Entry = list[Any]
 
 
 class TimerState:
-    """A timer knote's schedule; ``generation`` invalidates stale heap entries."""
+    """A timer knote's schedule and its one live heap entry (None: not scheduled)."""
 
-    __slots__ = ("deadline", "expired", "generation", "period")
+    __slots__ = ("deadline", "entry", "expired", "period")
 
     def __init__(self) -> None:
         self.deadline = 0
         self.period = 0  # 0 = fires once
         self.expired = 0  # expirations not yet delivered
-        self.generation = 0
+        self.entry: _Entry | None = None
 
 
 class TimerFilter(Filter):
-    """Periodic, one-shot and absolute timers; data = expirations since last delivery."""
+    """Periodic, one-shot and absolute timers; data = expirations since last delivery.
+
+    The heap holds at most twice as many entries as there are scheduled timers: a
+    reset or deleted timer's entry is dead, and once the dead are more than half
+    of the heap it is rebuilt without them (amortised O(1) per cancellation).
+    """
 
     def __init__(self, core: KqueueCore) -> None:
         super().__init__(core)
-        self.heap: list[tuple[int, int, int, Knote]] = []
+        self.heap: list[_Entry] = []
+        self._dead = 0  # entries whose knote slot was emptied
         self._seq = 0
         core.backend.alarm_handler = self.expire
 
@@ -77,51 +93,78 @@ class TimerFilter(Filter):
         except OSError:
             kn.sfflags, kn.sdata = old
             raise
-        kn.status &= ~1  # KN_ACTIVE: nothing pending any more
+        kn.status &= ~KN_ACTIVE  # nothing pending any more
 
-    def _start(self, kn: Knote) -> None:
+    def _schedule(self, kn: Knote) -> tuple[int, int]:
+        """(deadline, period) of kn's registration; OSError(EINVAL) if it is invalid."""
         unit = kn.sfflags & _UNIT_MASK
-        if kn.sfflags & ~(_UNIT_MASK | NOTE_ABSTIME) or unit not in _UNITS or kn.sdata < 0:
+        # kevent fields are plain attributes: a float period (NaN above all) would
+        # put a deadline in the heap that no comparison or timerfd can handle.
+        if (
+            kn.sfflags & ~(_UNIT_MASK | NOTE_ABSTIME)
+            or unit not in _UNITS
+            or not isinstance(kn.sdata, int)
+            or kn.sdata < 0
+        ):
             raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
         # FreeBSD: a periodic timer of 0 ticks every unit, not continuously.
-        amount = (kn.sdata or (0 if kn.flags & EV_ONESHOT else 1)) * _UNITS[unit]
+        amount = min((kn.sdata or (0 if kn.flags & EV_ONESHOT else 1)) * _UNITS[unit], _SBT_MAX_NS)
         now = time.monotonic_ns()
-        state: TimerState = kn.hook
-        state.generation += 1
-        state.expired = 0
         if kn.sfflags & NOTE_ABSTIME:
             # kqueue(2) (2021 on) takes any absolute time already passed, even one
             # before the boot, as "now": it fires at once instead of failing EINVAL.
-            state.deadline = max(now, now + amount - time.time_ns())
-            state.period = 0
-        else:
-            state.deadline = now + amount
-            state.period = 0 if kn.flags & EV_ONESHOT else amount
-        self._push(kn, state)
+            return max(now, now + amount - time.time_ns()), 0
+        return now + amount, 0 if kn.flags & EV_ONESHOT else amount
 
-    def _push(self, kn: Knote, state: TimerState) -> None:
+    def _start(self, kn: Knote) -> None:
+        """(Re)start kn's timer; on failure nothing has changed, not even the heap."""
+        deadline, period = self._schedule(kn)
+        heap = self.heap
+        if not heap or deadline < heap[0][0]:
+            self.core.backend.arm_alarm(deadline)  # the one step that may fail
+        state: TimerState = kn.hook
+        self._cancel(state)
+        state.deadline, state.period, state.expired = deadline, period, 0
+        self._insert(kn, state)
+
+    def _insert(self, kn: Knote, state: TimerState) -> None:
         self._seq += 1
-        heapq.heappush(self.heap, (state.deadline, self._seq, state.generation, kn))
-        if self.heap[0][3] is kn:
-            self.core.backend.arm_alarm(state.deadline)
+        state.entry = [state.deadline, self._seq, kn]
+        heapq.heappush(self.heap, state.entry)
+
+    def _cancel(self, state: TimerState) -> None:
+        """Kill state's heap entry; rebuild the heap once the dead are the majority."""
+        entry = state.entry
+        if entry is None:
+            return
+        entry[2] = None
+        state.entry = None
+        self._dead += 1
+        heap = self.heap
+        if self._dead > len(heap) // 2:
+            heap[:] = [live for live in heap if live[2] is not None]
+            heapq.heapify(heap)
+            self._dead = 0
 
     def detach(self, kn: Knote) -> None:
-        kn.hook.generation += 1  # its heap entries are now ignored
+        self._cancel(kn.hook)
 
     def expire(self) -> None:
         """The alarm fired: count expirations of every due timer and activate it."""
         now = time.monotonic_ns()
         heap = self.heap
-        while heap and heap[0][0] <= now:
-            _, _, generation, kn = heapq.heappop(heap)
-            state: TimerState = kn.hook
-            if generation != state.generation:
+        while heap and (heap[0][0] <= now or heap[0][2] is None):
+            kn: Knote | None = heapq.heappop(heap)[2]
+            if kn is None:
+                self._dead -= 1
                 continue
+            state: TimerState = kn.hook
+            state.entry = None
             if state.period:
                 missed = (now - state.deadline) // state.period + 1
                 state.expired += missed
                 state.deadline += missed * state.period
-                self._push(kn, state)
+                self._insert(kn, state)
             else:
                 state.expired += 1
             self.core.activate(kn)
