@@ -188,8 +188,8 @@ class kqueue:
         core = self._core
         assert core is not None
         with core.lock:
-            if core.sched is not None or core.waited:
-                raise _einval("a kqueue turns multi-threaded once, before its first wait")
+            if core.sched is not None or core.initialised:
+                raise _einval("a kqueue turns multi-threaded once, before its first kevent() call")
             try:
                 core.sched = Scheduler(core.lock, sched, sargs, feat, fargs)
             except ValueError as exc:

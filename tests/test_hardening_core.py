@@ -1,0 +1,186 @@
+"""Hardening of the core (issue 10): what a first-time user's mistakes must not break.
+
+kevent fields are checked where the kevent is made, as select.kevent checks them; a
+changelist with a bad entry is refused whole; a registration that fails part-way
+leaves nothing behind; close() frees every fd whatever a filter does; any kevent()
+call fixes the SKQ mode; the statistics of threads that left stay bounded.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import skqueue
+from skqueue import kevent
+from skqueue.constants import (
+    EV_ADD,
+    EVFILT_READ,
+    EVFILT_TIMER,
+    EVFILT_USER,
+    EVFILT_WRITE,
+    FKQMULTI,
+    KQ_SCHED_BEST,
+    KQSCHED_MAKE,
+    NOTE_TRIGGER,
+)
+from skqueue.filters import fd as fd_filter
+from skqueue.filters import user as user_filter
+
+_THREAD_TIMEOUT = 30.0  # generous: the machine is shared; a hang fails, it does not block
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.fixture
+def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
+    a, b = socket.socketpair()
+    yield a, b
+    a.close()
+    b.close()
+
+
+# 4. kevent validation -------------------------------------------------------------------
+@pytest.mark.parametrize("position", range(5))
+@pytest.mark.parametrize("bad", [1.5, "3", None])
+def test_kevent_refuses_non_integer_fields(position: int, bad: object) -> None:
+    fields: list[Any] = [0, EVFILT_READ, EV_ADD, 0, 0]
+    fields[position] = bad
+    with pytest.raises(TypeError):
+        kevent(*fields)
+
+
+@pytest.mark.parametrize(
+    ("position", "value"),
+    [(0, -1), (0, 1 << 64), (1, 1 << 15), (1, -(1 << 15) - 1), (4, 1 << 63), (4, -(1 << 63) - 1)],
+)
+def test_kevent_refuses_out_of_range_fields(position: int, value: int) -> None:
+    fields = [0, EVFILT_READ, EV_ADD, 0, 0]
+    fields[position] = value
+    with pytest.raises(OverflowError):
+        kevent(*fields)
+
+
+def test_kevent_takes_the_limits_and_masks_flags_like_select_kevent() -> None:
+    top = kevent((1 << 64) - 1, (1 << 15) - 1, 0xFFFF, 0xFFFFFFFF, (1 << 63) - 1)
+    assert (top.ident, top.filter, top.flags, top.fflags, top.data) == (
+        (1 << 64) - 1,
+        (1 << 15) - 1,
+        0xFFFF,
+        0xFFFFFFFF,
+        (1 << 63) - 1,
+    )
+    bottom = kevent(0, -(1 << 15), 0, 0, -(1 << 63))
+    assert (bottom.filter, bottom.data) == (-(1 << 15), -(1 << 63))
+    # select.kevent converts flags with "H" and fflags with "I": low bits, no error.
+    wide = kevent(0, EVFILT_USER, (1 << 16) | EV_ADD, (1 << 32) | NOTE_TRIGGER)
+    assert (wide.flags, wide.fflags) == (EV_ADD, NOTE_TRIGGER)
+
+
+def test_kevent_ident_from_fileno(pair: tuple[socket.socket, socket.socket]) -> None:
+    a, _ = pair
+    assert kevent(a).ident == a.fileno()
+
+    class Negative:
+        def fileno(self) -> int:
+            return -1
+
+    class NotAnInt:
+        def fileno(self) -> str:
+            return "5"
+
+    with pytest.raises(ValueError):
+        kevent(Negative())
+    with pytest.raises(TypeError):
+        kevent(NotAnInt())
+
+
+def test_changelist_with_a_bad_entry_is_refused_whole(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    a, _ = pair
+    good = kevent(a, EVFILT_READ, EV_ADD)
+    mutated = kevent(a, EVFILT_WRITE, EV_ADD)
+    mutated.fflags = 1.5  # type: ignore[assignment]  # writable, as in select.kevent
+    with skqueue.kqueue() as kq:
+        with pytest.raises(TypeError):
+            kq.control([good, mutated], 0)
+        with pytest.raises(TypeError):
+            kq.control([good, "not a kevent"], 0)  # type: ignore[list-item]
+        assert kq.stats()["knotes"] == 0, "the good change ahead of the bad one was applied"
+        mutated.fflags = 0
+        kq.control([good, mutated], 0)
+        assert kq.stats()["knotes"] == 2
+
+
+def test_failed_attach_leaves_nothing_behind(
+    pair: tuple[socket.socket, socket.socket], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, b = pair
+    real = fd_filter.FdWatch.update_mode
+    calls = []
+
+    def fail_once(watch: fd_filter.FdWatch) -> None:
+        calls.append(watch)
+        if len(calls) == 1:
+            raise RuntimeError("injected failure inside attach")
+        real(watch)
+
+    monkeypatch.setattr(fd_filter.FdWatch, "update_mode", fail_once)
+    with skqueue.kqueue() as kq:
+        with pytest.raises(RuntimeError):
+            kq.control([kevent(a, EVFILT_READ, EV_ADD, udata="orphan")], 0)
+        assert kq.stats()["knotes"] == 0
+        kq.control([kevent(a, EVFILT_WRITE, EV_ADD, udata="write")], 0)
+        b.send(b"x")
+        events = kq.control(None, 4, 0.5)
+        assert [ev.udata for ev in events] == ["write"], "an event of the failed registration"
+
+
+def test_close_never_raises_and_frees_its_fds(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken_detach(self: user_filter.UserFilter, kn: object) -> None:
+        raise RuntimeError("injected failure in detach")
+
+    monkeypatch.setattr(user_filter.UserFilter, "detach", broken_detach, raising=False)
+    before = _open_fds()
+    kq = skqueue.kqueue()
+    kq.control(
+        [kevent(1, EVFILT_USER, EV_ADD), kevent(2, EVFILT_TIMER, EV_ADD, 0, 60_000)],
+        0,
+    )
+    assert _open_fds() > before
+    with pytest.warns(RuntimeWarning, match="injected failure"):
+        kq.close()
+    assert kq.closed
+    assert _open_fds() == before, "close() left the kqueue's fds open"
+
+
+# 5. SKQ mode switch ----------------------------------------------------------------------
+_MULTI = KQSCHED_MAKE(KQ_SCHED_BEST, 2, 0, 0)
+
+
+def test_fkqmulti_on_a_fresh_kqueue() -> None:
+    with skqueue.kqueue() as kq:
+        kq.ioctl(FKQMULTI, _MULTI)
+        assert kq.stats()["multi"]
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [None, [kevent(1, EVFILT_USER, EV_ADD)]],
+    ids=["empty call", "changes only"],
+)
+def test_any_kevent_call_fixes_the_mode(changes: list[kevent] | None) -> None:
+    with skqueue.kqueue() as kq:
+        kq.control(changes, 0, 0)
+        with pytest.raises(OSError) as info:
+            kq.ioctl(FKQMULTI, _MULTI)
+        assert info.value.errno == errno.EINVAL
+        assert not kq.stats()["multi"]
