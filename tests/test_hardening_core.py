@@ -9,8 +9,11 @@ call fixes the SKQ mode; the statistics of threads that left stay bounded.
 from __future__ import annotations
 
 import errno
+import json
 import os
 import socket
+import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,6 +23,7 @@ import skqueue
 from skqueue import kevent
 from skqueue.constants import (
     EV_ADD,
+    EV_ONESHOT,
     EVFILT_READ,
     EVFILT_TIMER,
     EVFILT_USER,
@@ -184,3 +188,91 @@ def test_any_kevent_call_fixes_the_mode(changes: list[kevent] | None) -> None:
             kq.ioctl(FKQMULTI, _MULTI)
         assert info.value.errno == errno.EINVAL
         assert not kq.stats()["multi"]
+
+
+# 6. Statistics of threads that left ------------------------------------------------------
+_SUMMED = ("events", "waits", "realtime", "steals", "steal_scans", "fallbacks", "placements")
+
+
+def _totals(stats: dict[str, Any]) -> dict[str, int]:
+    records = [*stats["kevqs"], stats["retired"]] if "retired" in stats else stats["kevqs"]
+    return {name: sum(record[name] for record in records) for name in _SUMMED}
+
+
+def _wait_for_retired(kq: skqueue.kqueue, count: int) -> dict[str, Any]:
+    """Threads retire their kevq as their locals are cleared, around join(): poll."""
+    deadline = time.monotonic() + _THREAD_TIMEOUT
+    while True:
+        stats = kq.stats()
+        if not stats["kevqs"] and stats.get("retired", {}).get("kevqs") == count:
+            return stats
+        assert time.monotonic() < deadline, f"kevqs not retired: {stats['kevqs']!r}"
+        time.sleep(0.01)
+
+
+def _run_threads(target: Any, count: int) -> None:
+    threads = [threading.Thread(target=target, daemon=True) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(_THREAD_TIMEOUT)
+        assert not thread.is_alive(), "a thread hangs in kevent()"
+
+
+def test_retired_threads_keep_every_total() -> None:
+    workers = 6
+    per_worker = 4
+    total = workers * per_worker
+    taken: list[int] = []
+    lock = threading.Lock()
+    parked = threading.Barrier(workers + 1, timeout=_THREAD_TIMEOUT)
+    leave = threading.Event()
+
+    with skqueue.kqueue(sched="random", steal=2) as kq:
+        kq.control(
+            [kevent(i, EVFILT_USER, EV_ADD | EV_ONESHOT, NOTE_TRIGGER) for i in range(total)], 0
+        )
+
+        def worker() -> None:
+            deadline = time.monotonic() + _THREAD_TIMEOUT
+            while time.monotonic() < deadline:  # every worker waits at least once
+                events = kq.control(None, 2, 0.01)
+                with lock:
+                    taken.extend(ev.ident for ev in events)
+                    if len(taken) >= total:
+                        break
+            parked.wait()  # alive, with its kevq, until the totals are read
+            leave.wait(_THREAD_TIMEOUT)
+
+        threads = [threading.Thread(target=worker, daemon=True) for _ in range(workers)]
+        for thread in threads:
+            thread.start()
+        parked.wait()
+        assert sorted(taken) == list(range(total))
+        live = kq.stats()
+        assert len(live["kevqs"]) == workers
+        leave.set()
+        for thread in threads:
+            thread.join(_THREAD_TIMEOUT)
+            assert not thread.is_alive(), "a thread hangs"
+        retired = _wait_for_retired(kq, workers)
+        assert _totals(retired) == _totals(live)
+        assert retired["retired"]["events"] == total
+
+
+def test_stats_stay_bounded_with_short_lived_threads() -> None:
+    with skqueue.kqueue(sched="best", sargs=2) as kq:
+        kq.control([kevent(1, EVFILT_USER, EV_ADD, NOTE_TRIGGER)], 0)
+
+        def wait_once() -> None:
+            kq.control(None, 1, 0)
+
+        _run_threads(wait_once, 10)
+        early = _wait_for_retired(kq, 10)
+        for _ in range(10):
+            _run_threads(wait_once, 50)
+        late = _wait_for_retired(kq, 510)
+        assert late["retired"]["waits"] == 510
+        # One kevq's record is the least a per-thread record would have added.
+        one_record = len(json.dumps(early["retired"]))
+        assert len(json.dumps(late)) - len(json.dumps(early)) < one_record, late

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..constants import KQ_SCHED_BEST, KQ_SCHED_CPU, KQ_SCHED_FEAT_WS, KQ_SCHED_QUEUE
 from ..tunables import tunables
-from .kevq import Kevq
+from .kevq import Kevq, RetiredKevqs
 from .topology import current_cpu, topology
 
 if TYPE_CHECKING:
@@ -46,7 +46,7 @@ class Scheduler:
         self.steal = bool(feat & KQ_SCHED_FEAT_WS)
         self.fargs = max(1, fargs)
         self.kevqs: list[Kevq] = []
-        self.retired: list[dict[str, Any]] = []  # statistics of kevqs whose thread left
+        self.retired = RetiredKevqs()  # statistics of the kevqs whose thread left
         self.topology = topology()
         self.place_ns = 0
         self.placements = 0
@@ -68,7 +68,7 @@ class Scheduler:
     def remove_kevq(self, kevq: Kevq) -> None:
         if kevq in self.kevqs:
             self.kevqs.remove(kevq)
-            self.retired.append(kevq.stats())
+            self.retired.add(kevq)
 
     # Placement ------------------------------------------------------------------------
     def place(self, kn: Knote, fallback: Kevq) -> Kevq:
@@ -184,5 +184,5 @@ class Scheduler:
             "place_avg_us": self.place_ns / 1e3 / (self.placements or 1),
             "topology": self.topology.describe(),
             "kevqs": [k.stats() for k in self.kevqs],
-            "retired_kevqs": list(self.retired),
+            "retired": self.retired.stats(),
         }
