@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import operator
 import os
 import threading
 import time
@@ -37,7 +38,7 @@ from .constants import (
     EV_RECEIPT,
     EV_SYSFLAGS,
 )
-from .event import checked, event, kevent
+from .event import C_INT_MAX, checked, event, kevent
 from .filters import registry
 from .filters.base import (
     KN_ACTIVE,
@@ -130,13 +131,16 @@ class KqueueCore:
     def control(
         self, changes: Iterable[kevent] | None, nevents: int, timeout: float | None
     ) -> list[kevent]:
+        # As select.kqueue.control does before the syscall: a bad room for events,
+        # or a changelist with a bad entry, is refused before any change is applied.
+        nevents = operator.index(nevents)
+        if nevents > C_INT_MAX:
+            raise OverflowError(f"max_events {nevents} does not fit a C int")
+        changelist = _checked_changes(changes)
         out: list[kevent] = []
         before_wait = self.before_wait
         if before_wait is not None and nevents > 0:
             before_wait()
-        # As select.kevent does before the syscall: a changelist with a bad entry
-        # is refused whole, before any change in it is applied.
-        changelist = _checked_changes(changes)
         with self.lock:
             if self.closed:
                 raise _closed_error()

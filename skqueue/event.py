@@ -17,7 +17,7 @@ _FILTER_MIN, _FILTER_MAX = -(1 << 15), (1 << 15) - 1
 _FLAGS_MASK = 0xFFFF
 _FFLAGS_MASK = 0xFFFFFFFF
 _DATA_MIN, _DATA_MAX = -(1 << 63), (1 << 63) - 1
-_INT_MAX = (1 << 31) - 1  # a file descriptor is a C int
+C_INT_MAX = (1 << 31) - 1  # a file descriptor, max_events: C ints
 _new = object.__new__
 
 
@@ -35,7 +35,7 @@ def _ident(obj: Any) -> int:
         raise TypeError("fileno() returned a non-integer")
     if fd < 0:
         raise ValueError(f"file descriptor cannot be a negative integer ({fd})")
-    if fd > _INT_MAX:
+    if fd > C_INT_MAX:
         raise OverflowError("Python int too large to convert to C int")
     return int(fd)
 

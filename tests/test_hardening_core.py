@@ -276,3 +276,30 @@ def test_stats_stay_bounded_with_short_lived_threads() -> None:
         # One kevq's record is the least a per-thread record would have added.
         one_record = len(json.dumps(early["retired"]))
         assert len(json.dumps(late)) - len(json.dumps(early)) < one_record, late
+
+
+# Siblings: the other arguments that reached the core unchecked -------------------------
+@pytest.mark.parametrize(("room", "error"), [(1.5, TypeError), (1 << 40, OverflowError)])
+def test_max_events_is_a_c_int_checked_before_any_change(room: Any, error: type) -> None:
+    with skqueue.kqueue() as kq:
+        with pytest.raises(error):
+            kq.control([kevent(1, EVFILT_USER, EV_ADD, NOTE_TRIGGER)], room, 0)
+        assert kq.stats()["knotes"] == 0, "the change was applied before the error"
+
+
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [
+        ({"sched": "queue", "sargs": -3}, OSError),
+        ({"sched": "best", "sargs": 1.5}, TypeError),
+        ({"sched": 1.0}, TypeError),
+        ({"sched": "random", "steal": -1}, OSError),
+    ],
+)
+def test_bad_scheduler_arguments_fail_at_creation(args: dict[str, Any], error: type) -> None:
+    # Before, they were taken, and the first activation with two threads waiting
+    # raised inside place(), half-way through the kevent() that triggered it.
+    with pytest.raises(error) as info:
+        skqueue.kqueue(**args)
+    if error is OSError:
+        assert info.value.errno == errno.EINVAL

@@ -7,6 +7,7 @@ affinity policy with best-of-N sampling.  All methods run with the kqueue lock h
 
 from __future__ import annotations
 
+import operator
 import random
 import threading
 import time
@@ -35,6 +36,11 @@ class Scheduler:
     """The kevqs of a multi kqueue and the policy that places events on them."""
 
     def __init__(self, lock: threading.Lock, sched: int, sargs: int, feat: int, fargs: int):
+        # Checked here, not at the first activation: a bad sample size would
+        # otherwise fail inside place(), half-way through some later kevent().
+        sched, sargs, feat, fargs = (operator.index(v) for v in (sched, sargs, feat, fargs))
+        if sargs < 0 or fargs < 0:
+            raise ValueError(f"sargs {sargs} and fargs {fargs} must be >= 0")
         if sched not in _NAMES or feat & ~KQ_SCHED_FEAT_WS:
             raise ValueError(f"unknown scheduler {sched:#x} / feature {feat:#x}")
         if sched == KQ_SCHED_BEST and sargs < 1:
