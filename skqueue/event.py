@@ -63,14 +63,9 @@ def event(ident: int, filt: int, flags: int, fflags: int, data: int, udata: Any)
     return ev
 
 
-def checked(ev: kevent) -> None:
-    """Re-validate a change whose fields were assigned after construction.
-
-    The fields are writable, as in select.kevent; an invalid value must fail here,
-    before the core applies any change, not half-way through a registration.
-    """
-    ident, filt, flags, fflags, data = ev.ident, ev.filter, ev.flags, ev.fflags, ev.data
-    if not (
+def _in_range(ident: Any, filt: Any, flags: Any, fflags: Any, data: Any) -> bool:
+    """True for plain ints that fit their C types: the common case, taken as is."""
+    return (
         type(ident) is int
         and type(filt) is int
         and type(flags) is int
@@ -81,7 +76,17 @@ def checked(ev: kevent) -> None:
         and 0 <= flags <= _FLAGS_MASK
         and 0 <= fflags <= _FFLAGS_MASK
         and _DATA_MIN <= data <= _DATA_MAX
-    ):
+    )
+
+
+def checked(ev: kevent) -> None:
+    """Re-validate a change whose fields were assigned after construction.
+
+    The fields are writable, as in select.kevent; an invalid value must fail here,
+    before the core applies any change, not half-way through a registration.
+    """
+    ident, filt, flags, fflags, data = ev.ident, ev.filter, ev.flags, ev.fflags, ev.data
+    if not _in_range(ident, filt, flags, fflags, data):
         kevent.__init__(ev, ident, filt, flags, fflags, data, ev.udata)
 
 
@@ -119,11 +124,17 @@ class kevent:
         data: int = 0,
         udata: Any = 0,
     ) -> None:
-        self.ident = _ident(ident)
-        self.filter = _ranged("filter", filter, _FILTER_MIN, _FILTER_MAX)
-        self.flags = operator.index(flags) & _FLAGS_MASK
-        self.fflags = operator.index(fflags) & _FFLAGS_MASK
-        self.data = _ranged("data", data, _DATA_MIN, _DATA_MAX)
+        if not _in_range(ident, filter, flags, fflags, data):
+            ident = _ident(ident)
+            filter = _ranged("filter", filter, _FILTER_MIN, _FILTER_MAX)
+            flags = operator.index(flags) & _FLAGS_MASK
+            fflags = operator.index(fflags) & _FFLAGS_MASK
+            data = _ranged("data", data, _DATA_MIN, _DATA_MAX)
+        self.ident = ident
+        self.filter = filter
+        self.flags = flags
+        self.fflags = fflags
+        self.data = data
         self.udata = udata
 
     def _key(self) -> tuple[int, int, int, int, int, int]:
