@@ -294,12 +294,16 @@ def test_max_events_is_a_c_int_checked_before_any_change(room: Any, error: type)
         ({"sched": "best", "sargs": 1.5}, TypeError),
         ({"sched": 1.0}, TypeError),
         ({"sched": "random", "steal": -1}, OSError),
+        ({"sched": "no such policy"}, ValueError),
     ],
 )
 def test_bad_scheduler_arguments_fail_at_creation(args: dict[str, Any], error: type) -> None:
     # Before, they were taken, and the first activation with two threads waiting
     # raised inside place(), half-way through the kevent() that triggered it.
+    before = _open_fds()
     with pytest.raises(error) as info:
         skqueue.kqueue(**args)
     if error is OSError:
         assert info.value.errno == errno.EINVAL
+    # info's traceback still references the half-made kqueue: its fds must be closed.
+    assert _open_fds() == before
