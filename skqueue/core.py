@@ -12,10 +12,13 @@ releases a thread's knotes when that thread next waits.
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import operator
 import os
 import threading
 import time
+import warnings
 import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -35,7 +38,7 @@ from .constants import (
     EV_RECEIPT,
     EV_SYSFLAGS,
 )
-from .event import kevent
+from .event import C_INT_MAX, checked, event, kevent
 from .filters import registry
 from .filters.base import (
     KN_ACTIVE,
@@ -89,7 +92,7 @@ class KqueueCore:
         self.knotes: dict[tuple[int, int], Knote] = {}
         self.filters: dict[int, Filter] = {}
         self.closed = False
-        self.waited = False
+        self.initialised = False  # a kevent() call was made (SKQ's KQ_FLAG_INIT)
         self.handles = 0  # kqueue objects sharing this core (fromfd)
         self.shared = Kevq(self.lock)  # classic queue; in SKQ mode, the orphanage
         self.sched: Scheduler | None = None
@@ -129,6 +132,12 @@ class KqueueCore:
     def control(
         self, changes: Iterable[kevent] | None, nevents: int, timeout: float | None
     ) -> list[kevent]:
+        # As select.kqueue.control does before the syscall: a bad room for events,
+        # or a changelist with a bad entry, is refused before any change is applied.
+        nevents = operator.index(nevents)
+        if nevents > C_INT_MAX:
+            raise OverflowError(f"max_events {nevents} does not fit a C int")
+        changelist = _checked_changes(changes)
         out: list[kevent] = []
         before_wait = self.before_wait
         if before_wait is not None and nevents > 0:
@@ -136,21 +145,19 @@ class KqueueCore:
         with self.lock:
             if self.closed:
                 raise _closed_error()
+            self.initialised = True  # SKQ's kqueue_acquire: no FKQMULTI from now on
             nerrors = 0
-            if changes is not None:
-                for ev in changes:
-                    if not isinstance(ev, kevent):
-                        raise TypeError("changelist must be an iterable of kevent objects")
-                    if ev.filter == 0:
-                        continue
-                    flags = ev.flags & ~EV_SYSFLAGS & 0xFFFF
-                    err, fflags = self._register(ev, flags)
-                    if err or flags & EV_RECEIPT:
-                        if len(out) < nevents:
-                            out.append(kevent(ev.ident, ev.filter, EV_ERROR, fflags, err, ev.udata))
-                            nerrors += 1
-                        elif err:
-                            raise OSError(err, os.strerror(err))
+            for ev in changelist:
+                if ev.filter == 0:
+                    continue
+                flags = ev.flags & ~EV_SYSFLAGS & 0xFFFF
+                err, fflags = self._register(ev, flags)
+                if err or flags & EV_RECEIPT:
+                    if len(out) < nevents:
+                        out.append(event(ev.ident, ev.filter, EV_ERROR, fflags, err, ev.udata))
+                        nerrors += 1
+                    elif err:
+                        raise OSError(err, os.strerror(err))
             if nerrors or nevents <= 0:
                 return out
             return self._wait(nevents, timeout)
@@ -177,8 +184,11 @@ class KqueueCore:
             kn.flags = flags & KN_KEPT_FLAGS
             try:
                 ops.attach(kn)
-            except OSError as exc:
+            except OSError as exc:  # the filter refused, and took nothing
                 return exc.errno or errno.EINVAL, 0
+            except BaseException:
+                _undo_attach(kn)
+                raise
             self.knotes[key] = kn
             if kn.flags & EV_REALTIME:
                 self.realtime_knotes += 1
@@ -305,7 +315,6 @@ class KqueueCore:
         return slot.kevq
 
     def _wait(self, nevents: int, timeout: float | None) -> list[kevent]:
-        self.waited = True
         sched = self.sched
         if sched is None:
             kevq = self.shared
@@ -458,7 +467,7 @@ class KqueueCore:
                     kn.ops.recheck(kn)
                 continue
             flags = kn.flags | kn.oflags
-            append(kevent(kn.ident, kn.filter, flags, kn.fflags, kn.data, kn.udata))
+            append(event(kn.ident, kn.filter, flags, kn.fflags, kn.data, kn.udata))
             kn.status &= ~KN_ACTIVE
             if flags & _RARE_FLAGS:
                 if flags & EV_REALTIME:
@@ -544,23 +553,33 @@ class KqueueCore:
         self.backend.close()
 
     def close(self) -> None:
+        """Drop every knote, free every filter's fds and the backend; never raises.
+
+        A filter that fails to let go (a bug) must not keep the eventfd, the timerfd
+        or the other filters' fds open: each step runs whatever the others did, and
+        the failure is reported as a RuntimeWarning.
+        """
         if self.abandoned:
             return
         with self.lock:
             if self.closed:
                 return
             self.closed = True
+            failures: list[BaseException] = []
             for kn in list(self.knotes.values()):
-                self.drop(kn)
+                _attempt(failures, self.drop, kn)
+            self.knotes.clear()
             for ops in set(self.filters.values()):
-                ops.close()
+                _attempt(failures, ops.close)
             kevqs = [self.shared, *(self.sched.kevqs if self.sched else [])]
             for kevq in kevqs:
                 kevq.cond.notify_all()
             if self.leader is not None:
                 self.backend.wake()  # the leader closes the backend on its way out
             else:
-                self._finish_close()
+                _attempt(failures, self._finish_close)
+        for exc in failures:
+            warnings.warn(f"kqueue close: {exc!r}", RuntimeWarning, stacklevel=3)
 
     def _finish_close(self) -> None:
         if self.backend.epoll.closed:
@@ -583,6 +602,37 @@ class KqueueCore:
                     "kevqs": [self.shared.stats()],
                 }
             return {"multi": True, **common, **self.sched.stats()}
+
+
+def _undo_attach(kn: Knote) -> None:
+    """attach() failed part-way (a bug, or KeyboardInterrupt): undo what it took.
+
+    The knote never entered the table, so nothing but the filter's own state can
+    hold it; detach() frees that, and what detach() cannot undo stays undone.
+    """
+    kn.status = KN_DETACHED
+    with contextlib.suppress(Exception):
+        kn.ops.detach(kn)
+
+
+def _attempt(failures: list[BaseException], step: Callable[..., object], *args: Any) -> None:
+    """Run one step of close(); a failure is noted, and the next step runs anyway."""
+    try:
+        step(*args)
+    except Exception as exc:
+        failures.append(exc)
+
+
+def _checked_changes(changes: Iterable[kevent] | None) -> list[kevent]:
+    """The changelist as a list of valid kevents (TypeError, OverflowError otherwise)."""
+    if changes is None:
+        return []
+    changelist = list(changes)
+    for ev in changelist:
+        if not isinstance(ev, kevent):
+            raise TypeError("changelist must be an iterable of kevent objects")
+        checked(ev)
+    return changelist
 
 
 def _fd_is_open(fd: int) -> bool:

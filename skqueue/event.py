@@ -2,11 +2,92 @@
 
 from __future__ import annotations
 
+import operator
 from typing import Any
 
 from .constants import EV_ADD, EVFILT_READ
 
 __all__ = ["kevent"]
+
+# The C types select.kevent converts to on FreeBSD (selectmodule.c): ident is a
+# uintptr_t, filter a short ("h", range-checked), flags an unsigned short and fflags
+# an unsigned int ("H", "I": masked, as PyArg does), data an intptr_t ("l").
+_IDENT_MAX = (1 << 64) - 1
+_FILTER_MIN, _FILTER_MAX = -(1 << 15), (1 << 15) - 1
+_FLAGS_MASK = 0xFFFF
+_FFLAGS_MASK = 0xFFFFFFFF
+_DATA_MIN, _DATA_MAX = -(1 << 63), (1 << 63) - 1
+C_INT_MAX = (1 << 31) - 1  # a file descriptor, max_events: C ints
+_new = object.__new__
+
+
+def _ident(obj: Any) -> int:
+    """ident as select.kevent takes it: an int, or an object with fileno()."""
+    if isinstance(obj, int):
+        if not 0 <= obj <= _IDENT_MAX:
+            raise OverflowError(f"ident {obj} out of range for uintptr_t")
+        return int(obj)
+    fileno = getattr(obj, "fileno", None)
+    if fileno is None:
+        raise TypeError("argument must be an int, or have a fileno() method.")
+    fd = fileno()
+    if not isinstance(fd, int):
+        raise TypeError("fileno() returned a non-integer")
+    if fd < 0:
+        raise ValueError(f"file descriptor cannot be a negative integer ({fd})")
+    if fd > C_INT_MAX:
+        raise OverflowError("Python int too large to convert to C int")
+    return int(fd)
+
+
+def _ranged(name: str, value: Any, low: int, high: int) -> int:
+    """An integer field that must fit its C type (TypeError, OverflowError otherwise)."""
+    number = operator.index(value)
+    if not low <= number <= high:
+        raise OverflowError(f"kevent {name} {number} out of range [{low}, {high}]")
+    return number
+
+
+def event(ident: int, filt: int, flags: int, fflags: int, data: int, udata: Any) -> kevent:
+    """A kevent from fields the core already knows to be valid: skips the checks.
+
+    Every delivered event is built here, so this is the per-event cost.
+    """
+    ev: kevent = _new(kevent)
+    ev.ident = ident
+    ev.filter = filt
+    ev.flags = flags
+    ev.fflags = fflags
+    ev.data = data
+    ev.udata = udata
+    return ev
+
+
+def _in_range(ident: Any, filt: Any, flags: Any, fflags: Any, data: Any) -> bool:
+    """True for plain ints that fit their C types: the common case, taken as is."""
+    return (
+        type(ident) is int
+        and type(filt) is int
+        and type(flags) is int
+        and type(fflags) is int
+        and type(data) is int
+        and 0 <= ident <= _IDENT_MAX
+        and _FILTER_MIN <= filt <= _FILTER_MAX
+        and 0 <= flags <= _FLAGS_MASK
+        and 0 <= fflags <= _FFLAGS_MASK
+        and _DATA_MIN <= data <= _DATA_MAX
+    )
+
+
+def checked(ev: kevent) -> None:
+    """Re-validate a change whose fields were assigned after construction.
+
+    The fields are writable, as in select.kevent; an invalid value must fail here,
+    before the core applies any change, not half-way through a registration.
+    """
+    ident, filt, flags, fflags, data = ev.ident, ev.filter, ev.flags, ev.fflags, ev.data
+    if not _in_range(ident, filt, flags, fflags, data):
+        kevent.__init__(ev, ident, filt, flags, fflags, data, ev.udata)
 
 
 def _udata_key(udata: object) -> int:
@@ -19,7 +100,10 @@ class kevent:
     """One kqueue change or event: (ident, filter, flags, fflags, data, udata).
 
     ``ident`` may be an int or any object with ``fileno()``; ``udata`` may be any
-    Python object and comes back as the very same object.
+    Python object and comes back as the very same object.  The other fields are
+    checked as select.kevent checks them: TypeError for a non-integer, OverflowError
+    for ident, filter or data out of range; flags and fflags keep their low 16 and
+    32 bits.  A bad change fails here, where the mistake is, not inside kevent().
     """
 
     __slots__ = ("data", "fflags", "filter", "flags", "ident", "udata")
@@ -40,8 +124,12 @@ class kevent:
         data: int = 0,
         udata: Any = 0,
     ) -> None:
-        if type(ident) is not int:
-            ident = ident.fileno() if hasattr(ident, "fileno") else int(ident)
+        if not _in_range(ident, filter, flags, fflags, data):
+            ident = _ident(ident)
+            filter = _ranged("filter", filter, _FILTER_MIN, _FILTER_MAX)
+            flags = operator.index(flags) & _FLAGS_MASK
+            fflags = operator.index(fflags) & _FFLAGS_MASK
+            data = _ranged("data", data, _DATA_MIN, _DATA_MAX)
         self.ident = ident
         self.filter = filter
         self.flags = flags

@@ -90,12 +90,18 @@ class kqueue:
         if steal:
             feat, fargs = feat | KQ_SCHED_FEAT_WS, steal
         if sched is not None:
-            number = POLICY_NAMES.get(sched) if isinstance(sched, str) else sched
-            if number is None:
-                raise ValueError(f"unknown scheduling policy {sched!r}")
-            if number == KQ_SCHED_BEST and not sargs:
-                sargs = 2
-            self._make_multi(number, sargs, feat, fargs)
+            try:
+                number = POLICY_NAMES.get(sched) if isinstance(sched, str) else sched
+                if number is None:
+                    raise ValueError(f"unknown scheduling policy {sched!r}")
+                if number == KQ_SCHED_BEST and not sargs:
+                    sargs = 2
+                self._make_multi(number, sargs, feat, fargs)
+            except BaseException:
+                # The caller never gets this kqueue: free its fds now, not when the
+                # traceback that still references it is collected.
+                self.close()
+                raise
 
     @classmethod
     def fromfd(cls, fd: int) -> kqueue:
@@ -186,8 +192,8 @@ class kqueue:
         core = self._core
         assert core is not None
         with core.lock:
-            if core.sched is not None or core.waited:
-                raise _einval("a kqueue turns multi-threaded once, before its first wait")
+            if core.sched is not None or core.initialised:
+                raise _einval("a kqueue turns multi-threaded once, before its first kevent() call")
             try:
                 core.sched = Scheduler(core.lock, sched, sargs, feat, fargs)
             except ValueError as exc:

@@ -106,22 +106,78 @@ class Kevq:
         self.events += n
 
     def stats(self) -> dict[str, Any]:
-        waits = self.waits or 1
         return {
             "thread_name": self.thread_name,
             "thread_id": self.thread_id,
             "cpu_group": self.group,
-            "events": self.events,
-            "waits": self.waits,
-            "avg_event_us": self.avg_ns / 1e3,
-            "avg_events_per_wait": self.events / waits,
-            "realtime": self.realtime_events,
-            "steals": self.steals,
-            "steal_scans": self.steal_scans,
-            "fallbacks": self.fallbacks,
-            "mismatches": self.mismatches,
-            "placements": self.placements,
+            **_counter_stats(self, self.avg_ns),
             "queued": len(self.normal),
             "queued_realtime": len(self.rt),
             "owned": len(self.owned),
         }
+
+
+#: The counters of a kevq that add up across kevqs.
+_COUNTERS = (
+    "events",
+    "waits",
+    "realtime_events",
+    "steals",
+    "steal_scans",
+    "fallbacks",
+    "mismatches",
+    "placements",
+)
+
+
+class RetiredKevqs:
+    """The kevqs of threads that left, summed into one record.
+
+    A server that runs short-lived threads would otherwise keep a record per
+    thread that ever waited, for the life of the kqueue; the sum keeps every
+    total in constant space.
+    """
+
+    __slots__ = ("kevqs", "weighted_avg_ns", *_COUNTERS)
+
+    events: int
+    waits: int
+    realtime_events: int
+    steals: int
+    steal_scans: int
+    fallbacks: int
+    mismatches: int
+    placements: int
+
+    def __init__(self) -> None:
+        self.kevqs = 0
+        self.weighted_avg_ns = 0.0  # sum of avg_ns * events, for the mean per event
+        for name in _COUNTERS:
+            setattr(self, name, 0)
+
+    def add(self, kevq: Kevq) -> None:
+        self.kevqs += 1
+        self.weighted_avg_ns += kevq.avg_ns * kevq.events
+        for name in _COUNTERS:
+            setattr(self, name, getattr(self, name) + getattr(kevq, name))
+
+    def stats(self) -> dict[str, Any]:
+        avg_ns = self.weighted_avg_ns / self.events if self.events else 0.0
+        return {"kevqs": self.kevqs, **_counter_stats(self, avg_ns)}
+
+
+def _counter_stats(src: Kevq | RetiredKevqs, avg_ns: float) -> dict[str, Any]:
+    """The statistics a live kevq and the retired sum both report, by one name each."""
+    waits = src.waits or 1
+    return {
+        "events": src.events,
+        "waits": src.waits,
+        "avg_event_us": avg_ns / 1e3,
+        "avg_events_per_wait": src.events / waits,
+        "realtime": src.realtime_events,
+        "steals": src.steals,
+        "steal_scans": src.steal_scans,
+        "fallbacks": src.fallbacks,
+        "mismatches": src.mismatches,
+        "placements": src.placements,
+    }

@@ -7,6 +7,7 @@ affinity policy with best-of-N sampling.  All methods run with the kqueue lock h
 
 from __future__ import annotations
 
+import operator
 import random
 import threading
 import time
@@ -14,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..constants import KQ_SCHED_BEST, KQ_SCHED_CPU, KQ_SCHED_FEAT_WS, KQ_SCHED_QUEUE
 from ..tunables import tunables
-from .kevq import Kevq
+from .kevq import Kevq, RetiredKevqs
 from .topology import current_cpu, topology
 
 if TYPE_CHECKING:
@@ -35,6 +36,11 @@ class Scheduler:
     """The kevqs of a multi kqueue and the policy that places events on them."""
 
     def __init__(self, lock: threading.Lock, sched: int, sargs: int, feat: int, fargs: int):
+        # Checked here, not at the first activation: a bad sample size would
+        # otherwise fail inside place(), half-way through some later kevent().
+        sched, sargs, feat, fargs = (operator.index(v) for v in (sched, sargs, feat, fargs))
+        if sargs < 0 or fargs < 0:
+            raise ValueError(f"sargs {sargs} and fargs {fargs} must be >= 0")
         if sched not in _NAMES or feat & ~KQ_SCHED_FEAT_WS:
             raise ValueError(f"unknown scheduler {sched:#x} / feature {feat:#x}")
         if sched == KQ_SCHED_BEST and sargs < 1:
@@ -46,7 +52,7 @@ class Scheduler:
         self.steal = bool(feat & KQ_SCHED_FEAT_WS)
         self.fargs = max(1, fargs)
         self.kevqs: list[Kevq] = []
-        self.retired: list[dict[str, Any]] = []  # statistics of kevqs whose thread left
+        self.retired = RetiredKevqs()  # statistics of the kevqs whose thread left
         self.topology = topology()
         self.place_ns = 0
         self.placements = 0
@@ -68,7 +74,7 @@ class Scheduler:
     def remove_kevq(self, kevq: Kevq) -> None:
         if kevq in self.kevqs:
             self.kevqs.remove(kevq)
-            self.retired.append(kevq.stats())
+            self.retired.add(kevq)
 
     # Placement ------------------------------------------------------------------------
     def place(self, kn: Knote, fallback: Kevq) -> Kevq:
@@ -184,5 +190,5 @@ class Scheduler:
             "place_avg_us": self.place_ns / 1e3 / (self.placements or 1),
             "topology": self.topology.describe(),
             "kevqs": [k.stats() for k in self.kevqs],
-            "retired_kevqs": list(self.retired),
+            "retired": self.retired.stats(),
         }

@@ -232,7 +232,7 @@ def test_work_stealing_drains_a_stopped_thread() -> None:
         release.set()
         join_all([stopped, busy], 5)
         stats = kq.stats()
-        steals = sum(k["steals"] for k in stats["kevqs"] + stats["retired_kevqs"])
+        steals = sum(k["steals"] for k in [*stats["kevqs"], stats["retired"]])
         assert consumed[0] == 6350
         assert steals > 0, stats
 
@@ -524,7 +524,7 @@ def test_steal_delay_is_short() -> None:
         done.set()
         join_all(threads, 5)
         stats = kq.stats()
-        steals = sum(k["steals"] for k in stats["kevqs"] + stats["retired_kevqs"])
+        steals = sum(k["steals"] for k in [*stats["kevqs"], stats["retired"]])
         delays.sort()
         print(
             f"steal delays over {len(delays)} events: median {delays[len(delays) // 2] * 1e6:.0f}"
