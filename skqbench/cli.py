@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import json
 import os
 import signal
@@ -23,9 +24,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import TypeVar
 
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
 from skqbench.loadgen import ARRIVALS, LoadGenerator, LoadSpec
 from skqbench.servers.base import DESIGNS, ServerConfig, parse_policy
 from skqbench.servers.harness import default_control_path, query, run_server
@@ -33,6 +31,16 @@ from skqbench.service import WORK_KINDS, parse_dist
 from skqbench.sweep import Point, SweepPlan, load_results, run_sweep
 
 T = TypeVar("T")
+
+BENCH_EXTRA = "pip install 'skqueue[bench]'"
+# Third-party modules (the bench extra) each command imports; checked before it runs.
+NEEDS: dict[str, tuple[str, ...]] = {
+    "reproduce": ("hdrh", "matplotlib", "rich"),
+    "sweep": ("hdrh", "matplotlib", "rich"),
+    "report": ("matplotlib", "rich"),
+    "load": ("hdrh",),
+    "crosscheck": ("hdrh",),
+}
 
 # The main demo (see ``reproduce_plan``): SKQ's imbalanced per-connection classes.
 REPRO_CONNECTIONS = 64
@@ -336,7 +344,16 @@ def sweep_plan(args: argparse.Namespace) -> SweepPlan:
 
 def run_plan(plan: SweepPlan, out_dir: str) -> int:
     """Run a sweep with a progress bar, then write and print the report."""
-    from skqbench.report import write_report  # matplotlib: only when a report is written
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    from skqbench.report import write_report
 
     console = Console()
     console.print(
@@ -457,9 +474,39 @@ def cmd_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def _missing(modules: Sequence[str]) -> list[str]:
+    """The modules of ``modules`` that cannot be imported (without importing them)."""
+    missing = []
+    for name in modules:
+        try:
+            found = importlib.util.find_spec(name) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            missing.append(name)
+    return missing
+
+
+def _needs(args: argparse.Namespace) -> tuple[str, ...]:
+    if args.command == "serve":
+        return ("uvloop",) if args.design == "uvloop" else ()
+    if args.command == "bench":
+        return NEEDS[args.bench_command]
+    return ()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    missing = _missing(_needs(args))
+    if missing:
+        name = " ".join(filter(None, [args.command, getattr(args, "bench_command", None)]))
+        print(
+            f"skqueue {name}: error: needs the bench extra ({', '.join(missing)} not "
+            f"installed): {BENCH_EXTRA}",
+            file=sys.stderr,
+        )
+        return 2
     try:
         if args.command == "serve":
             return cmd_serve(args)
