@@ -37,12 +37,12 @@ def _env() -> dict[str, str]:
         (["bench", "sweep", "--design", "nginx"], "invalid choice"),
         (["bench", "sweep", "--policy", "best0"], "bad SKQ policy"),
         (["bench", "sweep", "--dist", "fixed:fast"], "bad service distribution"),
-        (["bench", "sweep", "--rates", "100,-5"], "bad rate list"),
+        (["bench", "sweep", "--rates", "100,-5"], "is not a rate"),
         (["bench", "sweep", "--rates", "100", "--steps", "3"], "not allowed with"),
-        (["bench", "reproduce", "--workers", "0"], "positive integer"),
+        (["bench", "reproduce", "--workers", "0"], "is not a worker count"),
         (["bench", "reproduce", "--slo-us", "5", "--slo-factor", "3"], "not allowed with"),
-        (["serve", "--port", "http"], "bad port"),
-        (["bench", "report", "/nonexistent/folder"], "no such file"),
+        (["serve", "--port", "http"], "is not a port"),
+        (["bench", "report", "/nonexistent/folder"], "No such file"),
     ],
 )
 def test_bad_arguments_exit_2_with_a_message(
