@@ -25,11 +25,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import NoReturn, TypeVar
 
-from skqbench.control import check_control_path
+from skqbench.control import check_control_path, default_control_path, query
 from skqbench.loadgen import ARRIVALS, LoadGenerator, LoadSpec
 from skqbench.protocol import MAX_SERVICE_NS
 from skqbench.servers.base import DESIGNS, ServerConfig, parse_policy
-from skqbench.servers.harness import default_control_path, query, run_server
+from skqbench.servers.harness import run_server
 from skqbench.service import WORK_KINDS, parse_dist
 from skqbench.sweep import Point, SweepPlan, load_results, run_sweep
 
@@ -74,6 +74,8 @@ MAX_BASE_US = 100_000.0  # its 20x class stays under the protocol's MAX_SERVICE_
 MAX_SEED = 2**63 - 1
 MAX_PATH_BYTES = 4095  # PATH_MAX less the NUL
 SKQ_ARG_MAX = 0xFF  # sargs and fargs are one byte each in FKQMULTI's argument
+# 'skqueue serve ... & skqueue stats' runs stats before the server has bound its socket.
+DEFAULT_WAIT_S = 10.0
 
 
 class _Parser(argparse.ArgumentParser):
@@ -402,6 +404,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help=f"control socket path (default: {default_control_path()})",
     )
+    st.add_argument(
+        "--wait",
+        type=_number(float, 0.0, MAX_SECONDS, "a number of seconds"),
+        default=DEFAULT_WAIT_S,
+        help="seconds to wait for a server that is still starting (default %(default)s)",
+    )
     st.set_defaults(parser=st, run=cmd_stats)
     return parser
 
@@ -598,8 +606,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())  # service managers stop with TERM
-    with contextlib.suppress(KeyboardInterrupt):
-        run_server(cfg, control, ready, stop)
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            run_server(cfg, control, ready, stop)
+    except OSError as exc:  # the port or the control socket is taken, or not ours
+        print(f"skqueue serve: error: {exc}", file=sys.stderr)
+        return 1
     print("stopped", file=sys.stderr)
     return 0
 
@@ -607,7 +619,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_stats(args: argparse.Namespace) -> int:
     path = args.control or default_control_path()
     try:
-        stats = query(path)
+        stats = query(path, wait_s=args.wait)
     except OSError as exc:
         print(
             f"skqueue stats: no server answers on {path} ({exc}); start one with 'skqueue serve'",

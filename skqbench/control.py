@@ -112,17 +112,11 @@ def _claim(path: str) -> None:
 class ControlServer:
     """A unix socket that answers one-line commands; ``stats`` returns ``stats()``'s JSON."""
 
-    def __init__(
-        self,
-        path: str,
-        stats: Callable[[], dict[str, Any]],
-        client_timeout: float = CONTROL_TIMEOUT_S,
-    ) -> None:
+    def __init__(self, path: str, stats: Callable[[], dict[str, Any]]) -> None:
         check_control_path(path)
         _claim(path)
         self.path = path
         self.stats = stats
-        self.client_timeout = client_timeout
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         # Owner-only from the first moment: a chmod after bind would leave a window.
         # The umask is process-wide; servers bind this once, at start-up.
@@ -152,7 +146,7 @@ class ControlServer:
 
     def _answer(self, client: socket.socket) -> None:
         with client:
-            client.settimeout(self.client_timeout)
+            client.settimeout(CONTROL_TIMEOUT_S)
             try:
                 command = client.recv(64).decode(errors="replace").strip()
                 if command == "stats":

@@ -55,7 +55,8 @@ def test_bad_arguments_exit_2_with_a_message(
 
 
 def test_stats_without_server_says_so(tmp_path: object, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["stats", "--control", os.path.join(str(tmp_path), "none.sock")]) == 1
+    none = os.path.join(str(tmp_path), "none.sock")
+    assert main(["stats", "--control", none, "--wait", "0"]) == 1
     assert "no server answers" in capsys.readouterr().err
 
 

@@ -46,6 +46,7 @@ BAD_VALUES: dict[str, list[str]] = {
     "folder": ["", HUGE_PATH, "/nonexistent/folder"],
     "--sockperf-service": DISTS,
     "--control": ["", LONG_PATH],
+    "--wait": ["-1", "1e9", "inf", "nan", "x"],
 }
 # What a command needs besides the option under test.
 REQUIRED: dict[str, list[str]] = {

@@ -60,6 +60,6 @@ def test_a_command_that_needs_the_extra_says_which_in_one_line(argv: list[str]) 
 
 
 def test_stats_works_without_the_bench_extra(tmp_path: object) -> None:
-    out = _run("stats", "--control", os.path.join(str(tmp_path), "none.sock"))
+    out = _run("stats", "--control", os.path.join(str(tmp_path), "none.sock"), "--wait", "0")
     assert out.returncode == 1
     assert "no server answers" in out.stderr and "Traceback" not in out.stderr
