@@ -609,8 +609,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         with contextlib.suppress(KeyboardInterrupt):
             run_server(cfg, control, ready, stop)
-    except OSError as exc:  # the port or the control socket is taken, or not ours
-        print(f"skqueue serve: error: {exc}", file=sys.stderr)
+    except OSError as exc:  # the control socket (a path) or the port is taken, or not ours
+        where = f"control socket {exc.filename}" if exc.filename else f"port {args.port}"
+        print(f"skqueue serve: error: {where}: {exc.strerror or exc}", file=sys.stderr)
         return 1
     print("stopped", file=sys.stderr)
     return 0
@@ -644,11 +645,13 @@ def _missing(modules: Sequence[str]) -> list[str]:
 
 
 def _needs(args: argparse.Namespace) -> tuple[str, ...]:
-    if args.command == "serve":
-        return ("uvloop",) if args.design == "uvloop" else ()
-    if args.command == "bench":
-        return NEEDS[args.bench_command]
-    return ()
+    """The bench extra's modules this command will import: its own, and uvloop when it
+    starts a uvloop server (reproduce always does)."""
+    command: str = getattr(args, "bench_command", None) or args.command
+    design = getattr(args, "design", None)
+    designs = design if isinstance(design, list) else [design]
+    starts_uvloop = "uvloop" in designs or command == "reproduce"
+    return NEEDS.get(command, ()) + (("uvloop",) if starts_uvloop else ())
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -123,9 +123,9 @@ class ControlServer:
         old_umask = os.umask(0o177)
         try:
             self.sock.bind(path)
-        except OSError:
+        except OSError as exc:  # bind's errors do not name the path
             self.sock.close()
-            raise
+            raise OSError(exc.errno, exc.strerror, path) from None
         finally:
             os.umask(old_umask)
         st = os.lstat(path)

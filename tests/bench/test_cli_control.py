@@ -106,6 +106,13 @@ def test_the_socket_is_owner_only(served: ControlServer) -> None:
     assert stat.S_IMODE(os.lstat(served.path).st_mode) == 0o600
 
 
+def test_a_bind_error_names_the_path(sockdir: str) -> None:
+    path = os.path.join(sockdir, "no-such-dir", "c.sock")
+    with pytest.raises(FileNotFoundError) as exc:
+        ControlServer(path, _stats)
+    assert exc.value.filename == path
+
+
 def test_a_too_long_path_is_a_clear_error(sockdir: str) -> None:
     with pytest.raises(ValueError, match="at most 107"):
         ControlServer(os.path.join(sockdir, "x" * 120), _stats)

@@ -8,6 +8,8 @@ import sys
 
 import pytest
 
+from skqbench import cli
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 EXTRA = ("rich", "hdrh", "matplotlib", "uvloop")
 # A None entry in sys.modules makes ``import rich`` fail as if rich were not installed.
@@ -57,6 +59,24 @@ def test_a_command_that_needs_the_extra_says_which_in_one_line(argv: list[str]) 
     assert out.stderr.count("\n") == 1, out.stderr
     assert "pip install 'skqueue[bench]'" in out.stderr
     assert out.stderr.startswith(f"skqueue {' '.join(a for a in argv[:2] if a.isalpha())}")
+
+
+@pytest.mark.parametrize(
+    ("argv", "needs"),
+    [
+        (["bench", "sweep", "--design", "skq"], ("hdrh", "matplotlib", "rich")),
+        (["bench", "sweep", "--design", "skq", "--design", "uvloop"], ("uvloop",)),
+        (["bench", "reproduce"], ("uvloop",)),
+        (["serve"], ()),
+        (["stats"], ()),
+    ],
+)
+def test_uvloop_is_needed_only_where_a_uvloop_server_starts(
+    argv: list[str], needs: tuple[str, ...]
+) -> None:
+    args = cli.build_parser().parse_args(argv)
+    assert ("uvloop" in cli._needs(args)) == ("uvloop" in needs)
+    assert set(needs) <= set(cli._needs(args))
 
 
 def test_stats_works_without_the_bench_extra(tmp_path: object) -> None:
