@@ -15,7 +15,6 @@ import argparse
 import contextlib
 import importlib.util
 import json
-import math
 import os
 import signal
 import sys
@@ -32,8 +31,6 @@ from skqbench.servers.base import DESIGNS, ServerConfig, parse_policy
 from skqbench.servers.harness import run_server
 from skqbench.service import WORK_KINDS, parse_dist
 from skqbench.sweep import Point, SweepPlan, load_results, run_sweep
-
-T = TypeVar("T")
 
 BENCH_EXTRA = "pip install 'skqueue[bench]'"
 # Third-party modules (the bench extra) each command imports; checked before it runs.
@@ -98,13 +95,8 @@ def _number(
             value = kind(text)
         except ValueError:
             value = None
-        if (
-            value is None
-            or not math.isfinite(value)
-            or value > high
-            or value < low
-            or (above and value == low)
-        ):
+        # NaN and the infinities fail the comparison; a huge int never becomes a float.
+        if value is None or not low <= value <= high or (above and value == low):
             raise argparse.ArgumentTypeError(f"{text!r} is not {expected}")
         return value
 
@@ -113,11 +105,10 @@ def _number(
 
 
 def _rates(text: str) -> list[float]:
-    rate = _number(float, 0.0, MAX_RATE, "a rate", above=True)
     parts = text.split(",")
     if not any(r.strip() for r in parts):
         raise argparse.ArgumentTypeError(f"{text!r} is not a list of rates separated by commas")
-    return [rate(r) for r in parts if r.strip()]
+    return [_rate(r) for r in parts if r.strip()]
 
 
 def _dist(text: str) -> str:
@@ -140,7 +131,8 @@ def _policy(text: str) -> str:
         raise argparse.ArgumentTypeError(str(exc)) from None
     if policy.sargs > SKQ_ARG_MAX or policy.steal > SKQ_ARG_MAX:
         raise argparse.ArgumentTypeError(
-            f"bad SKQ policy {text!r}: N and K must be <= {SKQ_ARG_MAX}"
+            f"bad SKQ policy {text!r}: N (bestN, queueN, cpuN) and K (+wsK) must be "
+            f"<= {SKQ_ARG_MAX}"
         )
     return policy.name
 
@@ -161,21 +153,21 @@ def _control_path(text: str) -> str:
         raise argparse.ArgumentTypeError(f"not a control socket path: {exc}") from None
 
 
-port_any = _number(int, 0, MAX_PORT, "a port")
-port = _number(int, 1, MAX_PORT, "a port")
-seconds = _number(float, 0.0, MAX_SECONDS, "a number of seconds", above=True)
-seconds_or_zero = _number(float, 0.0, MAX_SECONDS, "a number of seconds")
-rate = _number(float, 0.0, MAX_RATE, "a rate", above=True)
-connections = _number(int, 1, MAX_CONNECTIONS, "a connection count")
-processes = _number(int, 1, MAX_PROCESSES, "a process count")
-workers = _number(int, 1, MAX_WORKERS, "a worker count")
+_port_any = _number(int, 0, MAX_PORT, "a port")
+_port = _number(int, 1, MAX_PORT, "a port")
+_seconds = _number(float, 0.0, MAX_SECONDS, "a number of seconds", above=True)
+_seconds_or_zero = _number(float, 0.0, MAX_SECONDS, "a number of seconds")
+_rate = _number(float, 0.0, MAX_RATE, "a rate", above=True)
+_connections = _number(int, 1, MAX_CONNECTIONS, "a connection count")
+_processes = _number(int, 1, MAX_PROCESSES, "a process count")
+_workers = _number(int, 1, MAX_WORKERS, "a worker count")
 
 
 def _add_common(p: argparse.ArgumentParser, quick: bool) -> None:
     """What every load-generating command takes; ``quick`` if it has ``--quick``."""
     p.add_argument(
         "--connections",
-        type=connections,
+        type=_connections,
         default=REPRO_CONNECTIONS,
         help="client connections (default %(default)s)",
     )
@@ -187,21 +179,21 @@ def _add_common(p: argparse.ArgumentParser, quick: bool) -> None:
     )
     p.add_argument(
         "--processes",
-        type=processes,
+        type=_processes,
         default=1,
         help="load generator processes (default %(default)s; 1 leaves a core "
         "to the server on a 2-core machine)",
     )
     p.add_argument(
         "--duration",
-        type=seconds,
+        type=_seconds,
         default=None,
         help="measured seconds per point (default "
         + ("1 with --quick, else 2.5)" if quick else "2.5)"),
     )
     p.add_argument(
         "--warmup",
-        type=seconds_or_zero,
+        type=_seconds_or_zero,
         default=None,
         help="unmeasured seconds before each point (default "
         + ("0.3 with --quick, else 0.5)" if quick else "0.5)"),
@@ -254,7 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--quick", action="store_true", help="about two minutes on 2 cores")
     rep.add_argument(
         "--workers",
-        type=workers,
+        type=_workers,
         default=REPRO_WORKERS,
         help="worker threads/processes per server (default %(default)s)",
     )
@@ -281,7 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="SKQ policy for the skq design, repeatable (default best2)",
     )
     sw.add_argument(
-        "--workers", action="append", type=workers, help="worker count, repeatable (default 4)"
+        "--workers", action="append", type=_workers, help="worker count, repeatable (default 4)"
     )
     sw.add_argument(
         "--dist",
@@ -313,8 +305,8 @@ def build_parser() -> argparse.ArgumentParser:
     ld = bsub.add_parser(
         "load", help="one load point against a running server ('skqueue serve'), printed as JSON"
     )
-    ld.add_argument("--port", type=port, required=True, help="the server's loopback port")
-    ld.add_argument("--rate", type=rate, required=True, help="offered requests/s")
+    ld.add_argument("--port", type=_port, required=True, help="the server's loopback port")
+    ld.add_argument("--rate", type=_rate, required=True, help="offered requests/s")
     ld.add_argument(
         "--dist",
         type=_dist,
@@ -333,7 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="server design both tools load (default %(default)s)",
     )
     cc.add_argument(
-        "--rate", type=rate, default=500.0, help="offered requests/s (default %(default)s)"
+        "--rate", type=_rate, default=500.0, help="offered requests/s (default %(default)s)"
     )
     cc.add_argument(
         "--service",
@@ -353,7 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("folder", type=_path, help="a folder with the results.json of a sweep")
     rp.add_argument(
         "--knee",
-        type=rate,
+        type=_rate,
         default=None,
         help="a measured offered load to compare p99 at (default: vanilla's "
         "first load over the SLO)",
@@ -372,10 +364,10 @@ def build_parser() -> argparse.ArgumentParser:
         "optionally +ws or +wsK (default %(default)s)",
     )
     sv.add_argument(
-        "--workers", type=workers, default=4, help="worker threads/processes (default %(default)s)"
+        "--workers", type=_workers, default=4, help="worker threads/processes (default %(default)s)"
     )
     sv.add_argument(
-        "--port", type=port_any, default=0, help="loopback port (default 0: any free port)"
+        "--port", type=_port_any, default=0, help="loopback port (default 0: any free port)"
     )
     sv.add_argument(
         "--work",

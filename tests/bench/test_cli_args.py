@@ -21,7 +21,7 @@ DISTS = ["fixed:fast", "exp:0us", "fixed:5s", "bimodal:1us:2us:1.5", "classes", 
 # fails test_every_option_has_bad_values until it gets an entry here.
 BAD_VALUES: dict[str, list[str]] = {
     "--quick": ["x"],  # a flag: given as --quick=x
-    "--workers": ["0", "-1", "5000", "1.5", "x"],
+    "--workers": ["0", "-1", "5000", "1" + "0" * 400, "1.5", "x"],
     "--base-us": ["0", "-1", "0.5", "1e6", "inf", "nan", "x"],
     "--connections": ["0", "-1", "100000", "1.5", "x"],
     "--arrival": ["uniform", ""],
