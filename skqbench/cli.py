@@ -124,6 +124,14 @@ def _dist(text: str) -> str:
     return text
 
 
+def _fixed_or_exp(text: str) -> str:
+    """sockperf's messages carry no service time, so the server draws it per message:
+    per-connection classes cannot be the same for both tools."""
+    if text.partition(":")[0] not in ("fixed", "exp"):
+        raise argparse.ArgumentTypeError(f"bad service {text!r}: use fixed:T or exp:T")
+    return _dist(text)
+
+
 def _policy(text: str) -> str:
     try:
         policy = parse_policy(text)
@@ -329,7 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cc.add_argument(
         "--service",
-        type=_dist,
+        type=_fixed_or_exp,
         default="fixed:1ms",
         help="fixed:T or exp:T (default %(default)s)",
     )

@@ -41,7 +41,7 @@ BAD_VALUES: dict[str, list[str]] = {
     "--max-load": ["0", "-1", "1000", "inf", "nan", "x"],
     "--port": ["99999", "70000", "65536", "-1", "1.5", "http"],
     "--rate": POSITIVE,
-    "--service": DISTS,
+    "--service": [*DISTS, "classes:1ms", "bimodal:1ms:2ms:0.5"],
     "--knee": POSITIVE,
     "folder": ["", HUGE_PATH, "/nonexistent/folder"],
     "--sockperf-service": DISTS,
