@@ -392,8 +392,8 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument(
         "--control",
         type=_control_path,
-        default=None,
-        help=f"control socket path (default: {default_control_path()})",
+        default=default_control_path(),  # a string default goes through the type check
+        help="control socket path (default %(default)s)",
     )
     sv.set_defaults(parser=sv, run=cmd_serve)
 
@@ -401,8 +401,8 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument(
         "--control",
         type=_control_path,
-        default=None,
-        help=f"control socket path (default: {default_control_path()})",
+        default=default_control_path(),  # a string default goes through the type check
+        help="control socket path (default %(default)s)",
     )
     st.add_argument(
         "--wait",
@@ -595,7 +595,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         args.port,
         sockperf_service=args.sockperf_service,
     )
-    control = args.control or default_control_path()
+    control = args.control
 
     def ready(port: int) -> None:
         print(
@@ -618,7 +618,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
-    path = args.control or default_control_path()
+    path = args.control
     try:
         stats = query(path, wait_s=args.wait)
     except OSError as exc:

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from skqbench import control
+from skqbench.cli import main
 from skqbench.control import ControlServer, default_control_path, query
 
 from .test_cli import _cli, _env
@@ -159,6 +160,18 @@ def test_a_private_directory_of_another_user_is_refused(
     assert os.path.dirname(path) == planted
     with pytest.raises(PermissionError, match="not a directory owned by you"):
         ControlServer(path, _stats)
+
+
+def test_a_default_path_too_long_for_a_socket_is_a_usage_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
+    monkeypatch.setattr(tempfile, "tempdir", "/tmp/" + "t" * 100)  # TMPDIR set deep
+    with pytest.raises(SystemExit) as exc:
+        main(["stats", "--wait", "0"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and err.count("\n") == 1
+    assert err.startswith("skqueue stats: error: argument --control: ")
 
 
 def test_the_runtime_directory_is_used_when_it_is_ours(
