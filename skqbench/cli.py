@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import json
 import os
 import signal
@@ -21,18 +22,25 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import TypeVar
+from typing import NoReturn, TypeVar
 
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
+from skqbench.control import check_control_path, default_control_path, query
 from skqbench.loadgen import ARRIVALS, LoadGenerator, LoadSpec
+from skqbench.protocol import MAX_SERVICE_NS
 from skqbench.servers.base import DESIGNS, ServerConfig, parse_policy
-from skqbench.servers.harness import default_control_path, query, run_server
+from skqbench.servers.harness import run_server
 from skqbench.service import WORK_KINDS, parse_dist
 from skqbench.sweep import Point, SweepPlan, load_results, run_sweep
 
-T = TypeVar("T")
+BENCH_EXTRA = "pip install 'skqueue[bench]'"
+# Third-party modules (the bench extra) each command imports; checked before it runs.
+NEEDS: dict[str, tuple[str, ...]] = {
+    "reproduce": ("hdrh", "matplotlib", "rich"),
+    "sweep": ("hdrh", "matplotlib", "rich"),
+    "report": ("matplotlib", "rich"),
+    "load": ("hdrh",),
+    "crosscheck": ("hdrh",),
+}
 
 # The main demo (see ``reproduce_plan``): SKQ's imbalanced per-connection classes.
 REPRO_CONNECTIONS = 64
@@ -48,53 +56,126 @@ REPRO_BASELINES = ("vanilla", "dispatch", "asyncio", "uvloop", "reuseport")
 REPRO_BASE_US = 400.0
 
 
-def _checked(convert: Callable[[str], T], what: str) -> Callable[[str], T]:
-    """An argparse type that turns a ``ValueError`` into a clean usage error."""
+N = TypeVar("N", int, float)
 
-    def parse(text: str) -> T:
+MAX_PORT = 65535
+MAX_SECONDS = 3600.0  # per point or per tool: the histograms hold up to an hour
+MAX_RATE = 10_000_000.0
+MAX_CONNECTIONS = 10_000
+MAX_PROCESSES = 256
+MAX_WORKERS = 1024
+MAX_STEPS = 1000
+MAX_LOAD = 100.0
+MAX_SLO_FACTOR = 1e6
+MAX_BASE_US = 100_000.0  # its 20x class stays under the protocol's MAX_SERVICE_NS
+MAX_SEED = 2**63 - 1
+MAX_PATH_BYTES = 4095  # PATH_MAX less the NUL
+SKQ_ARG_MAX = 0xFF  # sargs and fargs are one byte each in FKQMULTI's argument
+# 'skqueue serve ... & skqueue stats' runs stats before the server has bound its socket.
+DEFAULT_WAIT_S = 10.0
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line, ``skqueue serve: error: ...``: a subcommand's full usage
+    is a screenful that buries the one thing that was wrong."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def _number(
+    kind: Callable[[str], N], low: N, high: N, what: str, above: bool = False
+) -> Callable[[str], N]:
+    """An argparse type for a finite ``kind`` in [low, high] (or (low, high] if ``above``)."""
+    bounds = f"> {low:g}" if above else f">= {low:g}"
+    expected = f"{what} {bounds} and <= {high:g}"
+
+    def parse(text: str) -> N:
         try:
-            return convert(text)
-        except ValueError as exc:
-            raise argparse.ArgumentTypeError(f"bad {what} {text!r}: {exc}") from None
+            value = kind(text)
+        except ValueError:
+            value = None
+        # NaN and the infinities fail the comparison; a huge int never becomes a float.
+        if value is None or not low <= value <= high or (above and value == low):
+            raise argparse.ArgumentTypeError(f"{text!r} is not {expected}")
+        return value
 
     parse.__name__ = what
     return parse
 
 
-def _positive(kind: Callable[[str], T]) -> Callable[[str], T]:
-    def convert(text: str) -> T:
-        value = kind(text)
-        if not value > 0:  # type: ignore[operator]
-            raise ValueError("must be > 0")
-        return value
-
-    return convert
-
-
 def _rates(text: str) -> list[float]:
-    rates = [float(r) for r in text.split(",") if r.strip()]
-    if not rates or any(r <= 0 for r in rates):
-        raise ValueError("expected positive numbers separated by commas")
-    return rates
+    parts = text.split(",")
+    if not any(r.strip() for r in parts):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a list of rates separated by commas")
+    return [_rate(r) for r in parts if r.strip()]
 
 
 def _dist(text: str) -> str:
-    parse_dist(text)
+    try:
+        mean_ns = parse_dist(text).mean_ns(1)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if not 0 < mean_ns <= MAX_SERVICE_NS:
+        raise argparse.ArgumentTypeError(
+            f"bad service distribution {text!r}: the mean must be > 0 and "
+            f"<= {MAX_SERVICE_NS / 1e9:.2f} s"
+        )
     return text
 
 
+def _fixed_or_exp(text: str) -> str:
+    """sockperf's messages carry no service time, so the server draws it per message:
+    per-connection classes cannot be the same for both tools."""
+    if text.partition(":")[0] not in ("fixed", "exp"):
+        raise argparse.ArgumentTypeError(f"bad service {text!r}: use fixed:T or exp:T")
+    return _dist(text)
+
+
 def _policy(text: str) -> str:
-    return parse_policy(text).name
+    try:
+        policy = parse_policy(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if policy.sargs > SKQ_ARG_MAX or policy.steal > SKQ_ARG_MAX:
+        raise argparse.ArgumentTypeError(
+            f"bad SKQ policy {text!r}: N (bestN, queueN, cpuN) and K (+wsK) must be "
+            f"<= {SKQ_ARG_MAX}"
+        )
+    return policy.name
 
 
-pos_int = _checked(_positive(int), "positive integer")
-pos_float = _checked(_positive(float), "positive number")
+def _path(text: str) -> str:
+    raw = os.fsencode(text)
+    if not raw or b"\0" in raw or len(raw) > MAX_PATH_BYTES:
+        raise argparse.ArgumentTypeError(
+            f"not a usable path ({len(raw)} bytes; must be 1 to {MAX_PATH_BYTES}, no NUL)"
+        )
+    return text
 
 
-def _add_load_options(p: argparse.ArgumentParser) -> None:
+def _control_path(text: str) -> str:
+    try:
+        return check_control_path(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a control socket path: {exc}") from None
+
+
+_port_any = _number(int, 0, MAX_PORT, "a port")
+_port = _number(int, 1, MAX_PORT, "a port")
+_seconds = _number(float, 0.0, MAX_SECONDS, "a number of seconds", above=True)
+_seconds_or_zero = _number(float, 0.0, MAX_SECONDS, "a number of seconds")
+_rate = _number(float, 0.0, MAX_RATE, "a rate", above=True)
+_connections = _number(int, 1, MAX_CONNECTIONS, "a connection count")
+_processes = _number(int, 1, MAX_PROCESSES, "a process count")
+_workers = _number(int, 1, MAX_WORKERS, "a worker count")
+
+
+def _add_common(p: argparse.ArgumentParser, quick: bool) -> None:
+    """What every load-generating command takes; ``quick`` if it has ``--quick``."""
     p.add_argument(
         "--connections",
-        type=pos_int,
+        type=_connections,
         default=REPRO_CONNECTIONS,
         help="client connections (default %(default)s)",
     )
@@ -106,65 +187,85 @@ def _add_load_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--processes",
-        type=pos_int,
+        type=_processes,
         default=1,
         help="load generator processes (default %(default)s; 1 leaves a core "
         "to the server on a 2-core machine)",
     )
+    p.add_argument(
+        "--duration",
+        type=_seconds,
+        default=None,
+        help="measured seconds per point (default "
+        + ("1 with --quick, else 2.5)" if quick else "2.5)"),
+    )
+    p.add_argument(
+        "--warmup",
+        type=_seconds_or_zero,
+        default=None,
+        help="unmeasured seconds before each point (default "
+        + ("0.3 with --quick, else 0.5)" if quick else "0.5)"),
+    )
+    p.add_argument(
+        "--seed",
+        type=_number(int, 0, MAX_SEED, "a seed"),
+        default=1,
+        help="random seed (default %(default)s)",
+    )
+
+
+def _add_sweep_options(p: argparse.ArgumentParser, quick: bool) -> None:
+    """The options of a sweep (reproduce, sweep): servers it starts, SLO, report folder."""
+    _add_common(p, quick)
     p.add_argument(
         "--work",
         choices=WORK_KINDS,
         default="sleep",
         help="server-side service routine (default %(default)s)",
     )
-    p.add_argument(
-        "--duration",
-        type=pos_float,
-        default=None,
-        help="measured seconds per point (default 1 with --quick, else 2.5)",
-    )
-    p.add_argument(
-        "--warmup",
-        type=_checked(float, "seconds"),
-        default=None,
-        help="unmeasured seconds before each point (default 0.3 with --quick, else 0.5)",
-    )
-    p.add_argument("--seed", type=int, default=1, help="random seed (default %(default)s)")
     slo = p.add_mutually_exclusive_group()
     slo.add_argument(
         "--slo-factor",
-        type=pos_float,
+        type=_number(float, 0.0, MAX_SLO_FACTOR, "a factor", above=True),
         default=20.0,
         help="p99 SLO as a multiple of the mean service time (default %(default)s)",
     )
-    slo.add_argument("--slo-us", type=pos_float, default=None, help="p99 SLO in microseconds")
-    p.add_argument("--out", default=None, help="report folder (default results/<command>-<time>)")
+    slo.add_argument(
+        "--slo-us",
+        type=_number(float, 0.0, MAX_SECONDS * 1e6, "a number of microseconds", above=True),
+        default=None,
+        help="p99 SLO in microseconds",
+    )
+    p.add_argument(
+        "--out", type=_path, default=None, help="report folder (default results/<command>-<time>)"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="skqueue", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    bench = sub.add_parser("bench", help="benchmarks: reproduce, sweep, report")
+    bench = sub.add_parser("bench", help="benchmarks: reproduce, sweep, load, crosscheck, report")
     bsub = bench.add_subparsers(dest="bench_command", required=True)
 
     rep = bsub.add_parser("reproduce", help="SKQ vs the usual designs, imbalanced classes")
     rep.add_argument("--quick", action="store_true", help="about two minutes on 2 cores")
     rep.add_argument(
         "--workers",
-        type=pos_int,
+        type=_workers,
         default=REPRO_WORKERS,
         help="worker threads/processes per server (default %(default)s)",
     )
     rep.add_argument(
         "--base-us",
-        type=pos_float,
+        type=_number(float, 1.0, MAX_BASE_US, "a number of microseconds"),
         default=REPRO_BASE_US,
         help="base service time of the 1x class in us (default %(default)s)",
     )
-    _add_load_options(rep)
+    _add_sweep_options(rep, quick=True)
+    rep.set_defaults(parser=rep, plan=reproduce_plan)
 
     sw = bsub.add_parser("sweep", help="latency vs load for any configurations")
     sw.add_argument(
@@ -176,85 +277,140 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument(
         "--policy",
         action="append",
-        type=_checked(_policy, "SKQ policy"),
+        type=_policy,
         help="SKQ policy for the skq design, repeatable (default best2)",
     )
     sw.add_argument(
-        "--workers", action="append", type=pos_int, help="worker count, repeatable (default 4)"
+        "--workers", action="append", type=_workers, help="worker count, repeatable (default 4)"
     )
     sw.add_argument(
         "--dist",
-        type=_checked(_dist, "service distribution"),
+        type=_dist,
         default="classes:400us",
         help="fixed:T, exp:T, bimodal:LOW:HIGH:P or classes:BASE (default %(default)s)",
     )
     rates = sw.add_mutually_exclusive_group()
     rates.add_argument(
         "--rates",
-        type=_checked(_rates, "rate list"),
+        type=_rates,
         help="offered loads in requests/s, comma separated",
     )
     rates.add_argument(
         "--steps",
-        type=pos_int,
+        type=_number(int, 1, MAX_STEPS, "a step count"),
         default=10,
         help="number of evenly spaced loads up to --max-load (default %(default)s)",
     )
     sw.add_argument(
         "--max-load",
-        type=pos_float,
+        type=_number(float, 0.0, MAX_LOAD, "a load", above=True),
         default=1.0,
         help="highest load as a fraction of workers / mean service time (default %(default)s)",
     )
-    _add_load_options(sw)
+    _add_sweep_options(sw, quick=False)
+    sw.set_defaults(parser=sw, plan=sweep_plan)
 
     ld = bsub.add_parser(
         "load", help="one load point against a running server ('skqueue serve'), printed as JSON"
     )
-    ld.add_argument("--port", type=_checked(_positive(int), "port"), required=True)
-    ld.add_argument("--rate", type=pos_float, required=True, help="offered requests/s")
-    ld.add_argument("--dist", type=_checked(_dist, "service distribution"), default="classes:400us")
-    _add_load_options(ld)
+    ld.add_argument("--port", type=_port, required=True, help="the server's loopback port")
+    ld.add_argument("--rate", type=_rate, required=True, help="offered requests/s")
+    ld.add_argument(
+        "--dist",
+        type=_dist,
+        default="classes:400us",
+        help="service times the requests ask for: fixed:T, exp:T, bimodal:LOW:HIGH:P or "
+        "classes:BASE (default %(default)s)",
+    )
+    _add_common(ld, quick=False)
+    ld.set_defaults(parser=ld, run=cmd_load)
 
     cc = bsub.add_parser("crosscheck", help="our generator vs sockperf on the same server")
-    cc.add_argument("--design", choices=list(DESIGNS), default="vanilla")
-    cc.add_argument("--rate", type=pos_float, default=500.0)
+    cc.add_argument(
+        "--design",
+        choices=list(DESIGNS),
+        default="vanilla",
+        help="server design both tools load (default %(default)s)",
+    )
+    cc.add_argument(
+        "--rate", type=_rate, default=500.0, help="offered requests/s (default %(default)s)"
+    )
     cc.add_argument(
         "--service",
-        type=_checked(_dist, "service distribution"),
+        type=_fixed_or_exp,
         default="fixed:1ms",
         help="fixed:T or exp:T (default %(default)s)",
     )
-    cc.add_argument("--duration", type=pos_int, default=5, help="seconds per tool")
+    cc.add_argument(
+        "--duration",
+        type=_number(int, 1, int(MAX_SECONDS), "a number of seconds"),
+        default=5,
+        help="seconds per tool (default %(default)s)",
+    )
+    cc.set_defaults(parser=cc, run=cmd_crosscheck)
 
     rp = bsub.add_parser("report", help="plots and table from a results folder")
-    rp.add_argument("folder")
+    rp.add_argument("folder", type=_path, help="a folder with the results.json of a sweep")
     rp.add_argument(
         "--knee",
-        type=pos_float,
+        type=_rate,
         default=None,
         help="a measured offered load to compare p99 at (default: vanilla's "
         "first load over the SLO)",
     )
+    rp.set_defaults(parser=rp, run=cmd_report)
 
     sv = sub.add_parser("serve", help="run a server on loopback until Ctrl-C")
-    sv.add_argument("--design", choices=list(DESIGNS), default="skq")
-    sv.add_argument("--policy", type=_checked(_policy, "SKQ policy"), default="best2")
-    sv.add_argument("--workers", type=pos_int, default=4)
-    sv.add_argument("--port", type=_checked(int, "port"), default=0)
-    sv.add_argument("--work", choices=WORK_KINDS, default="sleep")
+    sv.add_argument(
+        "--design", choices=list(DESIGNS), default="skq", help="server design (default %(default)s)"
+    )
+    sv.add_argument(
+        "--policy",
+        type=_policy,
+        default="best2",
+        help="SKQ policy of the skq design: random, queue, cpu, bestN, queueN or cpuN, "
+        "optionally +ws or +wsK (default %(default)s)",
+    )
+    sv.add_argument(
+        "--workers", type=_workers, default=4, help="worker threads/processes (default %(default)s)"
+    )
+    sv.add_argument(
+        "--port", type=_port_any, default=0, help="loopback port (default 0: any free port)"
+    )
+    sv.add_argument(
+        "--work",
+        choices=WORK_KINDS,
+        default="sleep",
+        help="service routine (default %(default)s)",
+    )
     sv.add_argument(
         "--sockperf-service",
-        type=_checked(_dist, "service distribution"),
+        type=_dist,
         default="fixed:400us",
         help="service time of sockperf messages, which carry none (default %(default)s)",
     )
     sv.add_argument(
-        "--control", default=None, help=f"control socket path (default: {default_control_path()})"
+        "--control",
+        type=_control_path,
+        default=default_control_path(),  # a string default goes through the type check
+        help="control socket path (default %(default)s)",
     )
+    sv.set_defaults(parser=sv, run=cmd_serve)
 
     st = sub.add_parser("stats", help="statistics of a server started by 'skqueue serve'")
-    st.add_argument("--control", default=None, help="control socket path")
+    st.add_argument(
+        "--control",
+        type=_control_path,
+        default=default_control_path(),  # a string default goes through the type check
+        help="control socket path (default %(default)s)",
+    )
+    st.add_argument(
+        "--wait",
+        type=_number(float, 0.0, MAX_SECONDS, "a number of seconds"),
+        default=DEFAULT_WAIT_S,
+        help="seconds to wait for a server that is still starting (default %(default)s)",
+    )
+    st.set_defaults(parser=st, run=cmd_stats)
     return parser
 
 
@@ -336,7 +492,16 @@ def sweep_plan(args: argparse.Namespace) -> SweepPlan:
 
 def run_plan(plan: SweepPlan, out_dir: str) -> int:
     """Run a sweep with a progress bar, then write and print the report."""
-    from skqbench.report import write_report  # matplotlib: only when a report is written
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    from skqbench.report import write_report
 
     console = Console()
     console.print(
@@ -408,7 +573,11 @@ def cmd_crosscheck(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from skqbench.report import UnmeasuredLoad, write_report
 
-    res = load_results(args.folder)
+    try:
+        res = load_results(args.folder)
+    except (OSError, ValueError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        args.parser.error(f"argument folder: no results in {args.folder!r} ({why})")
     try:
         write_report(res, args.folder, knee=args.knee)
     except UnmeasuredLoad as exc:  # found before anything is written
@@ -426,7 +595,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         args.port,
         sockperf_service=args.sockperf_service,
     )
-    control = args.control or default_control_path()
+    control = args.control
 
     def ready(port: int) -> None:
         print(
@@ -437,16 +606,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())  # service managers stop with TERM
-    with contextlib.suppress(KeyboardInterrupt):
-        run_server(cfg, control, ready, stop)
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            run_server(cfg, control, ready, stop)
+    except OSError as exc:  # the control socket (a path) or the port is taken, or not ours
+        where = f"control socket {exc.filename}" if exc.filename else f"port {args.port}"
+        print(f"skqueue serve: error: {where}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
     print("stopped", file=sys.stderr)
     return 0
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
-    path = args.control or default_control_path()
+    path = args.control
     try:
-        stats = query(path)
+        stats = query(path, wait_s=args.wait)
     except OSError as exc:
         print(
             f"skqueue stats: no server answers on {path} ({exc}); start one with 'skqueue serve'",
@@ -457,27 +631,48 @@ def cmd_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def _missing(modules: Sequence[str]) -> list[str]:
+    """The modules of ``modules`` that cannot be imported (without importing them)."""
+    missing = []
+    for name in modules:
+        try:
+            found = importlib.util.find_spec(name) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            missing.append(name)
+    return missing
+
+
+def _needs(args: argparse.Namespace) -> tuple[str, ...]:
+    """The bench extra's modules this command will import: its own, and uvloop when it
+    starts a uvloop server (reproduce always does)."""
+    command: str = getattr(args, "bench_command", None) or args.command
+    design = getattr(args, "design", None)
+    designs = design if isinstance(design, list) else [design]
+    starts_uvloop = "uvloop" in designs or command == "reproduce"
+    return NEEDS.get(command, ()) + (("uvloop",) if starts_uvloop else ())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
+    prog = args.parser.prog
+    missing = _missing(_needs(args))
+    if missing:
+        print(
+            f"{prog}: error: needs the bench extra ({', '.join(missing)} not installed): "
+            f"{BENCH_EXTRA}",
+            file=sys.stderr,
+        )
+        return 2
+    if "plan" not in args:
+        run: Callable[[argparse.Namespace], int] = args.run
+        return run(args)
     try:
-        if args.command == "serve":
-            return cmd_serve(args)
-        if args.command == "stats":
-            return cmd_stats(args)
-        if args.bench_command == "report":
-            return cmd_report(args)
-        if args.bench_command == "load":
-            return cmd_load(args)
-        if args.bench_command == "crosscheck":
-            return cmd_crosscheck(args)
-        name = args.bench_command
-        plan = reproduce_plan(args) if name == "reproduce" else sweep_plan(args)
+        plan: SweepPlan = args.plan(args)
     except ValueError as exc:  # a combination of arguments no single option could reject
-        parser.error(str(exc))
-    except FileNotFoundError as exc:
-        parser.error(f"{exc.filename}: no such file (is it a results folder?)")
-    return run_plan(plan, _out_dir(args, name))
+        args.parser.error(str(exc))
+    return run_plan(plan, _out_dir(args, args.bench_command))
 
 
 if __name__ == "__main__":

@@ -25,14 +25,15 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from multiprocessing.connection import Connection as Pipe
 from multiprocessing.process import BaseProcess
-from typing import Any
-
-from hdrh.histogram import HdrHistogram
+from typing import TYPE_CHECKING, Any
 
 from skqbench.osutil import child_process_setup, epoll_wait_ns, precise_timer_slack
 from skqbench.protocol import FRAME, FRAME_SIZE, MAGIC, MAX_SERVICE_NS
 from skqbench.servers.base import LOOPBACK
 from skqbench.service import parse_dist
+
+if TYPE_CHECKING:
+    from hdrh.histogram import HdrHistogram
 
 ARRIVALS = ("poisson", "fixed", "pareto")
 # mutilate's "fb_ia" inter-arrival: generalized Pareto, shape 0.154971 (scale 16.0292 us
@@ -137,6 +138,10 @@ class _Connections:
 
 
 def _new_hist() -> HdrHistogram:
+    """hdrh is imported here, not at the top: it is in the bench extra, and the
+    ``skqueue`` command must start (and say so) without it."""
+    from hdrh.histogram import HdrHistogram
+
     return HdrHistogram(1, HIST_MAX_NS, HIST_DIGITS)
 
 
@@ -345,6 +350,8 @@ class LoadGenerator:
 
 
 def _merge(spec: LoadSpec, parts: list[dict[str, Any]]) -> LoadResult:
+    from hdrh.histogram import HdrHistogram
+
     hist, lag, from_send = _new_hist(), _new_hist(), _new_hist()
     for part in parts:
         hist.add(HdrHistogram.decode(part["hist"]))

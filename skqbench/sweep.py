@@ -12,6 +12,7 @@ everything measured so far.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -130,18 +131,34 @@ def saturation_reason(res: LoadResult, plan: SweepPlan) -> str:
 Progress = Callable[[str, int, int, "Point | None"], None]
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
 @contextmanager
-def _no_sigint() -> Iterator[None]:
-    """Cleanup after Ctrl-C must finish, or processes and the results file are left half done."""
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+def _handling(
+    handler: Callable[[int, Any], None] | int, signums: tuple[int, ...]
+) -> Iterator[None]:
+    """``handler`` for ``signums`` inside the block, the previous handlers after it."""
+    previous = {signum: signal.signal(signum, handler) for signum in signums}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _uninterrupted() -> contextlib.AbstractContextManager[None]:
+    """Cleanup after Ctrl-C or SIGTERM must finish, or processes and the results file are
+    left half done."""
+    return _handling(signal.SIG_IGN, STOP_SIGNALS)
 
 
 def run_sweep(plan: SweepPlan, out_dir: str, progress: Progress | None = None) -> SweepResults:
-    """Measure every configuration at increasing rates; Ctrl-C ends it cleanly.
+    """Measure every configuration at increasing rates; Ctrl-C or SIGTERM ends it cleanly.
 
     ``progress(label, done, total, point)`` is called before each point (point None) and
     after it.  Returns the results, also saved in ``out_dir``.
@@ -156,12 +173,14 @@ def run_sweep(plan: SweepPlan, out_dir: str, progress: Progress | None = None) -
     t0 = time.monotonic()
     gen = LoadGenerator(plan.processes)
     try:
-        for i, cfg in enumerate(plan.configs):
-            _sweep_one(plan, cfg, gen, results, out_dir, progress, i * len(plan.rates), total)
+        # SIGTERM (kill, a service manager, a CI time limit) ends a sweep as Ctrl-C does.
+        with _handling(_interrupt, (signal.SIGTERM,)):
+            for i, cfg in enumerate(plan.configs):
+                _sweep_one(plan, cfg, gen, results, out_dir, progress, i * len(plan.rates), total)
     except KeyboardInterrupt:
         results.interrupted = True
     finally:
-        with _no_sigint():
+        with _uninterrupted():
             gen.close()
             results.elapsed_s = round(time.monotonic() - t0, 1)
             results.save(out_dir)
@@ -206,5 +225,5 @@ def _sweep_one(
                 break
             time.sleep(plan.settle_s)
     finally:
-        with _no_sigint():
+        with _uninterrupted():
             server.stop()

@@ -1,93 +1,28 @@
 """Runs a server design in its own process, with a local control socket.
 
 The benchmark never serves and generates load in one interpreter: :class:`ServerProcess`
-spawns a child that starts the design and answers ``stats`` on a unix socket, which is
-also what ``skqueue stats`` talks to when ``skqueue serve`` runs a server in the
-foreground (:func:`run_server`).
+spawns a child that starts the design and answers ``stats`` on a unix socket
+(:mod:`skqbench.control`), which is also what ``skqueue stats`` talks to when
+``skqueue serve`` runs a server in the foreground (:func:`run_server`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import multiprocessing as mp
 import os
 import signal
-import socket
 import tempfile
 import threading
 from collections.abc import Callable
 from multiprocessing.connection import Connection as Pipe
 from typing import Any
 
+from skqbench.control import ControlServer, query
 from skqbench.osutil import child_process_setup
-from skqbench.servers.base import Server, ServerConfig, load_design
+from skqbench.servers.base import ServerConfig, load_design
 
-CONTROL_TIMEOUT_S = 5.0
 START_TIMEOUT_S = 60.0
-
-
-def default_control_path() -> str:
-    """Where ``skqueue serve`` listens and ``skqueue stats`` looks by default."""
-    return os.path.join(tempfile.gettempdir(), f"skqueue-{os.getuid()}.sock")
-
-
-class ControlServer:
-    """A unix socket that answers one-line commands; ``stats`` returns the server's JSON."""
-
-    def __init__(self, path: str, server: Server) -> None:
-        self.path = path
-        self.server = server
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)  # a stale socket from a server that was killed
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.bind(path)
-        self.sock.listen(8)
-        self._thread = threading.Thread(target=self._serve, name="control", daemon=True)
-        self._thread.start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                client, _ = self.sock.accept()
-            except OSError:  # closed
-                return
-            with client:
-                client.settimeout(CONTROL_TIMEOUT_S)
-                try:
-                    command = client.recv(64).decode(errors="replace").strip()
-                    if command == "stats":
-                        reply: dict[str, Any] = {"ok": True, "stats": self.server.stats()}
-                    else:
-                        reply = {"ok": False, "error": f"unknown command {command!r}"}
-                    client.sendall(json.dumps(reply).encode() + b"\n")
-                except Exception as exc:  # a broken client must not take the server down
-                    with contextlib.suppress(OSError):
-                        client.sendall(json.dumps({"ok": False, "error": str(exc)}).encode())
-
-    def close(self) -> None:
-        with contextlib.suppress(OSError):
-            self.sock.shutdown(socket.SHUT_RDWR)
-        self.sock.close()
-        self._thread.join(CONTROL_TIMEOUT_S)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.path)
-
-
-def query(path: str, command: str = "stats") -> dict[str, Any]:
-    """Ask a running server's control socket; raises ``OSError`` if nobody listens."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(CONTROL_TIMEOUT_S)
-        sock.connect(path)
-        sock.sendall(command.encode() + b"\n")
-        chunks = []
-        while chunk := sock.recv(65536):
-            chunks.append(chunk)
-    reply: dict[str, Any] = json.loads(b"".join(chunks))
-    if not reply.get("ok"):
-        raise OSError(f"server refused {command!r}: {reply.get('error')}")
-    stats: dict[str, Any] = reply["stats"]
-    return stats
 
 
 def run_server(
@@ -97,7 +32,7 @@ def run_server(
     server = load_design(cfg.design)(cfg)
     port = server.start()
     try:
-        control = ControlServer(control_path, server)
+        control = ControlServer(control_path, server.stats)
         try:
             ready(port)
             stop.wait()

@@ -37,12 +37,12 @@ def _env() -> dict[str, str]:
         (["bench", "sweep", "--design", "nginx"], "invalid choice"),
         (["bench", "sweep", "--policy", "best0"], "bad SKQ policy"),
         (["bench", "sweep", "--dist", "fixed:fast"], "bad service distribution"),
-        (["bench", "sweep", "--rates", "100,-5"], "bad rate list"),
+        (["bench", "sweep", "--rates", "100,-5"], "is not a rate"),
         (["bench", "sweep", "--rates", "100", "--steps", "3"], "not allowed with"),
-        (["bench", "reproduce", "--workers", "0"], "positive integer"),
+        (["bench", "reproduce", "--workers", "0"], "is not a worker count"),
         (["bench", "reproduce", "--slo-us", "5", "--slo-factor", "3"], "not allowed with"),
-        (["serve", "--port", "http"], "bad port"),
-        (["bench", "report", "/nonexistent/folder"], "no such file"),
+        (["serve", "--port", "http"], "is not a port"),
+        (["bench", "report", "/nonexistent/folder"], "No such file"),
     ],
 )
 def test_bad_arguments_exit_2_with_a_message(
@@ -55,7 +55,8 @@ def test_bad_arguments_exit_2_with_a_message(
 
 
 def test_stats_without_server_says_so(tmp_path: object, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["stats", "--control", os.path.join(str(tmp_path), "none.sock")]) == 1
+    none = os.path.join(str(tmp_path), "none.sock")
+    assert main(["stats", "--control", none, "--wait", "0"]) == 1
     assert "no server answers" in capsys.readouterr().err
 
 
@@ -94,19 +95,38 @@ def test_serve_then_stats_then_ctrl_c(tmp_path: object) -> None:
         proc.wait()
 
 
-@pytest.mark.timeout(60)
-def test_ctrl_c_during_sweep_keeps_results(tmp_path: object) -> None:
+SWEEP_CONFIGS = 6
+SWEEP_RATES = (100, 200)
+
+
+def _points(out: str) -> int:
+    """Points in the sweep's results.json so far (it is replaced atomically)."""
+    try:
+        with open(os.path.join(out, "results.json")) as f:
+            return len(json.load(f)["points"])
+    except FileNotFoundError:
+        return 0
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl_c", "sigterm"])
+def test_ctrl_c_during_sweep_keeps_results(tmp_path: object, signum: int) -> None:
+    """Six configurations, so that however loaded the machine (and whichever points
+    saturate, which ends a configuration early) at least five server starts and points
+    remain after the first point is saved: the signal always lands mid-sweep."""
     out = os.path.join(str(tmp_path), "rep")
+    workers = [arg for n in range(1, SWEEP_CONFIGS + 1) for arg in ("--workers", str(n))]
     proc = subprocess.Popen(
         _cli(
             "bench",
             "sweep",
             "--design",
             "asyncio",
+            *workers,
             "--dist",
             "fixed:1ms",
             "--rates",
-            "100,200,300,400,500,600",
+            ",".join(map(str, SWEEP_RATES)),
             "--duration",
             "0.5",
             "--warmup",
@@ -122,17 +142,19 @@ def test_ctrl_c_during_sweep_keeps_results(tmp_path: object) -> None:
         env=_env(),
     )
     try:
-        deadline = time.monotonic() + 30
-        while not os.path.exists(os.path.join(out, "results.json")):
-            assert time.monotonic() < deadline, "no point measured"
+        deadline = time.monotonic() + 60
+        while _points(out) < 1:
+            assert proc.poll() is None, "the sweep ended before measuring a point"
+            assert time.monotonic() < deadline, "no point measured in 60 s"
             time.sleep(0.05)
-        proc.send_signal(signal.SIGINT)
-        output, _ = proc.communicate(timeout=30)
+        assert proc.poll() is None, "the sweep ended before the signal"
+        proc.send_signal(signum)
+        output, _ = proc.communicate(timeout=60)
         assert proc.returncode == 130, output
         with open(os.path.join(out, "results.json")) as f:
             data = json.load(f)
         assert data["interrupted"] is True
-        assert 1 <= len(data["points"]) < 6
+        assert 1 <= len(data["points"]) < SWEEP_CONFIGS * len(SWEEP_RATES)
         assert os.path.exists(os.path.join(out, "p99.png"))
         assert "interrupted" in output
     finally:

@@ -22,8 +22,10 @@ def test_fixed_delay_is_a_floor_and_an_overload_is_not_hidden() -> None:
         )
         assert light.sent == light.received > 50
         assert light.errors == light.timeouts == 0
-        assert 5000 <= light.p50_us < 5000 + 3000
-        assert light.achieved == pytest.approx(light.scheduled, rel=0.05)
+        assert light.p50_us >= 5000  # the service time is a floor, on any machine
+        # Within the window, replies keep up with sends (a busy machine delays a few
+        # across the window's end; an overload loses half, see below).
+        assert light.achieved >= 0.8 * light.scheduled
         # 3x capacity: an open-loop generator keeps sending, so requests queue; a
         # closed-loop one would report ~5 ms.  Latency grows over the run.
         heavy = gen.run(
@@ -39,8 +41,11 @@ def test_fixed_delay_is_a_floor_and_an_overload_is_not_hidden() -> None:
             )
         )
         assert heavy.achieved < 0.5 * heavy.scheduled
-        assert heavy.p99_us > 100 * 5000 / 1000 * 1000 / 10  # > 50 ms
+        assert heavy.p99_us > 50_000  # 10x the service time: queueing is measured
         assert heavy.timeouts > 0  # still queued after the drain, and counted
+        # The same machine, the same run: light load's median is far below the overload's
+        # (a generator measuring from the actual send would report ~5 ms for both).
+        assert light.p50_us < heavy.p50_us / 4
 
 
 def test_arrival_processes_have_the_asked_rate() -> None:
