@@ -9,13 +9,16 @@ ResourceWarnings.
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -113,3 +116,77 @@ def test_short_lived_threads_hold_no_fd_each(listener: socket.socket) -> None:
             thread.join(WAIT)
     assert not any(thread.is_alive() for thread in threads), "a thread hung"
     assert fd_count() == before
+
+
+def test_plan_cache_is_bounded_and_keeps_busy_listeners(
+    monkeypatch: pytest.MonkeyPatch, listener: socket.socket, tmp_path: Path
+) -> None:
+    """2,000 short-lived listeners: the cache stays within its size, every count is
+    exact, and the listener measured all along keeps its plan (it is not rebuilt)."""
+    size = 16
+    monkeypatch.setattr(sc, "_PLAN_CACHE_MAX", size)
+    built: Counter[int] = Counter()
+    make_plan = sc._make_plan
+
+    def counting_make_plan(fd: int, ino: int) -> sc._Plan:
+        built[ino] += 1
+        return make_plan(fd, ino)
+
+    monkeypatch.setattr(sc, "_make_plan", counting_make_plan)
+    busy = listener.fileno()
+    busy_ino = os.fstat(busy).st_ino & 0xFFFFFFFF
+    with connect_to(listener):
+        assert wait_until(queue_is(listener, 1))
+        for i in range(2000):
+            if i % 2:
+                short = socket.create_server(("127.0.0.1", 0), backlog=4)
+            else:
+                short = socket.socket(socket.AF_UNIX)
+                short.bind(str(tmp_path / "listener.sock"))
+                short.listen(4)
+            with short:
+                pending = [connect_to(short) for _ in range(i % 3)]
+                assert wait_until(queue_is(short, len(pending)))
+                for client in pending:
+                    client.close()
+            if short.family == socket.AF_UNIX:
+                os.unlink(tmp_path / "listener.sock")
+            assert sc.accept_queue_length(busy) == 1
+            assert len(sc._plans) <= size
+    assert built[busy_ino] == 1
+
+
+def test_plan_left_by_a_reused_inode_is_rebuilt(listener: socket.socket, tmp_path: Path) -> None:
+    """An inode number of a closed socket can come back on a new one; the plan cached
+    for the old socket must not make the new one fail or report another's queue."""
+    with (
+        socket.create_server(("127.0.0.1", 0), backlog=4) as other,
+        socket.socket(socket.AF_UNIX) as unix,
+        connect_to(listener) as client,
+    ):
+        unix.bind(str(tmp_path / "unix.sock"))
+        unix.listen(4)
+        with connect_to(other), connect_to(other), connect_to(unix):
+            socks = {"tcp": listener, "other": other, "unix": unix}
+            expected = {"tcp": 1, "other": 2, "unix": 1}
+            for name, sock in socks.items():
+                assert wait_until(queue_is(sock, expected[name]))
+
+            def key(sock: socket.socket) -> tuple[int, int]:
+                st = os.fstat(sock.fileno())
+                return (st.st_dev, st.st_ino)
+
+            def plan(sock: socket.socket) -> sc._Plan:
+                return sc._make_plan(sock.fileno(), os.fstat(sock.fileno()).st_ino & 0xFFFFFFFF)
+
+            for name, sock in socks.items():
+                for stale_from in socks.values():
+                    if stale_from is not sock:
+                        sc._plans[key(sock)] = plan(stale_from)
+                        assert sc.accept_queue_length(sock.fileno()) == expected[name]
+            # A socket that is not a listener, under a listener's old plan: EINVAL.
+            sc._plans[key(client)] = plan(listener)
+            with pytest.raises(OSError) as info:
+                sc.accept_queue_length(client.fileno())
+            assert info.value.errno == errno.EINVAL
+            assert key(client) not in sc._plans

@@ -22,6 +22,7 @@ import termios
 import threading
 import time
 from array import array
+from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Literal, NamedTuple
 
@@ -444,14 +445,43 @@ class _Plan(NamedTuple):
     dump: bool
 
 
-# (st_dev, st_ino) -> plan. A listener's address cannot change, so the getsockname
-# and request packing are done once; the reply's inode and state are still checked
-# every time. Keyed by device too, so only sockfs inodes can ever hit.
-_plans: dict[tuple[int, int], _Plan] = {}
+# (st_dev, st_ino) -> plan, least recently used first. A listener's address cannot
+# change, so the getsockname and request packing are done once per listener that is
+# measured again and again; plans of closed listeners age out.  A plan is only a
+# question: the reply's inode and state are checked every time, so a plan left by a
+# closed socket whose inode number came back answers nothing, and is rebuilt.  Keyed
+# by device too, so only sockfs inodes can ever hit.
+_plans: OrderedDict[tuple[int, int], _Plan] = OrderedDict()
+_plans_lock = threading.Lock()
+
+
+def _cached_plan(key: tuple[int, int]) -> _Plan | None:
+    """The plan for key, now the most recently used (a busy listener keeps its own)."""
+    with _plans_lock:
+        plan = _plans.get(key)
+        if plan is not None:
+            _plans.move_to_end(key)
+        return plan
+
+
+def _keep_plan(key: tuple[int, int], plan: _Plan) -> None:
+    """Cache a plan that just answered, evicting the least recently used beyond the size."""
+    with _plans_lock:
+        _plans[key] = plan
+        _plans.move_to_end(key)
+        while len(_plans) > _PLAN_CACHE_MAX:
+            _plans.popitem(last=False)
+
+
+def _forget_plan(key: tuple[int, int]) -> None:
+    with _plans_lock:
+        _plans.pop(key, None)
 
 
 def _after_fork_in_child() -> None:
     """Fresh locks (a parent thread may have held one at the fork), sockets of our own."""
+    global _plans_lock
+    _plans_lock = threading.Lock()
     _diag_pool.after_fork_in_child()
 
 
@@ -559,19 +589,20 @@ def accept_queue_length(fd: int) -> int:
     st = os.fstat(fd)
     ino = st.st_ino & 0xFFFFFFFF
     key = (st.st_dev, st.st_ino)
-    plan = _plans.get(key)
-    if plan is None:
-        plan = _make_plan(fd, ino)
-        if len(_plans) >= _PLAN_CACHE_MAX:
-            _plans.clear()
-        _plans[key] = plan
+    cached = _cached_plan(key)
+    if cached is not None:
+        result = _rqueue(cached, ino)
+        if result is not None:
+            return result
+        _forget_plan(key)  # no longer listening, or the inode number was reused
+    plan = _make_plan(fd, ino)
     result = _rqueue(plan, ino)
-    if result is None and not plan.unix and not plan.dump:
-        plan = _plans[key] = _dump_plan(plan)
+    if result is None and not plan.unix:
+        plan = _dump_plan(plan)
         result = _rqueue(plan, ino)
     if result is None:
-        _plans.pop(key, None)
         raise OSError(errno.EINVAL, "socket is not listening")
+    _keep_plan(key, plan)
     return result
 
 
