@@ -9,8 +9,10 @@ ResourceWarnings.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -22,13 +24,35 @@ from pathlib import Path
 
 import pytest
 
+import skqueue
+from skqueue import kevent
 from skqueue.backend import syscalls as sc
+from skqueue.constants import (
+    EV_ADD,
+    EVFILT_PROC,
+    EVFILT_READ,
+    EVFILT_TIMER,
+    EVFILT_USER,
+    EVFILT_VNODE,
+    NOTE_EXIT,
+    NOTE_FORK,
+    NOTE_WRITE,
+)
 
 WAIT = 10.0  # generous: only a hang runs into it
 
 
 def fd_count() -> int:
     return len(os.listdir("/proc/self/fd"))
+
+
+def open_inodes() -> set[int]:
+    """The inode of every open fd (the directory listing's own fd is gone by then)."""
+    inodes = set()
+    for name in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            inodes.add(os.fstat(int(name)).st_ino)
+    return inodes
 
 
 def wait_until(predicate: Callable[[], bool]) -> bool:
@@ -190,3 +214,65 @@ def test_plan_left_by_a_reused_inode_is_rebuilt(listener: socket.socket, tmp_pat
                 sc.accept_queue_length(client.fileno())
             assert info.value.errno == errno.EINVAL
             assert key(client) not in sc._plans
+
+
+@pytest.mark.timeout(30)
+def test_forked_child_closes_the_parents_diag_sockets(listener: socket.socket) -> None:
+    """The child closes its copies of the idle sockets, and one that was busy at the
+    fork is closed when given back, not pooled: the parent reads from them too."""
+    fd = listener.fileno()
+    busy = sc._diag_pool.take()
+    sc.accept_queue_length(fd)  # and at least one idle socket besides
+    parent_inodes = {os.fstat(link.sock.fileno()).st_ino for link in sc._diag_pool._idle}
+    assert parent_inodes
+    pid = os.fork()
+    if pid == 0:  # child
+        signal.alarm(20)
+        code = 0
+        try:
+            if parent_inodes & open_inodes():
+                code = 1
+            sc._diag_pool.give_back(busy)
+            if busy.sock.fileno() != -1 or busy in sc._diag_pool._idle:
+                code = 2
+            if sc.accept_queue_length(fd) != 0:
+                code = 3
+        except BaseException:
+            code = 4
+        os._exit(code)
+    sc._diag_pool.give_back(busy)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert sc.accept_queue_length(fd) == 0
+
+
+def test_kqueue_close_gives_back_every_fd(listener: socket.socket, tmp_path: Path) -> None:
+    """epoll, eventfd, timerfd, inotify, pidfd and (where allowed) the proc connector."""
+    path = tmp_path / "watched"
+    path.write_bytes(b"")
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE
+    )
+    try:
+        with open(path, "rb") as watched:
+            sc.accept_queue_length(listener.fileno())  # the pool has a socket before the count
+            before = fd_count()
+            kq = skqueue.kqueue()
+            kq.control(
+                [
+                    kevent(listener.fileno(), EVFILT_READ, EV_ADD),
+                    kevent(watched.fileno(), EVFILT_VNODE, EV_ADD, NOTE_WRITE),
+                    kevent(watched.fileno(), EVFILT_READ, EV_ADD),
+                    kevent(child.pid, EVFILT_PROC, EV_ADD, NOTE_EXIT | NOTE_FORK),
+                    kevent(1, EVFILT_TIMER, EV_ADD, 0, 1000),
+                    kevent(2, EVFILT_USER, EV_ADD),
+                ],
+                0,
+            )
+            with connect_to(listener):
+                assert kq.control(None, 8, WAIT)  # the listener is measured
+            assert fd_count() > before
+            kq.close()
+            assert fd_count() == before
+    finally:
+        child.communicate(b"", timeout=WAIT)
