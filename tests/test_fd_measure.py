@@ -12,14 +12,14 @@ import contextlib
 import os
 import resource
 import socket
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 
 import skqueue
 from skqueue import kevent
 from skqueue._testing import one
+from skqueue.backend import syscalls
 from skqueue.constants import EV_ADD, EV_EOF, EVFILT_READ, EVFILT_WRITE
 
 WAIT = 10.0  # generous: only a hang runs into it
@@ -45,45 +45,23 @@ def fd_table_full() -> Iterator[None]:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
-def in_fresh_thread(body: Callable[[], None]) -> None:
-    """Run body in a new thread: skqueue keeps one sock_diag socket per thread, and
-    only a thread that has none yet must open one to measure a listener."""
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            body()
-        except BaseException as exc:  # handed to the test's thread
-            errors.append(exc)
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    thread.join(WAIT * 3)
-    assert not thread.is_alive(), "the measuring thread hung"
-    if errors:
-        raise errors[0]
-
-
 def test_listener_at_the_fd_limit_keeps_its_knote(kq: skqueue.kqueue) -> None:
     with socket.create_server(("127.0.0.1", 0), backlog=16) as listener:
-
-        def body() -> None:
-            kq.control([kevent(listener.fileno(), EVFILT_READ, EV_ADD)], 0)
-            assert kq.control(None, 8, 0) == []  # this thread's kevq exists before the limit
-            clients = [socket.create_connection(listener.getsockname()) for _ in range(2)]
-            try:
-                with fd_table_full():
-                    for _ in range(2):  # delivered, and still there to deliver again
-                        ev = one(kq, WAIT)
-                        assert (ev.ident, ev.flags) == (listener.fileno(), 0)
-                        assert ev.data >= 1
-                ev = one(kq, WAIT)
-                assert (ev.ident, ev.data) == (listener.fileno(), len(clients))  # exact again
-            finally:
-                for client in clients:
-                    client.close()
-
-        in_fresh_thread(body)
+        kq.control([kevent(listener.fileno(), EVFILT_READ, EV_ADD)], 0)
+        assert kq.control(None, 8, 0) == []  # this thread's kevq exists before the limit
+        clients = [socket.create_connection(listener.getsockname()) for _ in range(2)]
+        try:
+            syscalls._diag_pool.close()  # so the measurement must open a netlink socket
+            with fd_table_full():
+                for _ in range(2):  # delivered, and still there to deliver again
+                    ev = one(kq, WAIT)
+                    assert (ev.ident, ev.flags) == (listener.fileno(), 0)
+                    assert ev.data >= 1
+            ev = one(kq, WAIT)
+            assert (ev.ident, ev.data) == (listener.fileno(), len(clients))  # exact again
+        finally:
+            for client in clients:
+                client.close()
 
 
 def test_empty_datagram_at_the_fd_limit_is_reported(kq: skqueue.kqueue) -> None:

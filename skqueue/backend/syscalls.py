@@ -8,6 +8,7 @@ straight onto kevent's EV_ERROR ``data``.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import ctypes
 import errno
@@ -21,6 +22,7 @@ import termios
 import threading
 import time
 from array import array
+from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Literal, NamedTuple
 
@@ -95,26 +97,17 @@ def _read_records(fd: int, bufsize: int, max_record: int) -> list[bytes]:
 
 
 class _ThreadState(threading.local):
-    """Per-thread scratch state: the hot-path ioctl buffer and the sock_diag socket."""
+    """Per-thread scratch state: the hot-path ioctl buffer.
+
+    It holds no kernel object: threading.local drops a dead thread's state without
+    closing anything (see _DiagPool for the sock_diag sockets).
+    """
 
     def __init__(self) -> None:
         self.int_buf = array("i", [0])
-        self.diag: socket.socket | None = None
-        self.seq = 0
 
 
 _tls = _ThreadState()
-
-
-def _reset_after_fork() -> None:
-    """Give the child its own netlink socket: a shared one would mix up replies."""
-    global _tls
-    if _tls.diag is not None:
-        _tls.diag.close()
-    _tls = _ThreadState()
-
-
-os.register_at_fork(after_in_child=_reset_after_fork)
 
 
 # --------------------------------------------------------------------------- timerfd
@@ -348,7 +341,100 @@ _UNIX_DIAG_REQ = struct.Struct("=BBxxIIIII")
 _UNIX_DIAG_MSG = struct.Struct("=xxBxI8x")
 _U32 = struct.Struct("=I")
 _DIAG_RECV_SIZE = 32 * 1024
+_DIAG_IDLE_MAX = 8  # idle sock_diag sockets kept for reuse; more are closed
 _PLAN_CACHE_MAX = 4096
+
+
+class _DiagLink:
+    """One sock_diag netlink socket and the sequence number of its last request."""
+
+    __slots__ = ("pid", "seq", "sock")
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(
+            socket.AF_NETLINK, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC, _NETLINK_SOCK_DIAG
+        )
+        self.seq = 0
+        self.pid = os.getpid()  # a socket shared with another process would mix up replies
+
+    def exchange(self, payload: bytes, dump: bool) -> list[bytes]:
+        """One sock_diag request; returns the reply bodies.
+
+        Replies to an older request (abandoned by an exception) are skipped by sequence
+        number. A dump ends with NLMSG_DONE; a single lookup ends with its one reply.
+        """
+        sock = self.sock
+        seq = self.seq = (self.seq + 1) & 0xFFFFFFFF
+        flags = _NLM_F_REQUEST | _NLM_F_DUMP if dump else _NLM_F_REQUEST
+        header = _NLMSGHDR.pack(_NLMSGHDR.size + len(payload), _SOCK_DIAG_BY_FAMILY, flags, seq, 0)
+        sock.send(header + payload)
+        bodies: list[bytes] = []
+        while True:
+            data = sock.recv(_DIAG_RECV_SIZE)
+            offset = 0
+            while offset + _NLMSGHDR.size <= len(data):
+                length, kind, _flags, msg_seq, _pid = _NLMSGHDR.unpack_from(data, offset)
+                if length < _NLMSGHDR.size:
+                    break
+                body = data[offset + _NLMSGHDR.size : offset + length]
+                offset += (length + 3) & ~3
+                if msg_seq != seq:
+                    continue
+                if kind == _NLMSG_DONE:
+                    return bodies
+                if kind == _NLMSG_ERROR:
+                    (err,) = _NLMSG_ERRNO.unpack_from(body)
+                    raise OSError(-err, os.strerror(-err))
+                bodies.append(body)
+                if not dump:
+                    return bodies
+
+
+class _DiagPool:
+    """The sock_diag sockets, shared by every thread, each used by one at a time.
+
+    A socket per thread was never closed: threading.local dropped it with the thread
+    (ResourceWarning), and a server held one fd per live thread.  The pool holds as
+    many as measurements ran at once, keeps at most _DIAG_IDLE_MAX idle, and closes
+    them at exit and, in a fork() child, its copies of the parent's.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._idle: list[_DiagLink] = []
+        self._pid = os.getpid()
+
+    def take(self) -> _DiagLink:
+        """An idle socket, or a new one (OSError, e.g. EMFILE, if none can be opened)."""
+        with self._lock:
+            if self._idle:
+                return self._idle.pop()
+        return _DiagLink()
+
+    def give_back(self, link: _DiagLink) -> None:
+        """Keep link for the next measurement, or close it if the pool is full or
+        link was opened by the parent of this fork() child."""
+        with self._lock:
+            if link.pid == self._pid and len(self._idle) < _DIAG_IDLE_MAX:
+                self._idle.append(link)
+                return
+        link.sock.close()
+
+    def close(self) -> None:
+        """Close the idle sockets; the pool opens new ones when needed again."""
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for link in idle:
+            link.sock.close()
+
+    def after_fork_in_child(self) -> None:
+        """Close the idle sockets, which the parent uses too, and disown the busy ones."""
+        self._lock = threading.Lock()  # a parent thread may have held it at the fork
+        self._pid = os.getpid()
+        self.close()
+
+
+_diag_pool = _DiagPool()
 
 
 class _Plan(NamedTuple):
@@ -359,47 +445,57 @@ class _Plan(NamedTuple):
     dump: bool
 
 
-# (st_dev, st_ino) -> plan. A listener's address cannot change, so the getsockname
-# and request packing are done once; the reply's inode and state are still checked
-# every time. Keyed by device too, so only sockfs inodes can ever hit.
-_plans: dict[tuple[int, int], _Plan] = {}
+# (st_dev, st_ino) -> plan, least recently used first. A listener's address cannot
+# change, so the getsockname and request packing are done once per listener that is
+# measured again and again; plans of closed listeners age out.  A plan is only a
+# question: the reply's inode and state are checked every time, so a plan left by a
+# closed socket whose inode number came back answers nothing, and is rebuilt.  Keyed
+# by device too, so only sockfs inodes can ever hit.
+_plans: OrderedDict[tuple[int, int], _Plan] = OrderedDict()
+_plans_lock = threading.Lock()
+
+
+def _cached_plan(key: tuple[int, int]) -> _Plan | None:
+    """The plan for key, now the most recently used (a busy listener keeps its own)."""
+    with _plans_lock:
+        plan = _plans.get(key)
+        if plan is not None:
+            _plans.move_to_end(key)
+        return plan
+
+
+def _keep_plan(key: tuple[int, int], plan: _Plan) -> None:
+    """Cache a plan that just answered, evicting the least recently used beyond the size."""
+    with _plans_lock:
+        _plans[key] = plan
+        _plans.move_to_end(key)
+        while len(_plans) > _PLAN_CACHE_MAX:
+            _plans.popitem(last=False)
+
+
+def _forget_plan(key: tuple[int, int]) -> None:
+    with _plans_lock:
+        _plans.pop(key, None)
+
+
+def _after_fork_in_child() -> None:
+    """Fresh locks (a parent thread may have held one at the fork), sockets of our own."""
+    global _plans_lock
+    _plans_lock = threading.Lock()
+    _diag_pool.after_fork_in_child()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+atexit.register(_diag_pool.close)  # else the collector closes them, with a ResourceWarning
 
 
 def _diag(payload: bytes, dump: bool) -> list[bytes]:
-    """One sock_diag exchange on this thread's netlink socket; returns the reply bodies.
-
-    Replies to an older request (abandoned by an exception) are skipped by sequence
-    number. A dump ends with NLMSG_DONE; a single lookup ends with its one reply.
-    """
-    sock = _tls.diag
-    if sock is None:
-        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, _NETLINK_SOCK_DIAG)
-        _tls.diag = sock
-    seq = _tls.seq = (_tls.seq + 1) & 0xFFFFFFFF
-    flags = _NLM_F_REQUEST | _NLM_F_DUMP if dump else _NLM_F_REQUEST
-    sock.send(
-        _NLMSGHDR.pack(_NLMSGHDR.size + len(payload), _SOCK_DIAG_BY_FAMILY, flags, seq, 0) + payload
-    )
-    bodies: list[bytes] = []
-    while True:
-        data = sock.recv(_DIAG_RECV_SIZE)
-        offset = 0
-        while offset + _NLMSGHDR.size <= len(data):
-            length, kind, _flags, msg_seq, _pid = _NLMSGHDR.unpack_from(data, offset)
-            if length < _NLMSGHDR.size:
-                break
-            body = data[offset + _NLMSGHDR.size : offset + length]
-            offset += (length + 3) & ~3
-            if msg_seq != seq:
-                continue
-            if kind == _NLMSG_DONE:
-                return bodies
-            if kind == _NLMSG_ERROR:
-                (err,) = _NLMSG_ERRNO.unpack_from(body)
-                raise OSError(-err, os.strerror(-err))
-            bodies.append(body)
-            if not dump:
-                return bodies
+    """One sock_diag exchange on a socket of the pool; returns the reply bodies."""
+    link = _diag_pool.take()
+    try:
+        return link.exchange(payload, dump)
+    finally:
+        _diag_pool.give_back(link)
 
 
 def _make_plan(fd: int, ino: int) -> _Plan:
@@ -493,19 +589,20 @@ def accept_queue_length(fd: int) -> int:
     st = os.fstat(fd)
     ino = st.st_ino & 0xFFFFFFFF
     key = (st.st_dev, st.st_ino)
-    plan = _plans.get(key)
-    if plan is None:
-        plan = _make_plan(fd, ino)
-        if len(_plans) >= _PLAN_CACHE_MAX:
-            _plans.clear()
-        _plans[key] = plan
+    cached = _cached_plan(key)
+    if cached is not None:
+        result = _rqueue(cached, ino)
+        if result is not None:
+            return result
+        _forget_plan(key)  # no longer listening, or the inode number was reused
+    plan = _make_plan(fd, ino)
     result = _rqueue(plan, ino)
-    if result is None and not plan.unix and not plan.dump:
-        plan = _plans[key] = _dump_plan(plan)
+    if result is None and not plan.unix:
+        plan = _dump_plan(plan)
         result = _rqueue(plan, ino)
     if result is None:
-        _plans.pop(key, None)
         raise OSError(errno.EINVAL, "socket is not listening")
+    _keep_plan(key, plan)
     return result
 
 
