@@ -46,6 +46,7 @@ _ioctl = fcntl.ioctl
 _FIONREAD = termios.FIONREAD
 _WAKES_WRITE = _OUT | _HUP | _ERR
 _GONE = (errno.EBADF, errno.ENOENT)
+_OUT_OF_RESOURCES = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 _POLL_ANY = select.POLLIN | select.POLLOUT  # HUP and ERR come whatever is asked
 _pipefs_dev: int | None = None
 
@@ -385,7 +386,7 @@ class FdFilter(Filter):
                 kn.data = _check_identity(watch).st_size - os.lseek(fd, 0, os.SEEK_CUR)
                 return kn.data >= lowat
             if kind == LISTENER:
-                kn.data = syscalls.accept_queue_length(fd)
+                kn.data = _accept_queue_length(fd)
                 return kn.data >= lowat
             if kind == KQUEUE:
                 inner = watch.nested() if watch.nested is not None else None
@@ -480,6 +481,20 @@ def _poll_now(fd: int) -> int:
     poller.register(fd, _POLL_ANY)
     ready = poller.poll(0)
     return ready[0][1] & _UNUSUAL if ready else 0
+
+
+def _accept_queue_length(fd: int) -> int:
+    """The listener's queue length; when sock_diag cannot be asked because the process
+    is out of fds (its netlink socket is one), 1 if poll(2) says readable, as libkqueue
+    reports.  Raising would drop the knote exactly when the program must keep it."""
+    try:
+        return syscalls.accept_queue_length(fd)
+    except OSError as exc:
+        if exc.errno not in _OUT_OF_RESOURCES:
+            raise
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return 1 if poller.poll(0) else 0
 
 
 def _check_identity(watch: FdWatch) -> os.stat_result:
