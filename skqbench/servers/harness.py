@@ -16,12 +16,19 @@ import signal
 import socket
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection as Pipe
 from typing import Any
 
 from skqbench.osutil import child_process_setup
-from skqbench.servers.base import Server, ServerConfig, load_design
+from skqbench.servers.base import (
+    ACCEPT_BACKOFF_S,
+    OUT_OF_RESOURCES,
+    Server,
+    ServerConfig,
+    load_design,
+)
 
 CONTROL_TIMEOUT_S = 5.0
 START_TIMEOUT_S = 60.0
@@ -50,8 +57,11 @@ class ControlServer:
         while True:
             try:
                 client, _ = self.sock.accept()
-            except OSError:  # closed
-                return
+            except OSError as exc:
+                if exc.errno in OUT_OF_RESOURCES:  # out of fds: wait, do not end
+                    time.sleep(ACCEPT_BACKOFF_S)
+                    continue
+                return  # closed
             with client:
                 client.settimeout(CONTROL_TIMEOUT_S)
                 try:
@@ -158,6 +168,13 @@ class ServerProcess:
             raise RuntimeError(value)
         self.port = int(value)
         return self.port
+
+    @property
+    def pid(self) -> int:
+        """The server process (the reuseport design's workers are its children)."""
+        pid = self._proc.pid
+        assert pid is not None, "not started"
+        return pid
 
     def stats(self) -> dict[str, Any]:
         return query(self.control_path)
