@@ -36,6 +36,7 @@ class _FrameProtocol(asyncio.Protocol):
         self.pending: deque[tuple[int, bytes | None]] = deque()  # (service_ns, reply)
         self.inflight = 0
         self.reading = True
+        self.eof = False
         self.write_deadline: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -64,6 +65,13 @@ class _FrameProtocol(asyncio.Protocol):
             return
         self._submit()
 
+    def eof_received(self) -> bool:
+        """The client sent all it will: answer what it asked for, then close (asyncio
+        would close at once, dropping the replies still in the pool)."""
+        self.eof = True
+        self._submit()
+        return True
+
     def pause_writing(self) -> None:
         """The client is not reading: stop taking requests, drop it at the deadline."""
         self.write_deadline = self.server.loop.call_later(
@@ -83,14 +91,19 @@ class _FrameProtocol(asyncio.Protocol):
         self.transport.abort()
 
     def _submit(self) -> None:
-        """Move pending requests into the pool up to the connection's in-flight limit."""
+        """Move pending requests into the pool up to the connection's in-flight limit;
+        close once a client that sent its end of file has every reply."""
         server = self.server
         while self.pending and self.inflight < server.cfg.inflight_limit:
             service_ns, reply = self.pending.popleft()
             self.inflight += 1
             fut = server.pool.submit(server.serve_in_pool, service_ns)
             fut.add_done_callback(functools.partial(server.done_in_pool, self, reply))
-        self._update_reading()
+        assert self.transport is not None
+        if self.eof and not self.inflight:
+            self.transport.close()  # after the write buffer is flushed
+        else:
+            self._update_reading()
 
     def done(self, reply: bytes | None, fut: Future[None]) -> None:
         """Loop thread: a request of this connection left the pool."""
@@ -106,7 +119,7 @@ class _FrameProtocol(asyncio.Protocol):
         """Read only while nothing waits for the pool and the client keeps reading."""
         assert self.transport is not None
         want = not self.pending and self.write_deadline is None
-        if want == self.reading or self.transport.is_closing():
+        if want == self.reading or self.eof or self.transport.is_closing():
             return
         self.reading = want
         if want:

@@ -17,6 +17,9 @@ from collections.abc import Iterator
 import pytest
 
 from skqbench.protocol import (
+    FRAME,
+    FRAME_SIZE,
+    MAGIC,
     MAX_SERVICE_NS,
     SOCKPERF_CLIENT,
     SOCKPERF_HEADER,
@@ -269,6 +272,41 @@ def test_at_the_fd_limit_accepting_backs_off(
     assert len(lines) <= bound, lines[:20]
 
 
+# ------------------------------------------------------------------ 4. garbage input
+
+GARBAGE = {
+    "bad-magic": FRAME.pack(MAGIC ^ 0xFF00, 1000, 1, 1),
+    "unknown-protocol": b"\xff\xfe" * FRAME_SIZE,
+    "not-utf8-text": "GET /\u00e9\u00e8 HTTP/1.1\r\n\r\n".encode("latin-1"),
+    "truncated-frame": encode(Request(1000, 1, 1))[: FRAME_SIZE // 2],
+    "oversized-length": SOCKPERF_HEADER.pack(1, SOCKPERF_PONG_REQUEST, SOCKPERF_MAX_SIZE + 1),
+    "undersized-length": SOCKPERF_HEADER.pack(1, SOCKPERF_PONG_REQUEST, 3),
+    "huge-length": SOCKPERF_HEADER.pack(1, SOCKPERF_PONG_REQUEST, 2**32 - 1),
+}
+
+
+@pytest.fixture(params=list(DESIGNS), scope="module")
+def any_server(request: pytest.FixtureRequest) -> Iterator[ServerProcess]:
+    with running(ServerConfig(request.param, WORKERS)) as server:
+        yield server
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("garbage", list(GARBAGE))
+def test_garbage_closes_that_connection_only(any_server: ServerProcess, garbage: str) -> None:
+    good, bad = connect(any_server.port), connect(any_server.port)
+    assert roundtrip(good, Request(1000, 1, 1)).request_id == 1
+    bad.sendall(GARBAGE[garbage])
+    if garbage == "truncated-frame":
+        bad.shutdown(socket.SHUT_WR)  # the rest never comes
+    assert_closed_by_peer(bad)
+    assert roundtrip(good, Request(1000, 2, 2)).request_id == 2
+    fresh = connect(any_server.port)
+    assert roundtrip(fresh, Request(1000, 3, 3)).request_id == 3
+    for s in (good, bad, fresh):
+        s.close()
+
+
 @pytest.mark.parametrize("sched", [0, KQ_SCHED_BEST])
 def test_listener_knote_survives_fd_exhaustion(sched: int) -> None:
     """The READ filter asks sock_diag (a netlink socket, so an fd) for a listener's queue
@@ -295,3 +333,15 @@ def test_listener_knote_survives_fd_exhaustion(sched: int) -> None:
         events = kq.control(None, 1, 5)  # and once the fds are back, the real count
         assert [(ev.ident, ev.data) for ev in events] == [(listener.fileno(), 1)]
         client.close()
+
+
+@pytest.mark.timeout(30)
+def test_request_then_half_close_is_answered(any_server: ServerProcess) -> None:
+    """A client that shuts its sending side after its requests (``nc -N``) still gets
+    every reply, then the server's end of file."""
+    sock = connect(any_server.port)
+    sock.sendall(b"".join(encode(Request(20_000_000, i, i)) for i in range(3)))
+    sock.shutdown(socket.SHUT_WR)
+    assert sorted(recv_frame(sock).request_id for _ in range(3)) == [0, 1, 2]
+    assert_closed_by_peer(sock)
+    sock.close()
