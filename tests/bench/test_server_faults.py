@@ -1,6 +1,7 @@
 """Every server design survives clients that misbehave: slow readers, requests asking for
 too much service, the process running out of fds, and garbage on the wire.  Each fault
-costs the faulty connection only (or, at the fd limit, new connections for a while)."""
+costs the faulty connection only (or, at the fd limit, new connections for a while).
+One test is of the kqueue core: a listener's knote must outlive the fd limit."""
 
 from __future__ import annotations
 
@@ -35,7 +36,6 @@ from skqueue import EV_ADD, EVFILT_READ, KQ_SCHED_BEST, kevent, kqueue
 from .conftest import connect, recv_frame, roundtrip
 
 WORKERS = 2
-POOL_DESIGNS = ("asyncio", "uvloop", "reuseport")  # the designs with write buffers
 
 
 @contextlib.contextmanager
@@ -275,6 +275,34 @@ def test_at_the_fd_limit_accepting_backs_off(
     assert len(lines) <= bound, lines[:20]
 
 
+@pytest.mark.parametrize("sched", [0, KQ_SCHED_BEST])
+def test_listener_knote_survives_fd_exhaustion(sched: int) -> None:
+    """The READ filter asks sock_diag (a netlink socket, so an fd) for a listener's queue
+    length; out of fds it used to drop the listener's knote silently."""
+    with socket.socket() as listener, kqueue(sched=sched, sargs=2 if sched else 0) as kq:
+        listener.bind((LOOPBACK, 0))
+        listener.listen()
+        kq.control([kevent(listener, EVFILT_READ, EV_ADD)], 0)
+        client = socket.create_connection(listener.getsockname())
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        fillers = []
+        resource.setrlimit(resource.RLIMIT_NOFILE, (client.fileno() + 1, hard))
+        try:
+            with pytest.raises(OSError) as no_fd:
+                while True:  # the limit is on fd numbers: fill the holes below it
+                    fillers.append(os.open(os.devnull, os.O_RDONLY))
+            assert no_fd.value.errno == errno.EMFILE
+            events = kq.control(None, 1, 5)
+        finally:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+            for fd in fillers:
+                os.close(fd)
+        assert [(ev.ident, ev.data) for ev in events] == [(listener.fileno(), 1)]
+        events = kq.control(None, 1, 5)  # and once the fds are back, the real count
+        assert [(ev.ident, ev.data) for ev in events] == [(listener.fileno(), 1)]
+        client.close()
+
+
 # ------------------------------------------------------------------ 4. garbage input
 
 GARBAGE = {
@@ -308,34 +336,6 @@ def test_garbage_closes_that_connection_only(any_server: ServerProcess, garbage:
     assert roundtrip(fresh, Request(1000, 3, 3)).request_id == 3
     for s in (good, bad, fresh):
         s.close()
-
-
-@pytest.mark.parametrize("sched", [0, KQ_SCHED_BEST])
-def test_listener_knote_survives_fd_exhaustion(sched: int) -> None:
-    """The READ filter asks sock_diag (a netlink socket, so an fd) for a listener's queue
-    length; out of fds it used to drop the listener's knote silently."""
-    with socket.socket() as listener, kqueue(sched=sched, sargs=2 if sched else 0) as kq:
-        listener.bind((LOOPBACK, 0))
-        listener.listen()
-        kq.control([kevent(listener, EVFILT_READ, EV_ADD)], 0)
-        client = socket.create_connection(listener.getsockname())
-        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        fillers = []
-        resource.setrlimit(resource.RLIMIT_NOFILE, (client.fileno() + 1, hard))
-        try:
-            with pytest.raises(OSError) as no_fd:
-                while True:  # the limit is on fd numbers: fill the holes below it
-                    fillers.append(os.open(os.devnull, os.O_RDONLY))
-            assert no_fd.value.errno == errno.EMFILE
-            events = kq.control(None, 1, 5)
-        finally:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
-            for fd in fillers:
-                os.close(fd)
-        assert [(ev.ident, ev.data) for ev in events] == [(listener.fileno(), 1)]
-        events = kq.control(None, 1, 5)  # and once the fds are back, the real count
-        assert [(ev.ident, ev.data) for ev in events] == [(listener.fileno(), 1)]
-        client.close()
 
 
 @pytest.mark.timeout(30)
