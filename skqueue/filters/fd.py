@@ -505,14 +505,18 @@ def _check_identity(watch: FdWatch) -> os.stat_result:
 
 
 def _empty_message(fd: int) -> bool:
-    """Is a zero-length message waiting?  (Peeking consumes nothing.)"""
-    with socket.socket(fileno=os.dup(fd)) as sock:
+    """Is a zero-length message waiting?  (Peeking consumes nothing.)  The fd is wrapped,
+    not dup()ed: out of fds a dup fails, and the knote would be dropped."""
+    sock = socket.socket(fileno=fd)
+    try:
         if sock.type == socket.SOCK_STREAM:
             return False  # no such thing on a stream: another reader took the data
         try:
             return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
         except OSError:
             return False
+    finally:
+        sock.detach()  # the fd stays the program's
 
 
 def _eof_error(watch: FdWatch, revents: int) -> int:

@@ -275,6 +275,24 @@ def test_at_the_fd_limit_accepting_backs_off(
     assert len(lines) <= bound, lines[:20]
 
 
+@contextlib.contextmanager
+def no_free_fds() -> Iterator[None]:
+    """This process may open no fd until the block ends."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    fillers: list[int] = []
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(map(int, os.listdir("/proc/self/fd"))), hard))
+    try:
+        with pytest.raises(OSError) as no_fd:
+            while True:  # the limit is on fd numbers: fill the holes below it
+                fillers.append(os.open(os.devnull, os.O_RDONLY))
+        assert no_fd.value.errno == errno.EMFILE
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        for fd in fillers:
+            os.close(fd)
+
+
 @pytest.mark.parametrize("sched", [0, KQ_SCHED_BEST])
 def test_listener_knote_survives_fd_exhaustion(sched: int) -> None:
     """The READ filter asks sock_diag (a netlink socket, so an fd) for a listener's queue
@@ -284,23 +302,25 @@ def test_listener_knote_survives_fd_exhaustion(sched: int) -> None:
         listener.listen()
         kq.control([kevent(listener, EVFILT_READ, EV_ADD)], 0)
         client = socket.create_connection(listener.getsockname())
-        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        fillers = []
-        resource.setrlimit(resource.RLIMIT_NOFILE, (client.fileno() + 1, hard))
-        try:
-            with pytest.raises(OSError) as no_fd:
-                while True:  # the limit is on fd numbers: fill the holes below it
-                    fillers.append(os.open(os.devnull, os.O_RDONLY))
-            assert no_fd.value.errno == errno.EMFILE
+        with no_free_fds():
             events = kq.control(None, 1, 5)
-        finally:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
-            for fd in fillers:
-                os.close(fd)
         assert [(ev.ident, ev.data) for ev in events] == [(listener.fileno(), 1)]
         events = kq.control(None, 1, 5)  # and once the fds are back, the real count
         assert [(ev.ident, ev.data) for ev in events] == [(listener.fileno(), 1)]
         client.close()
+
+
+def test_empty_datagram_knote_survives_fd_exhaustion() -> None:
+    """The sibling: telling an empty datagram from nothing peeked through a dup()."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as rx, kqueue() as kq:
+        rx.bind((LOOPBACK, 0))
+        kq.control([kevent(rx, EVFILT_READ, EV_ADD)], 0)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
+            tx.sendto(b"", rx.getsockname())
+        with no_free_fds():
+            events = kq.control(None, 1, 5)
+        assert [(ev.ident, ev.data) for ev in events] == [(rx.fileno(), 0)]
+        assert rx.recv(16) == b""
 
 
 # ------------------------------------------------------------------ 4. garbage input
