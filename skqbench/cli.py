@@ -29,7 +29,7 @@ from skqbench.loadgen import ARRIVALS, LoadGenerator, LoadSpec
 from skqbench.protocol import MAX_SERVICE_NS
 from skqbench.servers.base import DESIGNS, ServerConfig, parse_policy
 from skqbench.servers.harness import run_server
-from skqbench.service import WORK_KINDS, parse_dist
+from skqbench.service import WORK_KINDS, parse_dist, parse_duration_ns
 from skqbench.sweep import Point, SweepPlan, load_results, run_sweep
 
 BENCH_EXTRA = "pip install 'skqueue[bench]'"
@@ -169,6 +169,19 @@ _rate = _number(float, 0.0, MAX_RATE, "a rate", above=True)
 _connections = _number(int, 1, MAX_CONNECTIONS, "a connection count")
 _processes = _number(int, 1, MAX_PROCESSES, "a process count")
 _workers = _number(int, 1, MAX_WORKERS, "a worker count")
+
+
+def _duration(text: str) -> str:
+    """A server limit such as 500ms or 2s: positive and at most MAX_SECONDS."""
+    try:
+        ns = parse_duration_ns(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if not 0 < ns <= MAX_SECONDS * 1e9:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a duration > 0 and <= {MAX_SECONDS:g} s (e.g. 500ms, 2s)"
+        )
+    return text
 
 
 def _add_common(p: argparse.ArgumentParser, quick: bool) -> None:
@@ -390,6 +403,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="service time of sockperf messages, which carry none (default %(default)s)",
     )
     sv.add_argument(
+        "--max-service",
+        type=_duration,
+        default=ServerConfig.max_service,
+        help="longest service time a request may ask for; a request over it closes its "
+        "connection (default %(default)s)",
+    )
+    sv.add_argument(
+        "--send-timeout",
+        type=_duration,
+        default=ServerConfig.send_timeout,
+        help="how long a reply may wait for a client that does not read before its "
+        "connection is dropped (default %(default)s)",
+    )
+    sv.add_argument(
+        "--max-inflight",
+        type=_number(int, 0, MAX_CONNECTIONS, "a request count"),
+        default=ServerConfig.max_inflight,
+        help="requests one connection may have in a pooled design's pool "
+        "(default %(default)s: workers - 1)",
+    )
+    sv.add_argument(
         "--control",
         type=_control_path,
         default=default_control_path(),  # a string default goes through the type check
@@ -594,6 +628,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         args.work,
         args.port,
         sockperf_service=args.sockperf_service,
+        max_service=args.max_service,
+        send_timeout=args.send_timeout,
+        max_inflight=args.max_inflight,
     )
     control = args.control
 

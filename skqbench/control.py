@@ -25,6 +25,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from skqbench.servers.base import ACCEPT_BACKOFF_S, OUT_OF_RESOURCES
+
 CONTROL_TIMEOUT_S = 5.0
 # sun_path is 108 bytes on Linux; one is kept for the terminating NUL other tools expect.
 SUN_PATH_MAX = 107
@@ -138,8 +140,11 @@ class ControlServer:
         while True:
             try:
                 client, _ = self.sock.accept()
-            except OSError:  # closed
-                return
+            except OSError as exc:
+                if exc.errno in OUT_OF_RESOURCES:  # out of fds: wait, do not end
+                    time.sleep(ACCEPT_BACKOFF_S)
+                    continue
+                return  # closed
             threading.Thread(
                 target=self._answer, args=(client,), name="control-client", daemon=True
             ).start()

@@ -9,7 +9,9 @@ starts the workers and returns the port; ``stop`` ends them; ``stats`` is JSON-r
 from __future__ import annotations
 
 import abc
+import errno
 import importlib
+import logging
 import random
 import re
 import socket
@@ -17,11 +19,17 @@ import threading
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from skqbench.protocol import Framer, ProtocolError
-from skqbench.service import WorkFn, make_work, parse_dist
+from skqbench.protocol import Framer, ProtocolError, Reply, SkqFraming
+from skqbench.service import WorkFn, make_work, parse_dist, parse_duration_ns
 
 LOOPBACK = "127.0.0.1"
 BACKLOG = 4096
+ACCEPT_BACKOFF_S = 0.5  # as nginx: out of fds, stop watching the listener this long
+# accept() errors that say "not now" (the pending connection keeps the listener readable,
+# so retrying at once spins), as opposed to a listener closed by stop()
+OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+
+log = logging.getLogger("skqbench.servers")
 
 DESIGNS: dict[str, str] = {
     "skq": "skqbench.servers.skq",
@@ -75,15 +83,49 @@ class ServerConfig:
     port: int = 0
     reuseport: bool = False
     sockperf_service: str = "fixed:400us"  # for sockperf messages, which carry no time
+    # A client-chosen service time over this is refused: the connection is closed, as for
+    # a malformed frame (clamping would serve it with a time the client did not ask for).
+    # 1 s is 125 times the longest the benchmarks ask for (20 x 400 us).
+    max_service: str = "1s"
+    # Longest a reply may wait for the client to read; then that connection is dropped,
+    # so a client that stops reading holds a worker (or buffer space) this long at most.
+    send_timeout: str = "1s"
+    # Pool designs: requests of one connection in the pool at once, so that one
+    # pipelining connection cannot take every thread; 0 is workers - 1 (at least 1).
+    max_inflight: int = 0
 
     def __post_init__(self) -> None:
         if self.design not in DESIGNS:
             raise ValueError(f"unknown design {self.design!r}; choose from {', '.join(DESIGNS)}")
+        for name in ("workers", "max_inflight"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise TypeError(f"{name} must be an int, not {type(value).__name__}")
         if self.workers < 1:
             raise ValueError("workers must be at least 1")
+        if self.max_inflight < 0:
+            raise ValueError("max_inflight must be 0 (automatic) or more")
         if self.design == "skq":
             parse_policy(self.policy)
         parse_dist(self.sockperf_service)
+        for name in ("max_service", "send_timeout"):
+            if parse_duration_ns(getattr(self, name)) <= 0:
+                raise ValueError(f"{name} must be a positive duration")
+
+    @property
+    def max_service_ns(self) -> int:
+        """:attr:`max_service` in nanoseconds."""
+        return parse_duration_ns(self.max_service)
+
+    @property
+    def send_timeout_s(self) -> float:
+        """:attr:`send_timeout` in seconds."""
+        return parse_duration_ns(self.send_timeout) / 1e9
+
+    @property
+    def inflight_limit(self) -> int:
+        """:attr:`max_inflight` with 0 resolved."""
+        return self.max_inflight or max(1, self.workers - 1)
 
     @property
     def label(self) -> str:
@@ -102,6 +144,8 @@ class Server(abc.ABC):
         self._rng = random.Random(0)
         self._served: dict[str, int] = {}
         self._served_lock = threading.Lock()
+        self._events: dict[str, int] = {}
+        self._max_service_ns = cfg.max_service_ns
 
     @abc.abstractmethod
     def start(self) -> int:
@@ -115,6 +159,39 @@ class Server(abc.ABC):
         """Service time for a sockperf message (drawn here: the message has none)."""
         return self._sockperf_dist.sample_ns(self._rng, 1.0)
 
+    def respond(self, framer: Framer, frame: bytes) -> Reply:
+        """(service time, reply or None) for a frame; ProtocolError for a client-chosen
+        service time over ``max_service``, which would stall everything queued behind it."""
+        service_ns, reply = framer.respond(frame, self.sockperf_service_ns)
+        if isinstance(framer.framing, SkqFraming) and service_ns > self._max_service_ns:
+            raise ProtocolError(f"service time {service_ns} ns over max_service")
+        return service_ns, reply
+
+    def count(self, event: str) -> None:
+        """Count a connection-level fault (``protocol_error``, ``slow_reader``,
+        ``accept_backoff``) for :meth:`stats`: faults are handled, never silent."""
+        with self._served_lock:
+            self._events[event] = self._events.get(event, 0) + 1
+
+    def accept_pending(self, listener: socket.socket) -> tuple[list[socket.socket], bool]:
+        """Accept every pending connection on a non-blocking listener.  The flag is True
+        when the process is out of fds or memory: the caller must then stop watching the
+        listener for :data:`ACCEPT_BACKOFF_S`, since the pending connection keeps it
+        readable and an immediate retry spins."""
+        socks: list[socket.socket] = []
+        while True:
+            try:
+                sock, _ = listener.accept()
+            except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                return socks, False
+            except OSError as exc:
+                if exc.errno not in OUT_OF_RESOURCES:
+                    return socks, False  # listener closed by stop()
+                self.count("accept_backoff")
+                log.warning("accept: %s; not accepting for %.1f s", exc, ACCEPT_BACKOFF_S)
+                return socks, True
+            socks.append(sock)
+
     def serve_request(self, worker: str, service_ns: int) -> None:
         """Run the service routine and count it against ``worker``."""
         self.work(service_ns)
@@ -127,7 +204,14 @@ class Server(abc.ABC):
     def stats(self) -> dict[str, Any]:
         """Configuration and requests served per worker (shows imbalance across workers)."""
         served = dict(self._served)
-        return {"config": asdict(self.cfg), "served": served, "served_total": sum(served.values())}
+        with self._served_lock:
+            events = dict(self._events)
+        return {
+            "config": asdict(self.cfg),
+            "served": served,
+            "served_total": sum(served.values()),
+            "events": events,
+        }
 
 
 def load_design(name: str) -> type[Server]:
@@ -180,26 +264,33 @@ class Connection:
         try:
             frames = self.framer.feed(data)
             for frame in frames:  # never more than one: recv stops at the frame's end
-                service_ns, reply = self.framer.respond(frame, server.sockperf_service_ns)
+                service_ns, reply = server.respond(self.framer, frame)
                 server.serve_request(worker, service_ns)
-                if reply is not None and not self._send(reply):
+                if reply is not None and not self._send(server, reply):
                     return False
         except ProtocolError:
+            server.count("protocol_error")
             return False
         return True
 
-    def _send(self, data: bytes) -> bool:
+    def _send(self, server: Server, data: bytes) -> bool:
+        """Send a reply; False (drop the connection) on error or when the client does
+        not take it within ``send_timeout``, which bounds how long it holds the worker."""
         try:
             sent = self.sock.send(data)
         except BlockingIOError:
             sent = 0
         except OSError:
             return False
-        if sent < len(data):  # full send buffer: rare, finish in blocking mode
+        if sent < len(data):  # full send buffer: rare, finish with a deadline
             try:
-                self.sock.setblocking(True)
+                # the timeout bounds the whole sendall, not each partial send
+                self.sock.settimeout(server.cfg.send_timeout_s)
                 self.sock.sendall(data[sent:])
                 self.sock.setblocking(False)
+            except TimeoutError:
+                server.count("slow_reader")
+                return False
             except OSError:
                 return False
         return True

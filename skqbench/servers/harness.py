@@ -94,6 +94,13 @@ class ServerProcess:
         self.port = int(value)
         return self.port
 
+    @property
+    def pid(self) -> int:
+        """The server process (the reuseport design's workers are its children)."""
+        pid = self._proc.pid
+        assert pid is not None, "not started"
+        return pid
+
     def stats(self) -> dict[str, Any]:
         return query(self.control_path)
 

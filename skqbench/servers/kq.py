@@ -11,7 +11,7 @@ import threading
 from typing import Any
 
 import skqueue
-from skqbench.servers.base import Connection, Server, listen_socket
+from skqbench.servers.base import ACCEPT_BACKOFF_S, Connection, Server, listen_socket
 
 POLL_S = 0.1  # how often an idle worker checks for stop
 
@@ -54,21 +54,27 @@ class KqueueServer(Server):
         """Called after an event on ``fd`` (``conn``, or ``None`` for the listener) was
         handled and the fd is still open."""
 
-    def accept_all(self) -> list[Connection]:
-        """Accept every pending connection on the (non-blocking) listener."""
-        conns = []
-        while True:
-            try:
-                sock, _ = self.listener.accept()
-            except (BlockingIOError, InterruptedError):
-                break
-            except OSError:  # listener closed by stop()
-                break
-            conn = Connection(sock)
-            with self._conns_lock:
-                self._conns[conn.fd] = conn
-            conns.append(conn)
-        return conns
+    def accept_all(self) -> tuple[list[Connection], bool]:
+        """Accept every pending connection; True as well when accepting must back off
+        (see :meth:`Server.accept_pending`)."""
+        socks, exhausted = self.accept_pending(self.listener)
+        conns = [Connection(sock) for sock in socks]
+        with self._conns_lock:
+            self._conns.update((conn.fd, conn) for conn in conns)
+        return conns, exhausted
+
+    def pause_accepting(self, kq: skqueue.kqueue) -> None:
+        """Out of fds: disable the listener's knote and add a one-shot timer knote whose
+        activation (see :meth:`_worker`) enables it again."""
+        fd = self.listener.fileno()
+        timer = skqueue.kevent(
+            fd,
+            skqueue.EVFILT_TIMER,
+            skqueue.EV_ADD | skqueue.EV_ONESHOT,
+            0,
+            round(ACCEPT_BACKOFF_S * 1000),
+        )
+        kq.control([read_event(fd, skqueue.EV_DISABLE), timer], 0)
 
     def _worker(self, index: int) -> None:
         kq = self.kqueues[index % len(self.kqueues)]
@@ -80,10 +86,16 @@ class KqueueServer(Server):
                 return
             for ev in events:
                 conn: Connection | None = ev.udata
-                if conn is None:
-                    for new in self.accept_all():
-                        self.register(new)
-                    self.rearm(kq, self.listener.fileno(), None)
+                if ev.filter == skqueue.EVFILT_TIMER:  # the accept back-off is over
+                    kq.control([read_event(self.listener.fileno(), skqueue.EV_ENABLE)], 0)
+                elif conn is None:
+                    new, exhausted = self.accept_all()
+                    for c in new:
+                        self.register(c)
+                    if exhausted:
+                        self.pause_accepting(kq)
+                    else:
+                        self.rearm(kq, self.listener.fileno(), None)
                 elif conn.serve_one(self, name):
                     self.rearm(kq, conn.fd, conn)
                 else:

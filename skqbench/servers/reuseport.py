@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import multiprocessing as mp
 import socket
+from collections import Counter
 from dataclasses import replace
 from multiprocessing.connection import Connection as Pipe
 from multiprocessing.process import BaseProcess
@@ -87,11 +88,15 @@ class ReuseportServer(Server):
     def stats(self) -> dict[str, Any]:
         out = super().stats()
         served = {}
+        events = Counter[str]()
         for proc, pipe in self._procs:
             pipe.send("stats")
-            served[f"{proc.name} pid {proc.pid}"] = pipe.recv()["served_total"]
+            child = pipe.recv()
+            served[f"{proc.name} pid {proc.pid}"] = child["served_total"]
+            events.update(child["events"])
         out["served"] = served
         out["served_total"] = sum(served.values())
+        out["events"] = dict(events)
         return out
 
 

@@ -9,7 +9,7 @@ import select
 import threading
 
 import skqueue
-from skqbench.servers.base import Connection
+from skqbench.servers.base import ACCEPT_BACKOFF_S, Connection
 from skqbench.servers.kq import POLL_S, KqueueServer, read_event
 
 
@@ -29,8 +29,11 @@ class VanillaServer(KqueueServer):
         while not self._stopping.is_set():
             ready, _, _ = select.select([self.listener], [], [], POLL_S)
             if ready:
-                for conn in self.accept_all():
+                conns, exhausted = self.accept_all()
+                for conn in conns:
                     self.register(conn)
+                if exhausted:
+                    self._stopping.wait(ACCEPT_BACKOFF_S)
 
     def register(self, conn: Connection) -> None:
         kq = self.kqueues[next(self._next)]

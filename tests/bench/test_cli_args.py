@@ -47,6 +47,9 @@ BAD_VALUES: dict[str, list[str]] = {
     "--sockperf-service": DISTS,
     "--control": ["", LONG_PATH],
     "--wait": ["-1", "1e9", "inf", "nan", "x"],
+    "--max-service": ["0ms", "-1s", "soon", "", "99999s"],
+    "--send-timeout": ["0ms", "-1s", "soon", "", "99999s"],
+    "--max-inflight": ["-1", "1.5", "x", "100000"],
 }
 # What a command needs besides the option under test.
 REQUIRED: dict[str, list[str]] = {
