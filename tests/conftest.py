@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 import skqueue
-from skqueue._testing import KQUEUE_KINDS
+from support import KQUEUE_KINDS
 
 
 @pytest.fixture(params=sorted(KQUEUE_KINDS))

@@ -22,8 +22,6 @@ from types import FrameType
 import pytest
 
 import skqueue
-from skqueue._testing import nothing as _nothing
-from skqueue._testing import one
 from skqueue.constants import (
     EV_ADD,
     EV_CLEAR,
@@ -37,6 +35,8 @@ from skqueue.constants import (
 )
 from skqueue.event import kevent
 from skqueue.filters.signal import hub
+from support import nothing as _nothing
+from support import one
 
 WAIT = 2.0
 QUIET = 0.1

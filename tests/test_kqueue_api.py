@@ -21,7 +21,6 @@ from hypothesis import strategies as st
 
 import skqueue
 from skqueue import kevent
-from skqueue._testing import KQUEUE_KINDS
 from skqueue.constants import (
     EV_ADD,
     EV_CLEAR,
@@ -41,6 +40,7 @@ from skqueue.constants import (
     NOTE_TRIGGER,
     NOTE_WRITE,
 )
+from support import KQUEUE_KINDS
 
 
 # kevent ---------------------------------------------------------------------------------

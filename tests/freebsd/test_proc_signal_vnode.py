@@ -29,7 +29,6 @@ import pytest
 
 import skqueue
 from skqueue import kevent
-from skqueue._testing import nothing, one
 from skqueue.constants import (
     EV_ADD,
     EV_CLEAR,
@@ -47,6 +46,7 @@ from skqueue.constants import (
     NOTE_RENAME,
     NOTE_WRITE,
 )
+from support import nothing, one
 
 WAIT = 2.0
 QUIET = 0.1
