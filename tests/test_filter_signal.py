@@ -429,6 +429,7 @@ def test_wakeup_fd_replaced_later_is_taken_back(kq: skqueue.kqueue) -> None:
             assert signal.set_wakeup_fd(-1) == writer.fileno()
 
 
+@pytest.mark.forks_with_threads  # the signal hub thread runs at the fork
 def test_forked_child_gets_dispositions_back(kq: skqueue.kqueue) -> None:
     add(kq, SIG)
     pid = os.fork()

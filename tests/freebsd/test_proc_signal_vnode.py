@@ -151,6 +151,7 @@ def test_signal_disable_then_enable_reports_both_deliveries(kq: skqueue.kqueue) 
         nothing(kq, QUIET)
 
 
+@pytest.mark.forks_with_threads  # the signal hub thread runs at the fork
 def test_ignored_signal_is_observed_in_a_forked_child(kq: skqueue.kqueue) -> None:
     """kqueue_fork.c shared_table_filt_sig: with the signal ignored, a forked child's
     new kqueue watching it returns from its wait when the parent sends it.  The
