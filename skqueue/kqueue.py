@@ -243,8 +243,8 @@ class kqueue:
         in ``data`` while ``max_events`` has room, and the remaining changes are still
         applied; without room it raises OSError(errno).  EV_RECEIPT on a change makes
         it come back that way even when it succeeds (``data`` 0).  ValueError if the
-        kqueue is closed.  On an SKQ kqueue a
-        call with ``max_events`` > 0 releases the events the calling thread got last.
+        kqueue is closed.  On an SKQ kqueue a call with ``max_events`` > 0 releases
+        the events the calling thread got last.
         """
         core = self._core
         if core is None or core.closed:  # a fork() child must not touch the lock

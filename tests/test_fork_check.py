@@ -1,4 +1,5 @@
-"""The conftest check: a test that forks while other threads run fails unless it is marked."""
+"""The conftest check: a test that forks while other threads run fails unless it is marked,
+and only a marked test may get Python's warning about such a fork."""
 
 from __future__ import annotations
 
@@ -14,8 +15,14 @@ TESTS = Path(__file__).resolve().parent
 FORKING_TESTS = """
 import os
 import threading
+import warnings
 
 import pytest
+
+# What Python 3.12+ says when a threaded process forks (3.11 says nothing).
+FORK_WARNING = (
+    "This process (pid=1) is multi-threaded, use of fork() may lead to deadlocks in the child."
+)
 
 
 def fork_and_reap(with_thread: bool) -> None:
@@ -45,6 +52,15 @@ def test_marked_fork_with_a_thread():
 
 def test_fork_with_no_other_thread():
     fork_and_reap(with_thread=False)
+
+
+@pytest.mark.forks_with_threads
+def test_marked_test_may_get_the_fork_warning():
+    warnings.warn(FORK_WARNING, DeprecationWarning, stacklevel=1)
+
+
+def test_unmarked_test_may_not():
+    warnings.warn(FORK_WARNING, DeprecationWarning, stacklevel=1)
 """
 
 
@@ -57,7 +73,11 @@ def test_fork_with_threads_fails_unless_marked(
     # The copied conftest imports skqueue and the tests' support package.
     paths = [str(TESTS.parent), str(TESTS), os.environ.get("PYTHONPATH", "")]
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in paths if p))
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", timeout=100)
-    result.assert_outcomes(passed=2, failed=1)
+    # As pyproject.toml has it: a DeprecationWarning is an error.
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "-W", "error::DeprecationWarning", timeout=100
+    )
+    result.assert_outcomes(passed=3, failed=2)
+    result.stdout.fnmatch_lines(["FAILED *::test_unmarked_test_may_not*"])
     result.stdout.fnmatch_lines(["E *Failed: forked while 2 threads ran*"])
     result.stdout.fnmatch_lines(["FAILED *::test_unmarked_fork_with_a_thread*"])
