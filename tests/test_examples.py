@@ -19,6 +19,7 @@ EXPECTED: dict[str, list[str]] = {
     "skq_workers.py": [
         r"4 workers on one SKQ kqueue \(policy best2\+ws1\)",
         r"handled 400 requests from 16 sockets",
+        *(rf"  worker {n}: \d+ requests" for n in range(4)),
         r"placements: \d+",
     ],
     "aio_zerocopy_send.py": [
