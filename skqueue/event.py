@@ -97,13 +97,28 @@ def _udata_key(udata: object) -> int:
 
 
 class kevent:
-    """One kqueue change or event: (ident, filter, flags, fflags, data, udata).
+    """One kqueue change or event, as ``select.kevent``: FreeBSD's ``struct kevent``.
 
-    ``ident`` may be an int or any object with ``fileno()``; ``udata`` may be any
-    Python object and comes back as the very same object.  The other fields are
-    checked as select.kevent checks them: TypeError for a non-integer, OverflowError
-    for ident, filter or data out of range; flags and fflags keep their low 16 and
-    32 bits.  A bad change fails here, where the mistake is, not inside kevent().
+    * ``ident``: what the knote watches: an fd (an int or any object with
+      ``fileno()``, stored as the int) for READ, WRITE, VNODE; a pid for PROC; a
+      signal number for SIGNAL; an id of your choice for TIMER and USER; the job for AIO.
+    * ``filter``: ``EVFILT_*`` (default READ); with ident it keys the knote.
+    * ``flags``: ``EV_*``, what to do in a change (EV_ADD, the default, EV_DELETE,
+      EV_ENABLE, EV_DISABLE, EV_ONESHOT, EV_CLEAR, EV_DISPATCH, EV_RECEIPT, ...) and
+      what happened in an event (EV_EOF, EV_ERROR).
+    * ``fflags``: the filter's ``NOTE_*`` flags (NOTE_LOWAT, NOTE_TRIGGER, NOTE_EXIT,
+      NOTE_WRITE, ...); 0 at EOF: the socket error is left for the program (see the README).
+    * ``data``: the filter's number: a change's parameter (the timer period, the
+      low-water mark) or an event's result (bytes readable, space to write, timer
+      expirations, signal deliveries, the exit status, the errno of an EV_ERROR).
+    * ``udata``: any Python object; the event carries back the very object given.
+
+    Events compare as ``select.kevent`` ones do (udata: ints by value, other
+    objects by identity) and are mutable, so not hashable.
+
+    Fields are checked as select.kevent checks them: TypeError for a non-integer,
+    OverflowError for ident, filter or data out of range; flags and fflags keep their
+    low 16 and 32 bits.  A bad change fails here, where the mistake is, not in kevent().
     """
 
     __slots__ = ("data", "fflags", "filter", "flags", "ident", "udata")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import operator
 import os
 import threading
 import weakref
@@ -59,13 +60,69 @@ def _einval(message: str) -> OSError:
     return OSError(errno.EINVAL, f"{os.strerror(errno.EINVAL)}: {message}")
 
 
-class kqueue:
-    """A kqueue.  With ``sched`` (or ``ioctl(FKQMULTI, ...)``) it is an SKQ kqueue.
+def _byte(name: str, value: object) -> int:
+    """One of kqueue()'s SKQ arguments: an int that fits its byte of FKQMULTI's argument."""
+    try:
+        number = operator.index(value)  # type: ignore[arg-type]
+    except TypeError:
+        raise TypeError(f"{name} must be an int, not {type(value).__name__}") from None
+    if not 0 <= number <= 0xFF:
+        raise ValueError(f"{name} must be in [0, 255] (one byte of KQSCHED_MAKE), got {number}")
+    return number
 
-    ``sched`` is a number (0 random, KQ_SCHED_QUEUE, KQ_SCHED_CPU, KQ_SCHED_BEST)
-    or a name ("random", "queue", "cpu", "best"); ``sargs`` is N for best-of-N or
-    the hybrid sample size; ``feat=KQ_SCHED_FEAT_WS`` (or ``steal=fargs``) turns
-    on work stealing of ``fargs`` events at a time.
+
+def _scheduler_args(
+    sched: object, sargs: object, feat: object, fargs: object, steal: object
+) -> tuple[int, int, int, int] | None:
+    """kqueue()'s arguments as FKQMULTI's (sched, sargs, feat, fargs); None: classic.
+
+    Checked before any descriptor is made, so a bad argument leaves nothing behind.
+    """
+    given = {"sargs": sargs, "feat": feat, "fargs": fargs, "steal": steal}
+    values = {name: _byte(name, value) for name, value in given.items()}
+    if sched is None:
+        if any(values.values()):
+            named = ", ".join(name for name, value in values.items() if value)
+            raise ValueError(f"{named} given without sched: a classic kqueue has no scheduler")
+        return None
+    if isinstance(sched, str):
+        number = POLICY_NAMES.get(sched)
+        if number is None:
+            known = ", ".join(repr(name) for name in POLICY_NAMES)
+            raise ValueError(f"unknown scheduling policy {sched!r}; one of {known}")
+    elif isinstance(sched, int):
+        number = sched  # an unknown number is FKQMULTI's EINVAL, from the scheduler
+    else:
+        raise TypeError(f"sched must be a policy name or number, not {type(sched).__name__}")
+    sargs, feat, fargs, steal = values["sargs"], values["feat"], values["fargs"], values["steal"]
+    if steal:
+        if fargs:
+            raise ValueError("steal=N sets fargs=N (with KQ_SCHED_FEAT_WS): give steal or fargs")
+        feat, fargs = feat | KQ_SCHED_FEAT_WS, steal
+    if number == KQ_SCHED_BEST and not sargs:
+        sargs = 2
+    return number, sargs, feat, fargs
+
+
+class kqueue:
+    """A kqueue, as ``select.kqueue``; with ``sched`` an SKQ kqueue many threads share.
+
+    ``kqueue()`` is a classic kqueue: register knotes and wait for events with
+    :meth:`control`.  ``sched`` makes it an SKQ kqueue at once (the same as
+    ``ioctl(FKQMULTI, KQSCHED_MAKE(sched, sargs, feat, fargs))`` before the first
+    wait): every activation is placed on one waiting thread's kevq by the policy,
+    and what a thread receives is its own until it waits again.
+
+    * ``sched``: a name ("random", "queue", "cpu", "best") or a number (0,
+      ``KQ_SCHED_QUEUE``, ``KQ_SCHED_CPU``, ``KQ_SCHED_BEST``).
+    * ``sargs``: N for best-of-N (default 2), or the sample size of a queue/cpu hybrid.
+    * ``feat=KQ_SCHED_FEAT_WS`` with ``fargs``, or just ``steal=fargs``: idle threads
+      steal up to ``fargs`` events at a time from busy ones.
+
+    Each of ``sargs``, ``feat``, ``fargs`` and ``steal`` is an int in [0, 255]
+    (TypeError, ValueError otherwise) and needs ``sched`` (ValueError without it);
+    a policy number or feature the scheduler does not know is OSError(EINVAL), as
+    FKQMULTI answers it.  A kqueue is also a context manager that closes it.
     """
 
     def __init__(
@@ -76,52 +133,66 @@ class kqueue:
         fargs: int = 0,
         *,
         steal: int = 0,
-        _core: KqueueCore | None = None,
     ) -> None:
         self._core: KqueueCore | None = None
-        core = _core if _core is not None else KqueueCore()
-        fd = core.backend.fileno() if _core is None else os.dup(_core.backend.fileno())
-        self._fd = fd
-        self._core = core
-        self._owns_fd = _core is not None
-        with _by_fd_lock:
-            core.handles += 1
-            _by_fd[fd] = core
-        if steal:
-            feat, fargs = feat | KQ_SCHED_FEAT_WS, steal
-        if sched is not None:
+        multi = _scheduler_args(sched, sargs, feat, fargs, steal)
+        core = KqueueCore()
+        self._attach(core, core.backend.fileno(), owns_fd=False)
+        if multi is not None:
             try:
-                number = POLICY_NAMES.get(sched) if isinstance(sched, str) else sched
-                if number is None:
-                    raise ValueError(f"unknown scheduling policy {sched!r}")
-                if number == KQ_SCHED_BEST and not sargs:
-                    sargs = 2
-                self._make_multi(number, sargs, feat, fargs)
+                self._make_multi(*multi)
             except BaseException:
-                # The caller never gets this kqueue: free its fds now, not when the
-                # traceback that still references it is collected.
                 self.close()
                 raise
 
+    def _attach(self, core: KqueueCore, fd: int, *, owns_fd: bool) -> None:
+        """Make this handle one of core's, reachable as fd for fromfd()."""
+        self._fd = fd
+        self._core = core
+        self._owns_fd = owns_fd
+        with _by_fd_lock:
+            core.handles += 1
+            _by_fd[fd] = core
+
     @classmethod
     def fromfd(cls, fd: int) -> kqueue:
-        """Another handle on the kqueue behind fd; registrations are shared."""
+        """Another handle on the kqueue whose ``fileno()`` is fd, in this process.
+
+        The handles share every knote and the scheduler; the new one has its own
+        descriptor (a dup), so closing either leaves the other working, and the
+        kqueue goes away with its last handle.  OSError(EBADF) when fd is not an
+        open skqueue kqueue.
+        """
         core = core_behind(fd)
         if core is None:
             raise OSError(errno.EBADF, f"{os.strerror(errno.EBADF)}: not a skqueue kqueue")
-        return cls(_core=core)
+        handle = cls.__new__(cls)
+        handle._core = None  # so that __del__ is harmless if the dup fails
+        handle._attach(core, os.dup(core.backend.fileno()), owns_fd=True)
+        return handle
 
     # File-like surface ------------------------------------------------------------
     @property
     def closed(self) -> bool:
+        """True once this handle is closed (and in a fork() child, which inherits no kqueue)."""
         return self._core is None or self._core.closed
 
     def fileno(self) -> int:
+        """The kqueue's descriptor, for select/poll/epoll or another kqueue to watch.
+
+        It becomes readable while events are pending (FreeBSD's ``kq_count``; not
+        for an SKQ kqueue).  Do not close it yourself: :meth:`close` does.  ValueError
+        once the handle is closed.
+        """
         if self.closed:
             raise ValueError("I/O operation on closed kqueue object")
         return self._fd
 
     def close(self) -> None:
+        """Close this handle; closing the last handle drops every knote and wakes every waiter.
+
+        Closing twice is harmless; waiters in :meth:`control` get ValueError.
+        """
         with _by_fd_lock:  # handles may be closed from several threads at once
             core, self._core = self._core, None
             if core is None:
@@ -159,10 +230,27 @@ class kqueue:
         max_events: int,
         timeout: float | None = None,
     ) -> list[kevent]:
-        """Apply changelist, then wait up to timeout seconds for up to max_events events."""
+        """kevent(2): apply changelist in order, then wait for up to max_events events.
+
+        * ``changelist``: an iterable of :class:`kevent` (EV_ADD, EV_DELETE, EV_ENABLE,
+          EV_DISABLE, ... on a knote keyed by (ident, filter)), or None.
+        * ``max_events``: how many events may come back, an int >= 0 (TypeError,
+          ValueError otherwise, as ``select.kqueue``); 0 only applies the changes.
+        * ``timeout``: seconds (int or float) to wait for the first event; None waits
+          until one comes, 0 polls; a negative timeout is ValueError.
+
+        Returns the events, each a :class:`kevent` with the knote's udata as given.
+        A change that fails comes back as an event with EV_ERROR set and the errno
+        in ``data`` while ``max_events`` has room, and the remaining changes are still
+        applied; without room it raises OSError(errno).  EV_RECEIPT on a change makes
+        it come back that way even when it succeeds (``data`` 0).  ValueError if the
+        kqueue is closed.  On an SKQ kqueue a call with ``max_events`` > 0 releases
+        the events the calling thread got last.
+        """
         core = self._core
         if core is None or core.closed:  # a fork() child must not touch the lock
             raise ValueError("I/O operation on closed kqueue object")
+        max_events = operator.index(max_events)  # TypeError for a float, as select.kqueue
         if max_events < 0:
             raise ValueError(f"Length of eventlist must be 0 or positive, got {max_events}")
         ns = timeout_ns(timeout)  # before any change is applied, as CPython
@@ -170,7 +258,18 @@ class kqueue:
 
     # SKQ -----------------------------------------------------------------------------
     def ioctl(self, request: int, arg: int) -> None:
-        """FKQMULTI (make multi-threaded) and FKQTUNE (RTSHARE, FREQ), as in SKQ."""
+        """SKQ's ioctls on the kqueue.
+
+        * ``ioctl(FKQMULTI, KQSCHED_MAKE(sched, sargs, feat, fargs))`` makes it an SKQ
+          kqueue, as ``kqueue(sched=...)`` does: once, before its first
+          :meth:`control` call, else OSError(EINVAL).
+        * ``ioctl(FKQTUNE, KQTUNE_MAKE(KQTUNE_RTSHARE, 1..100))``: the percentage of a
+          wait's events that may be EV_REALTIME ones; ``KQTUNE_FREQ``: a target of
+          events per second per thread that caps each wait (0: off).  Any time;
+          OSError(EINVAL) for an unknown tunable or value.
+
+        Any other request is OSError(ENOTTY).  ValueError if the kqueue is closed.
+        """
         core = self._core
         if core is None or core.closed:  # a fork() child must not touch the lock
             raise ValueError("I/O operation on closed kqueue object")

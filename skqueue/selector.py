@@ -38,9 +38,11 @@ class KqueueSelector(selectors._BaseSelectorImpl):
         self._max_events = 0
 
     def fileno(self) -> int:
+        """The descriptor of the kqueue underneath."""
         return self._selector.fileno()
 
     def register(self, fileobj: _FileObj, events: int, data: Any = None) -> selectors.SelectorKey:
+        """Watch fileobj for EVENT_READ/EVENT_WRITE; OSError(errno) if the kqueue refuses it."""
         key = super().register(fileobj, events, data)
         filters = _filters(events)
         try:
@@ -57,6 +59,7 @@ class KqueueSelector(selectors._BaseSelectorImpl):
         return key
 
     def unregister(self, fileobj: _FileObj) -> selectors.SelectorKey:
+        """Stop watching fileobj (also fine when it was closed since it was registered)."""
         key = super().unregister(fileobj)
         filters = _filters(key.events)
         self._max_events -= len(filters)
@@ -71,6 +74,10 @@ class KqueueSelector(selectors._BaseSelectorImpl):
         return self._selector.control(changes, len(changes), 0)
 
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        """Wait up to timeout seconds (None: forever, <= 0: poll) for registered files.
+
+        One (key, mask) pair per ready filter; [] when interrupted by a signal.
+        """
         timeout = None if timeout is None else max(timeout, 0)
         ready: list[tuple[selectors.SelectorKey, int]] = []
         try:
@@ -85,5 +92,6 @@ class KqueueSelector(selectors._BaseSelectorImpl):
         return ready
 
     def close(self) -> None:
+        """Close the kqueue underneath and forget every registration."""
         self._selector.close()
         super().close()

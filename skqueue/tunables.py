@@ -20,7 +20,19 @@ _KNOBS: dict[str, tuple[int, int, int]] = {
 
 
 class Tunables:
-    """Validated integer knobs; writes are atomic under a lock (never the GIL)."""
+    """skqueue's process-wide knobs, read and set as attributes (``tunables.tx_zcopy = 0``).
+
+    * ``cache_penalty_ns``: how much better (ns of expected start time) another kevq
+      must be before a queue/cpu hybrid policy moves an event off its affinity.
+    * ``steal_scan_factor``: busy kevqs an idle thread probes per steal (it robs the fullest).
+    * ``aio_max_queue``, ``aio_max_per_fd``: AIO jobs queued in all and per fd (EAGAIN beyond).
+    * ``aio_workers``: threads serving file AIO.
+    * ``tx_zcopy`` (0/1), ``tx_zcopy_min``: zero-copy socket writes, and the smallest
+      write that goes zero-copy.
+
+    Each is an int in a fixed range: TypeError or ValueError (naming the range)
+    otherwise.  Writes are atomic under a lock, not the GIL.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -54,8 +66,16 @@ class Tunables:
             self._values[name] = value
 
     def as_dict(self) -> dict[str, int]:
+        """Every tunable and its current value, one consistent snapshot."""
         with self._lock:
             return dict(self._values)
+
+    def __dir__(self) -> list[str]:
+        return [*super().__dir__(), *_KNOBS]
+
+    def __repr__(self) -> str:
+        values = ", ".join(f"{name}={value}" for name, value in self.as_dict().items())
+        return f"skqueue.tunables({values})"
 
 
 #: The one tunables object of this process.

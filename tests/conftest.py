@@ -1,14 +1,65 @@
-"""Fixtures shared by the test modules: a kqueue of each kind and a socketpair."""
+"""Fixtures shared by the test modules (a kqueue of each kind, a socketpair), and the
+check that no test forks while other threads run unless it is marked to."""
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import Iterator
 
 import pytest
 
 import skqueue
-from skqueue._testing import KQUEUE_KINDS
+from support import KQUEUE_KINDS
+
+#: Threads of this process at each fork() since the current test began.
+_threads_at_fork: list[int] = []
+
+#: Python 3.12+ warns when it forks a multi-threaded process (the child may deadlock).
+FORK_WARNING = r"This process \(pid=\d+\) is multi-threaded, use of fork\(\)"
+
+
+def _count_threads_at_fork() -> None:
+    # The kernel's count: threads started outside the threading module count too.
+    _threads_at_fork.append(len(os.listdir("/proc/self/task")))
+
+
+os.register_at_fork(before=_count_threads_at_fork)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "forks_with_threads: the test forks while other threads run, on purpose "
+        "(fork semantics); Python's DeprecationWarning about it is expected there",
+    )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Silence the fork warning for exactly the tests marked forks_with_threads."""
+    for item in items:
+        if item.get_closest_marker("forks_with_threads") is not None:
+            item.add_marker(pytest.mark.filterwarnings(f"ignore:{FORK_WARNING}:DeprecationWarning"))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
+    _threads_at_fork.clear()
+    return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    """Fail a test that forked (in setup or body) while other threads ran, unless marked."""
+    result = yield
+    threaded = [count for count in _threads_at_fork if count > 1]
+    if threaded and item.get_closest_marker("forks_with_threads") is None:
+        pytest.fail(
+            f"forked while {max(threaded)} threads ran: the child may deadlock on a lock "
+            "another thread held (Python 3.12+ warns).  Use subprocess or a spawn "
+            "context, or mark the test @pytest.mark.forks_with_threads if that is the point"
+        )
+    return result
 
 
 @pytest.fixture(params=sorted(KQUEUE_KINDS))

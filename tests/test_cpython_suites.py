@@ -1,6 +1,6 @@
 """CPython's own kqueue, selectors and asyncio suites, run on skqueue.
 
-Each suite runs in its own interpreter (``skqueue._testing.cpython_suites``):
+Each suite runs in its own interpreter (``tests/support/cpython_suites.py``):
 install() and asyncio's policy and child-watcher state are process-wide and
 must not leak into the other tests.  The runner checks that selectors and
 asyncio really use skqueue before it imports the test modules.
@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from skqueue._testing.cpython_suites import SUITES
+from support.cpython_suites import SUITES
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -30,9 +31,12 @@ if importlib.util.find_spec("test.support") is None:
 @pytest.mark.timeout(170)
 @pytest.mark.parametrize("suite", sorted(SUITES))
 def test_cpython_suite(suite: str) -> None:
+    # The runner is a script in the test tree; skqueue comes from this checkout.
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
     proc = subprocess.run(
-        [sys.executable, "-m", "skqueue._testing.cpython_suites", suite],
+        [sys.executable, str(ROOT / "tests" / "support" / "cpython_suites.py"), suite],
         cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": path},
         capture_output=True,
         text=True,
         timeout=160,

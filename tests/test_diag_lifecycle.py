@@ -217,6 +217,7 @@ def test_plan_left_by_a_reused_inode_is_rebuilt(listener: socket.socket, tmp_pat
 
 
 @pytest.mark.timeout(30)
+@pytest.mark.forks_with_threads  # fork semantics are what is tested; earlier tests leave threads
 def test_forked_child_closes_the_parents_diag_sockets(listener: socket.socket) -> None:
     """The child closes its copies of the idle sockets, and one that was busy at the
     fork is closed when given back, not pooled: the parent reads from them too."""

@@ -18,9 +18,9 @@ import pytest
 
 import skqueue
 from skqueue import kevent
-from skqueue._testing import one
 from skqueue.backend import syscalls
 from skqueue.constants import EV_ADD, EV_EOF, EVFILT_READ, EVFILT_WRITE
+from support import one
 
 WAIT = 10.0  # generous: only a hang runs into it
 

@@ -19,8 +19,6 @@ import pytest
 
 import skqueue
 from skqueue import kevent
-from skqueue._testing import nothing as none
-from skqueue._testing import one
 from skqueue.constants import (
     EV_ADD,
     EV_CLEAR,
@@ -33,6 +31,8 @@ from skqueue.constants import (
     EVFILT_WRITE,
     NOTE_LOWAT,
 )
+from support import nothing as none
+from support import one
 
 WAIT = 2.0
 QUIET = 0.05

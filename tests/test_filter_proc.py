@@ -18,8 +18,6 @@ from collections.abc import Iterator
 import pytest
 
 import skqueue
-from skqueue._testing import nothing as _nothing
-from skqueue._testing import one
 from skqueue.backend.syscalls import ProcConnector
 from skqueue.constants import (
     EV_ADD,
@@ -38,6 +36,8 @@ from skqueue.constants import (
     NOTE_TRACK,
 )
 from skqueue.event import kevent
+from support import nothing as _nothing
+from support import one
 
 WAIT = 5.0
 QUIET = 0.1

@@ -22,8 +22,6 @@ from types import FrameType
 import pytest
 
 import skqueue
-from skqueue._testing import nothing as _nothing
-from skqueue._testing import one
 from skqueue.constants import (
     EV_ADD,
     EV_CLEAR,
@@ -37,6 +35,8 @@ from skqueue.constants import (
 )
 from skqueue.event import kevent
 from skqueue.filters.signal import hub
+from support import nothing as _nothing
+from support import one
 
 WAIT = 2.0
 QUIET = 0.1
@@ -429,6 +429,7 @@ def test_wakeup_fd_replaced_later_is_taken_back(kq: skqueue.kqueue) -> None:
             assert signal.set_wakeup_fd(-1) == writer.fileno()
 
 
+@pytest.mark.forks_with_threads  # the signal hub thread runs at the fork
 def test_forked_child_gets_dispositions_back(kq: skqueue.kqueue) -> None:
     add(kq, SIG)
     pid = os.fork()

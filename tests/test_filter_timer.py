@@ -11,7 +11,6 @@ import pytest
 
 import skqueue
 from skqueue import kevent
-from skqueue._testing import one
 from skqueue.constants import (
     EV_ADD,
     EV_CLEAR,
@@ -27,6 +26,7 @@ from skqueue.constants import (
     NOTE_SECONDS,
     NOTE_USECONDS,
 )
+from support import one
 
 
 def timer(

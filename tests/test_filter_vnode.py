@@ -15,8 +15,6 @@ from pathlib import Path
 import pytest
 
 import skqueue
-from skqueue._testing import nothing as _nothing
-from skqueue._testing import one
 from skqueue.backend.syscalls import IN_UNMOUNT
 from skqueue.constants import (
     EV_ADD,
@@ -39,6 +37,8 @@ from skqueue.constants import (
     NOTE_WRITE,
 )
 from skqueue.event import kevent
+from support import nothing as _nothing
+from support import one
 
 WAIT = 2.0
 QUIET = 0.05

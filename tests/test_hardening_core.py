@@ -290,10 +290,10 @@ def test_max_events_is_a_c_int_checked_before_any_change(room: Any, error: type)
 @pytest.mark.parametrize(
     ("args", "error"),
     [
-        ({"sched": "queue", "sargs": -3}, OSError),
+        ({"sched": "queue", "sargs": -3}, ValueError),
         ({"sched": "best", "sargs": 1.5}, TypeError),
         ({"sched": 1.0}, TypeError),
-        ({"sched": "random", "steal": -1}, OSError),
+        ({"sched": "random", "steal": -1}, ValueError),
         ({"sched": "no such policy"}, ValueError),
     ],
 )

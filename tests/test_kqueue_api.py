@@ -21,7 +21,6 @@ from hypothesis import strategies as st
 
 import skqueue
 from skqueue import kevent
-from skqueue._testing import KQUEUE_KINDS
 from skqueue.constants import (
     EV_ADD,
     EV_CLEAR,
@@ -41,6 +40,7 @@ from skqueue.constants import (
     NOTE_TRIGGER,
     NOTE_WRITE,
 )
+from support import KQUEUE_KINDS
 
 
 # kevent ---------------------------------------------------------------------------------
@@ -227,6 +227,7 @@ def _in_child(check: Callable[[], None]) -> int:
     return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
 
 
+@pytest.mark.forks_with_threads  # a fork in a threaded program is what is tested
 def test_fork_child_inherits_no_kqueue_and_leaves_the_parents_alone(
     kq: skqueue.kqueue, tmp_path: Path
 ) -> None:

@@ -18,7 +18,7 @@ from skqueue import (
     NOTE_TRIGGER,
     kevent,
 )
-from skqueue._testing import KQUEUE_KINDS, nothing, one
+from support import KQUEUE_KINDS, nothing, one
 
 
 @pytest.fixture(params=sorted(KQUEUE_KINDS))

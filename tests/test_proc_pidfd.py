@@ -17,7 +17,6 @@ from collections.abc import Iterator
 import pytest
 
 import skqueue
-from skqueue._testing import nothing, one
 from skqueue.backend.syscalls import ProcConnector
 from skqueue.constants import (
     EV_ADD,
@@ -32,6 +31,7 @@ from skqueue.constants import (
     NOTE_FORK,
 )
 from skqueue.event import kevent
+from support import nothing, one
 
 WAIT = 5.0
 STATUS = 3 << 8  # wait(2) status of exit(3)

@@ -20,9 +20,9 @@ import pytest
 
 import skqueue
 from skqueue import kevent
-from skqueue._testing import one
 from skqueue.constants import EV_ADD, EV_EOF, EVFILT_READ, EVFILT_WRITE
 from skqueue.install import installed
+from support import one
 
 WAIT = 10.0  # generous: only a hang runs into it
 

@@ -23,7 +23,6 @@ from typing import NamedTuple
 import pytest
 
 import skqueue
-from skqueue._testing import nothing
 from skqueue.constants import (
     EV_ADD,
     EV_CLEAR,
@@ -36,6 +35,7 @@ from skqueue.constants import (
     NOTE_WRITE,
 )
 from skqueue.event import kevent
+from support import nothing
 
 WAIT = 5.0
 ALL = NOTE_DELETE | NOTE_WRITE | NOTE_EXTEND | NOTE_ATTRIB | NOTE_LINK | NOTE_RENAME

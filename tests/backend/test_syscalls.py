@@ -463,6 +463,7 @@ def test_accept_queue_length_device_bound_listener() -> None:
             assert wait_until(lambda: sc.accept_queue_length(listener.fileno()) == 2)
 
 
+@pytest.mark.forks_with_threads  # earlier tests' AIO and signal threads may run
 @pytest.mark.timeout(30)
 def test_accept_queue_length_in_forked_child() -> None:
     """Parent and child each get their own netlink socket, so replies never cross."""

@@ -14,7 +14,6 @@ from collections.abc import Callable, Iterator
 import pytest
 
 import skqueue
-from skqueue._testing import KQUEUE_KINDS
 from skqueue.constants import (
     EV_ADD,
     EV_CLEAR,
@@ -26,6 +25,7 @@ from skqueue.constants import (
     EV_ONESHOT,
     EV_RECEIPT,
 )
+from support import KQUEUE_KINDS
 
 from .drivers import Driver, Reg, all_drivers
 

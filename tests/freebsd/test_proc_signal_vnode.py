@@ -29,7 +29,6 @@ import pytest
 
 import skqueue
 from skqueue import kevent
-from skqueue._testing import nothing, one
 from skqueue.constants import (
     EV_ADD,
     EV_CLEAR,
@@ -47,6 +46,7 @@ from skqueue.constants import (
     NOTE_RENAME,
     NOTE_WRITE,
 )
+from support import nothing, one
 
 WAIT = 2.0
 QUIET = 0.1
@@ -151,6 +151,7 @@ def test_signal_disable_then_enable_reports_both_deliveries(kq: skqueue.kqueue) 
         nothing(kq, QUIET)
 
 
+@pytest.mark.forks_with_threads  # the signal hub thread runs at the fork
 def test_ignored_signal_is_observed_in_a_forked_child(kq: skqueue.kqueue) -> None:
     """kqueue_fork.c shared_table_filt_sig: with the signal ignored, a forked child's
     new kqueue watching it returns from its wait when the parent sends it.  The

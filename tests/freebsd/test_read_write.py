@@ -32,7 +32,6 @@ import pytest
 
 import skqueue
 from skqueue import kevent
-from skqueue._testing import nothing, one
 from skqueue.constants import (
     EV_ADD,
     EV_CLEAR,
@@ -47,6 +46,7 @@ from skqueue.constants import (
     EVFILT_WRITE,
     NOTE_LOWAT,
 )
+from support import nothing, one
 
 PIPE_BUF = select.PIPE_BUF
 CLEAR_RECEIPT = EV_CLEAR | EV_RECEIPT

@@ -13,7 +13,6 @@ import pytest
 
 import skqueue
 from skqueue import kevent
-from skqueue._testing import nothing, one
 from skqueue.constants import (
     EV_ADD,
     EV_CLEAR,
@@ -25,6 +24,7 @@ from skqueue.constants import (
     NOTE_ABSTIME,
     NOTE_USECONDS,
 )
+from support import nothing, one
 
 
 def add(

@@ -16,7 +16,6 @@ import pytest
 
 import skqueue
 from skqueue import kevent
-from skqueue._testing import KQUEUE_KINDS, nothing, one
 from skqueue.constants import (
     EV_ADD,
     EV_CLEAR,
@@ -28,6 +27,7 @@ from skqueue.constants import (
     EVFILT_USER,
     NOTE_TRIGGER,
 )
+from support import KQUEUE_KINDS, nothing, one
 
 
 def change(kq: skqueue.kqueue, ident: int, flags: int, fflags: int = 0, udata: object = 0) -> None:

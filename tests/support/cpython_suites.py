@@ -1,6 +1,6 @@
 """Run CPython's own kqueue/selectors/asyncio test cases on skqueue.
 
-Usage: ``python -m skqueue._testing.cpython_suites SUITE``.  The test modules
+Usage: ``python tests/support/cpython_suites.py SUITE`` (skqueue importable).  The test modules
 come from the interpreter's installed ``test`` package; they decide at import
 time whether kqueue exists, so ``skqueue.install()`` runs first.  The last line
 printed is a JSON summary that ``tests/test_cpython_suites.py`` checks.  Run it

@@ -1,11 +1,11 @@
-"""Test helpers that ship with the package so they can run in a fresh interpreter."""
+"""Helpers the tests share: the kinds of kqueue to run against and one-event waits."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from ..event import kevent
-from ..kqueue import kqueue
+from skqueue.event import kevent
+from skqueue.kqueue import kqueue
 
 #: The two kinds of kqueue every semantic test runs against.
 KQUEUE_KINDS: dict[str, Callable[[], kqueue]] = {
