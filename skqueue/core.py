@@ -19,7 +19,6 @@ import os
 import threading
 import time
 import warnings
-import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -50,8 +49,9 @@ from .filters.base import (
     Filter,
     Knote,
 )
-from .sched.kevq import Kevq
+from .sched.kevq import Kevq, realtime_budget
 from .sched.policy import Scheduler
+from .sched.threads import ThreadKevqs
 from .tunables import tunables
 
 _HARVEST_BATCH = 256
@@ -62,25 +62,6 @@ _RARE_FLAGS = EV_REALTIME | EV_ONESHOT | EV_CLEAR | EV_DISPATCH
 
 def _closed_error() -> ValueError:
     return ValueError("I/O operation on closed kqueue object")
-
-
-class _ThreadSlot:
-    """Thread-local holder of a thread's kevq; its finaliser is the thread-exit hook.
-
-    CPython clears a thread's ``threading.local`` data when the thread ends, which
-    drops this object and runs ``__del__`` (see "Thread exit" in the README).
-    """
-
-    __slots__ = ("core", "kevq")
-
-    def __init__(self, core: KqueueCore, kevq: Kevq) -> None:
-        self.core = weakref.ref(core)
-        self.kevq = kevq
-
-    def __del__(self) -> None:
-        core = self.core()
-        if core is not None:
-            core.kevq_exit(self.kevq)
 
 
 class KqueueCore:
@@ -94,9 +75,10 @@ class KqueueCore:
         self.closed = False
         self.initialised = False  # a kevent() call was made (SKQ's KQ_FLAG_INIT)
         self.handles = 0  # kqueue objects sharing this core (fromfd)
-        self.shared = Kevq(self.lock)  # classic queue; in SKQ mode, the orphanage
+        # The classic queue; in SKQ mode, the orphanage.
+        self.shared = Kevq(self.lock, thread=threading.current_thread())
         self.sched: Scheduler | None = None
-        self._tls = threading.local()
+        self.threads = ThreadKevqs(self.lock, self.kevq_exit)
         self.in_wait = 0  # threads inside a wait
         self.leader: Kevq | None = None
         self.leader_polling = False
@@ -303,28 +285,23 @@ class KqueueCore:
             self.lock.release()
 
     # Waiting ------------------------------------------------------------------------
-    def my_kevq(self) -> Kevq:
-        if self.sched is None:
-            return self.shared
-        slot: _ThreadSlot | None = getattr(self._tls, "slot", None)
-        if slot is None:
-            kevq = self.sched.new_kevq()
-            self._tls.slot = _ThreadSlot(self, kevq)
-            self._replace_queued(self.shared)  # adopt what queued while nobody waited
-            return kevq
-        return slot.kevq
+    def _join(self, sched: Scheduler) -> Kevq:
+        """The calling thread's first wait on this SKQ kqueue: give it a kevq."""
+        kevq = self.threads.join(sched)
+        self._replace_queued(self.shared)  # adopt what queued while nobody waited
+        return kevq
 
     def _wait(self, nevents: int, timeout: float | None) -> list[kevent]:
         sched = self.sched
         if sched is None:
             kevq = self.shared
         else:
-            kevq = self.my_kevq()
+            mine = self.threads.mine()
+            kevq = self._join(sched) if mine is None else mine
             self._release_owned(kevq)
         kevq.account_wait(time.monotonic_ns())
-        if self.freq and kevq.avg_ns:
-            # FREQ: take no more than this thread can finish at freq events/s.
-            nevents = max(1, min(nevents, int(1e9 / (kevq.avg_ns * self.freq))))
+        if self.freq:
+            nevents = kevq.batch_limit(nevents, self.freq)
         deadline = None if timeout is None or timeout <= 0 else time.monotonic() + timeout
         kevq.waiting = True
         self.in_wait += 1
@@ -441,7 +418,7 @@ class KqueueCore:
             return out  # classic: nothing queued, and nothing is owned between scans
         append = out.append
         multi = sched is not None
-        rt_budget = -(-nevents * self.rtshare // 100)  # ceil(n*share/100), >= 1 here
+        rt_budget = realtime_budget(nevents, self.rtshare)
         while len(out) < nevents:
             if rt and rt_budget > 0:
                 kn = rt.popleft()
@@ -515,7 +492,7 @@ class KqueueCore:
             if self.closed or self.sched is None or kevq.closing:
                 return
             kevq.closing = True
-            self.sched.remove_kevq(kevq)
+            self.sched.retire(kevq)
             self._release_owned(kevq)
             self._replace_queued(kevq)
 
@@ -531,10 +508,7 @@ class KqueueCore:
 
     def leave(self) -> None:
         """The calling thread stops serving this kqueue (its events move on)."""
-        slot: _ThreadSlot | None = getattr(self._tls, "slot", None)
-        if slot is not None:
-            del self._tls.slot
-            self.kevq_exit(slot.kevq)
+        self.threads.leave()
 
     # Closing -------------------------------------------------------------------------
     def abandon(self) -> None:

@@ -24,7 +24,8 @@ from .constants import (
 )
 from .core import KqueueCore
 from .event import kevent
-from .sched.policy import POLICY_NAMES, Scheduler
+from .sched.policy import POLICY_NAMES
+from .sched.world import real_scheduler
 
 __all__ = ["kqueue"]
 
@@ -294,7 +295,7 @@ class kqueue:
             if core.sched is not None or core.initialised:
                 raise _einval("a kqueue turns multi-threaded once, before its first kevent() call")
             try:
-                core.sched = Scheduler(core.lock, sched, sargs, feat, fargs)
+                core.sched = real_scheduler(sched, sargs, feat, fargs)
             except ValueError as exc:
                 raise _einval(str(exc)) from None
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ..backend.syscalls import current_cpu
 from ..constants import EV_CLEAR, EV_DISPATCH, EV_ONESHOT, EV_REALTIME, EV_RECEIPT
-from ..sched.topology import current_cpu
 
 if TYPE_CHECKING:
     from ..core import KqueueCore

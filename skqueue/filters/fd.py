@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 from ..backend import syscalls
 from ..constants import EV_CLEAR, EV_DISPATCH, EV_EOF, EV_ONESHOT, EVFILT_READ, NOTE_LOWAT
 from ..event import kevent
-from ..sched.topology import incoming_cpu
+from ..sched.world import incoming_cpu
 from .base import KN_DETACHED, KN_DISABLED, KN_QUEUED, KN_REARMED, Filter, Knote
 from .vnode import Subscription, unwatch_growth, watch_growth
 

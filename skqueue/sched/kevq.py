@@ -1,9 +1,13 @@
-"""The kevq: a per-thread event queue (SKQ), or the one shared queue of a classic kqueue."""
+"""The kevq: a per-thread event queue (SKQ), or the one shared queue of a classic kqueue.
+
+Its estimates and its accounting are functions of the times its caller gives it
+(:meth:`Kevq.account_wait`, :meth:`Kevq.account_return`,
+:meth:`Kevq.expected_start_ns`): a kevq never reads a clock.
+"""
 
 from __future__ import annotations
 
 import threading
-import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
@@ -41,7 +45,9 @@ class Kevq:
         "waits",
     )
 
-    def __init__(self, lock: threading.Lock, group: int = 0) -> None:
+    def __init__(
+        self, lock: threading.Lock, group: int = 0, thread: threading.Thread | None = None
+    ) -> None:
         self.normal: deque[Knote] = deque()
         self.rt: deque[Knote] = deque()
         self.owned: list[Knote] = []
@@ -52,12 +58,13 @@ class Kevq:
         self.waiting = False  # inside a kevent() wait at all
         self.closing = False
         self.group = group
-        thread = threading.current_thread()
-        self.thread_name = thread.name
-        self.thread_id = threading.get_native_id()
-        # Expected-start-time inputs (SKQ's best-of-N).
+        # The thread this kevq serves, for statistics only.
+        self.thread_name = "" if thread is None else thread.name
+        self.thread_id = 0 if thread is None else thread.native_id or 0
+        # Expected-start-time inputs (SKQ's best-of-N).  last_return_ns only counts
+        # once a wait has returned n_last > 0 events, so it needs no clock to start.
         self.avg_ns = 0.0
-        self.last_return_ns = time.monotonic_ns()
+        self.last_return_ns = 0
         self.n_last = 0
         # Statistics.
         self.events = 0
@@ -101,9 +108,16 @@ class Kevq:
         self.waits += 1
 
     def account_return(self, now_ns: int, n: int) -> None:
+        """A wait returns n events at now_ns: they are the batch the next wait closes."""
         self.last_return_ns = now_ns
         self.n_last = n
         self.events += n
+
+    def batch_limit(self, nevents: int, freq: int) -> int:
+        """KQTUNE_FREQ: the events of nevents this thread can finish at freq events/s."""
+        if not self.avg_ns:
+            return nevents  # no estimate yet
+        return max(1, min(nevents, int(1e9 / (self.avg_ns * freq))))
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -115,6 +129,11 @@ class Kevq:
             "queued_realtime": len(self.rt),
             "owned": len(self.owned),
         }
+
+
+def realtime_budget(nevents: int, rtshare: int) -> int:
+    """KQTUNE_RTSHARE: how many of a wait's nevents realtime events may take, at least 1."""
+    return -(-nevents * rtshare // 100)  # ceil(nevents * rtshare / 100)
 
 
 #: The counters of a kevq that add up across kevqs.

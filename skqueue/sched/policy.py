@@ -2,21 +2,22 @@
 
 At every activation :meth:`Scheduler.place` picks one kevq: random, queue
 affinity, CPU affinity, best-of-N by expected start time, or a hybrid of an
-affinity policy with best-of-N sampling.  All methods run with the kqueue lock held.
+affinity policy with best-of-N sampling.  Time, activation CPUs, the topology and
+randomness are what the scheduler was made with (see the package docstring).
+All methods run with the kqueue lock held.
 """
 
 from __future__ import annotations
 
 import operator
 import random
-import threading
-import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..constants import KQ_SCHED_BEST, KQ_SCHED_CPU, KQ_SCHED_FEAT_WS, KQ_SCHED_QUEUE
 from ..tunables import tunables
 from .kevq import Kevq, RetiredKevqs
-from .topology import current_cpu, topology
+from .topology import Topology
 
 if TYPE_CHECKING:
     from ..filters.base import Knote
@@ -35,7 +36,18 @@ POLICY_NAMES = {name: number for number, name in _NAMES.items()}
 class Scheduler:
     """The kevqs of a multi kqueue and the policy that places events on them."""
 
-    def __init__(self, lock: threading.Lock, sched: int, sargs: int, feat: int, fargs: int):
+    def __init__(
+        self,
+        sched: int,
+        sargs: int,
+        feat: int,
+        fargs: int,
+        *,
+        topology: Topology,
+        clock: Callable[[], int],
+        cpu_of: Callable[[Knote], int],
+        rng: random.Random,
+    ) -> None:
         # Checked here, not at the first activation: a bad sample size would
         # otherwise fail inside place(), half-way through some later kevent().
         sched, sargs, feat, fargs = (operator.index(v) for v in (sched, sargs, feat, fargs))
@@ -45,7 +57,6 @@ class Scheduler:
             raise ValueError(f"unknown scheduler {sched:#x} / feature {feat:#x}")
         if sched == KQ_SCHED_BEST and sargs < 1:
             raise ValueError("best-of-N needs sargs >= 1")
-        self._lock = lock
         self.sched = sched
         self.sargs = sargs
         self.feat = feat
@@ -53,10 +64,12 @@ class Scheduler:
         self.fargs = max(1, fargs)
         self.kevqs: list[Kevq] = []
         self.retired = RetiredKevqs()  # statistics of the kevqs whose thread left
-        self.topology = topology()
-        self.place_ns = 0
+        self.topology = topology
+        self.place_ns = 0  # time spent in place(), by the clock
         self.placements = 0
-        self._random = random.Random()
+        self._clock = clock
+        self._cpu_of = cpu_of
+        self._random = rng
 
     @property
     def name(self) -> str:
@@ -66,12 +79,12 @@ class Scheduler:
         return base + (f"+ws{self.fargs}" if self.steal else "")
 
     # kevqs ---------------------------------------------------------------------------
-    def new_kevq(self) -> Kevq:
-        kevq = Kevq(self._lock, self.topology.group(current_cpu()))
+    def register(self, kevq: Kevq) -> None:
+        """kevq takes part in placement and stealing from now on."""
         self.kevqs.append(kevq)
-        return kevq
 
-    def remove_kevq(self, kevq: Kevq) -> None:
+    def retire(self, kevq: Kevq) -> None:
+        """kevq takes no more events; its counters join the retired sum."""
         if kevq in self.kevqs:
             self.kevqs.remove(kevq)
             self.retired.add(kevq)
@@ -82,21 +95,21 @@ class Scheduler:
         kevqs = self.kevqs
         if not kevqs:
             return fallback
-        start = time.perf_counter_ns()
+        now = self._clock()
         if self.sched == KQ_SCHED_QUEUE and kn.group < 0:
             # Bound at its first activation, whether or not there is a choice yet.
-            kn.group = self.topology.group(kn.ops.activation_cpu(kn))
+            kn.group = self.topology.group(self._cpu_of(kn))
         if len(kevqs) == 1:
             chosen = kevqs[0]
         elif self.sched == KQ_SCHED_BEST:
-            chosen = self._best(self._sample(self.sargs), time.monotonic_ns())
+            chosen = self._best(self._sample(self.sargs), now)
         elif self.sched == SCHED_RANDOM:
             chosen = self._random.choice(kevqs)
         else:
-            chosen = self._affine(kn)
+            chosen = self._affine(kn, now)
         chosen.placements += 1
         self.placements += 1
-        self.place_ns += time.perf_counter_ns() - start
+        self.place_ns += self._clock() - now
         return chosen
 
     def _sample(self, n: int) -> list[Kevq]:
@@ -120,13 +133,9 @@ class Scheduler:
                 best, best_start = kevq, start
         return best
 
-    def _affine(self, kn: Knote) -> Kevq:
+    def _affine(self, kn: Knote, now: int) -> Kevq:
         """Queue or CPU affinity, optionally hybrid with best-of-sargs sampling."""
-        if self.sched == KQ_SCHED_QUEUE:
-            group = kn.group
-        else:
-            group = self.topology.group(kn.ops.activation_cpu(kn))
-        now = time.monotonic_ns()
+        group = kn.group if self.sched == KQ_SCHED_QUEUE else self.topology.group(self._cpu_of(kn))
         local = [k for k in self.kevqs if k.group == group]
         if not local:
             chosen = self._random.choice(self.kevqs)

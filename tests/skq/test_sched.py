@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import socket
 import threading
 import time
@@ -11,9 +12,8 @@ import pytest
 
 import skqueue
 from skqueue import EV_ADD, EVFILT_READ, FKQTUNE, KQTUNE_FREQ, KQTUNE_MAKE, kevent
-from skqueue.sched.kevq import Kevq
-from skqueue.sched.policy import Scheduler
-from skqueue.sched.topology import Topology
+from skqueue.sched import Kevq, Scheduler, Topology
+from skqueue.sched.world import read_topology
 
 
 @pytest.mark.timeout(30)
@@ -51,8 +51,18 @@ def test_best_of_n_uses_expected_start_not_queue_length() -> None:
     fast.normal.extend([object(), object(), object()])  # type: ignore[list-item]
     assert len(fast) > len(slow)
     assert fast.expected_start_ns(now) < slow.expected_start_ns(now)
-    scheduler = Scheduler(lock, skqueue.KQ_SCHED_BEST, 2, 0, 0)
-    scheduler.kevqs = [slow, fast]
+    scheduler = Scheduler(
+        skqueue.KQ_SCHED_BEST,
+        2,
+        0,
+        0,
+        topology=Topology({0: 0}),
+        clock=lambda: now,
+        cpu_of=lambda kn: 0,
+        rng=random.Random(),
+    )
+    scheduler.register(slow)
+    scheduler.register(fast)
 
     class FakeKnote:
         group = -1
@@ -112,7 +122,7 @@ def test_topology_groups_smt_siblings(tmp_path: Path) -> None:
         cache.mkdir(parents=True)
         (cache / "level").write_text("3\n")
         (cache / "shared_cpu_list").write_text("0-3\n")
-    topology = Topology(tmp_path)
+    topology = read_topology(tmp_path)
     assert topology.group(2) == 0
     assert topology.group(3) == 1
     assert topology.groups == [0, 1]

@@ -1,0 +1,311 @@
+"""The scheduler without I/O: the real Scheduler under a fake clock, a fake topology
+and a seeded Random, with no threads and no kqueue.
+
+A decision sequence (activations on given CPUs at given times, waits that take
+events, steals) replayed twice gives the same placements, for every policy; and
+small cases match placements worked out by hand.  This is the seam a simulator
+drives.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, cast
+
+import pytest
+
+from skqueue import KQ_SCHED_BEST, KQ_SCHED_CPU, KQ_SCHED_FEAT_WS, KQ_SCHED_QUEUE, tunables
+from skqueue.sched import Kevq, Scheduler, Topology, realtime_budget
+
+if TYPE_CHECKING:
+    from skqueue.filters.base import Knote
+
+#: Two cores with two SMT threads each: CPUs 0, 1 are group 0; CPUs 2, 3 group 2.
+TOPOLOGY = Topology({0: 0, 1: 0, 2: 2, 3: 2})
+LOCK = threading.Lock()  # only for the kevqs' conditions; nothing waits on them
+
+
+class FakeClock:
+    """A clock that moves only when told to."""
+
+    def __init__(self) -> None:
+        self.now = 0
+
+    def __call__(self) -> int:
+        return self.now
+
+
+@dataclass(eq=False)
+class Activation:
+    """All the scheduler sees of a knote: the CPU it fired on, its group, its kevq."""
+
+    cpu: int
+    group: int = -1
+    kevq: Kevq | None = None
+
+
+def knote(cpu: int) -> Knote:
+    return cast("Knote", Activation(cpu))
+
+
+def cpu_of(kn: Knote) -> int:
+    return cast(Activation, kn).cpu
+
+
+def scheduler(
+    sched: int, sargs: int = 0, feat: int = 0, fargs: int = 0, *, clock: FakeClock, seed: int = 7
+) -> Scheduler:
+    return Scheduler(
+        sched,
+        sargs,
+        feat,
+        fargs,
+        topology=TOPOLOGY,
+        clock=clock,
+        cpu_of=cpu_of,
+        rng=random.Random(seed),
+    )
+
+
+def kevq(
+    group: int, *, queued: int = 0, avg_ns: float = 0.0, busy: tuple[int, int] = (0, 0)
+) -> Kevq:
+    """A kevq with queued events, a time-per-event estimate, and its last return
+    (busy = (when, how many events))."""
+    q = Kevq(LOCK, group)
+    q.avg_ns = avg_ns
+    q.last_return_ns, q.n_last = busy
+    for _ in range(queued):
+        q.push(knote(group), False)
+    return q
+
+
+@pytest.fixture(autouse=True)
+def no_real_world(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every time and CPU the scheduler uses must come from what it was given."""
+
+    def forbidden() -> int:
+        raise AssertionError("the scheduler read a real clock")
+
+    for name in ("monotonic_ns", "perf_counter_ns", "time_ns", "monotonic", "perf_counter"):
+        monkeypatch.setattr(time, name, forbidden)
+    monkeypatch.setattr("skqueue.backend.syscalls.current_cpu", forbidden)
+    yield
+
+
+# Replay ------------------------------------------------------------------------------
+POLICIES = {
+    "random": (0, 0, 0, 0),
+    "queue": (KQ_SCHED_QUEUE, 0, 0, 0),
+    "cpu": (KQ_SCHED_CPU, 0, 0, 0),
+    "best2": (KQ_SCHED_BEST, 2, 0, 0),
+    "best3": (KQ_SCHED_BEST, 3, 0, 0),
+    "queue2": (KQ_SCHED_QUEUE, 2, 0, 0),
+    "cpu2": (KQ_SCHED_CPU, 2, 0, 0),
+    "random+ws1": (0, 0, KQ_SCHED_FEAT_WS, 1),
+    "best2+ws2": (KQ_SCHED_BEST, 2, KQ_SCHED_FEAT_WS, 2),
+}
+RTSHARE = 50
+
+
+def script(seed: int, steps: int = 400) -> list[tuple[str, int, int]]:
+    """A decision sequence: (what, which, how much), the clock moving between steps."""
+    rng = random.Random(seed)
+    out: list[tuple[str, int, int]] = []
+    for _ in range(steps):
+        what = rng.choice(("activate", "activate", "activate", "realtime", "wait", "tick"))
+        if what in ("activate", "realtime"):
+            out.append((what, rng.randrange(12), rng.randrange(4)))  # knote, cpu
+        elif what == "wait":
+            out.append((what, rng.randrange(5), 1 + rng.randrange(4)))  # kevq, nevents
+        else:
+            out.append((what, 0, rng.randrange(20_000)))  # ns
+    return out
+
+
+def replay(
+    policy: tuple[int, int, int, int], steps: list[tuple[str, int, int]], seed: int
+) -> list[object]:
+    """Run steps as the kqueue would and return every decision the scheduler made."""
+    clock = FakeClock()
+    sched = scheduler(*policy, clock=clock, seed=seed)
+    kevqs = [Kevq(LOCK, group) for group in (0, 0, 2, 2, 2)]
+    for q in kevqs:
+        sched.register(q)
+    knotes = [cast(Activation, knote(0)) for _ in range(12)]
+    orphans = Kevq(LOCK)
+    trace: list[object] = []
+    for what, which, much in steps:
+        clock.now += 100  # every step takes a little time
+        if what == "tick":
+            clock.now += much
+        elif what in ("activate", "realtime"):
+            act = knotes[which]
+            if act.kevq is not None:
+                continue  # still queued: an activation of a queued knote places nothing
+            act.cpu = much
+            kn = cast("Knote", act)
+            chosen = sched.place(kn, orphans)
+            chosen.push(kn, what == "realtime")
+            trace.append(("placed", which, kevqs.index(chosen), act.group))
+        else:  # a wait of kevq `which` for `much` events, as KqueueCore._wait/_scan
+            q = kevqs[which]
+            q.account_wait(clock())
+            nevents = q.batch_limit(much, 200_000)
+            budget = realtime_budget(nevents, RTSHARE)
+            taken: list[int] = []
+            while len(taken) < nevents:
+                if q.rt and budget > 0:
+                    got = q.rt.popleft()
+                    budget -= 1
+                elif q.normal:
+                    got = q.normal.popleft()
+                elif sched.steal_into(q):
+                    continue
+                else:
+                    break
+                cast(Activation, got).kevq = None
+                taken.append(knotes.index(cast(Activation, got)))
+                clock.now += 1_000 * (1 + which)  # kevq i takes i+1 us per event
+            q.account_return(clock(), len(taken))
+            thief = sched.idle_thief(q)
+            trace.append(("took", which, taken, None if thief is None else kevqs.index(thief)))
+    trace.append([(q.placements, q.fallbacks, q.mismatches, q.steals, q.avg_ns) for q in kevqs])
+    return trace
+
+
+@pytest.mark.parametrize("name", POLICIES)
+def test_a_replay_gives_the_same_placements_twice(name: str) -> None:
+    steps = script(seed=11)
+    first = replay(POLICIES[name], steps, seed=3)
+    second = replay(POLICIES[name], steps, seed=3)
+    assert first == second
+    placed = [step for step in first[:-1] if isinstance(step, tuple) and step[0] == "placed"]
+    assert len(placed) > 50
+    assert len({step[2] for step in placed}) > 1  # a real choice was made
+
+
+@pytest.mark.parametrize("name", ["random", "best2", "queue2", "random+ws1"])
+def test_the_random_choices_come_from_the_given_random(name: str) -> None:
+    steps = script(seed=11)
+    assert replay(POLICIES[name], steps, seed=3) != replay(POLICIES[name], steps, seed=4)
+
+
+def test_the_affinity_policies_need_no_randomness_with_a_kevq_in_every_group() -> None:
+    steps = script(seed=11)
+    for name in ("queue", "cpu"):
+        assert replay(POLICIES[name], steps, seed=3) == replay(POLICIES[name], steps, seed=4)
+
+
+# Hand-computed cases --------------------------------------------------------------------
+def test_random_draws_its_choices_from_the_given_random() -> None:
+    clock = FakeClock()
+    sched = scheduler(0, clock=clock, seed=5)
+    kevqs = [kevq(0), kevq(0), kevq(2)]
+    for q in kevqs:
+        sched.register(q)
+    expected = random.Random(5)
+    for cpu in (0, 1, 2, 3, 0, 1, 2, 3):
+        assert sched.place(knote(cpu), Kevq(LOCK)) is expected.choice(kevqs)
+
+
+def test_best_of_two_picks_the_smaller_expected_start() -> None:
+    clock = FakeClock()
+    sched = scheduler(KQ_SCHED_BEST, 2, clock=clock)
+    # a: idle queue, but still busy until 5000 with the 5 events of 1 us it took at 0.
+    a = kevq(0, avg_ns=1_000, busy=(0, 5))
+    # b: ten queued events of 100 ns, idle otherwise.
+    b = kevq(2, queued=10, avg_ns=100)
+    sched.register(a)
+    sched.register(b)
+    clock.now = 1_000
+    assert a.expected_start_ns(clock.now) == 5_000
+    assert b.expected_start_ns(clock.now) == 2_000
+    chosen = sched.place(knote(0), Kevq(LOCK))
+    assert chosen is b
+    b.push(knote(0), False)  # as the kqueue queues it
+    clock.now = 10_000  # a is done; b has 11 events of 100 ns queued
+    assert (a.expected_start_ns(clock.now), b.expected_start_ns(clock.now)) == (10_000, 11_100)
+    assert sched.place(knote(0), Kevq(LOCK)) is a
+    assert (a.placements, b.placements, sched.placements, sched.place_ns) == (1, 1, 2, 0)
+
+
+def test_queue_affinity_binds_a_knote_to_its_first_cpu_group() -> None:
+    clock = FakeClock()
+    sched = scheduler(KQ_SCHED_QUEUE, clock=clock)
+    low, high = kevq(0), kevq(2)
+    sched.register(low)
+    sched.register(high)
+    act = Activation(cpu=3)
+    kn = cast("Knote", act)
+    assert sched.place(kn, Kevq(LOCK)) is high
+    assert act.group == 2
+    act.cpu = 0  # fires on another core later: it stays where it was bound
+    assert sched.place(kn, Kevq(LOCK)) is high
+
+
+def test_cpu_affinity_follows_the_activation_cpu_and_falls_back_at_random() -> None:
+    clock = FakeClock()
+    sched = scheduler(KQ_SCHED_CPU, clock=clock, seed=9)
+    low, busy_low, high = kevq(0), kevq(0, queued=3, avg_ns=1_000), kevq(2)
+    for q in (low, busy_low, high):
+        sched.register(q)
+    assert sched.place(knote(1), Kevq(LOCK)) is low  # group 0; the least loaded of it
+    assert sched.place(knote(2), Kevq(LOCK)) is high
+    sched.retire(high)  # nobody in group 2 now: a random kevq, counted as a fallback
+    expected = random.Random(9).choice([low, busy_low])
+    assert sched.place(knote(3), Kevq(LOCK)) is expected
+    assert expected.fallbacks == 1
+
+
+def test_a_hybrid_leaves_the_local_group_only_for_more_than_the_cache_penalty() -> None:
+    penalty = tunables.cache_penalty_ns
+    clock = FakeClock()
+    clock.now = 50_000
+    sched = scheduler(KQ_SCHED_CPU, 2, clock=clock)
+    local = kevq(0, queued=1, avg_ns=penalty / 2)  # starts penalty/2 from now
+    remote = kevq(2)  # starts now
+    sched.register(local)
+    sched.register(remote)
+    assert sched.place(knote(0), Kevq(LOCK)) is local  # penalty/2 < penalty: stay
+    for _ in range(3):
+        local.push(knote(0), False)  # now 4 * penalty/2 = 2 penalties ahead
+    assert sched.place(knote(0), Kevq(LOCK)) is remote
+    assert (local.mismatches, remote.mismatches) == (0, 1)
+
+
+def test_work_stealing_robs_the_most_loaded_of_the_probes_realtime_first() -> None:
+    clock = FakeClock()
+    sched = scheduler(0, 0, KQ_SCHED_FEAT_WS, 2, clock=clock)
+    thief, big, small = kevq(0), kevq(0, queued=2), kevq(2, queued=1)
+    urgent = knote(0)
+    big.push(urgent, True)
+    for q in (thief, big, small):
+        sched.register(q)
+    thief.sleeping = True
+    assert sched.idle_thief(big) is thief
+    # Two busy victims and steal_scan_factor >= 2: both probed, the bigger robbed.
+    assert tunables.steal_scan_factor >= 2
+    assert sched.steal_into(thief)
+    assert list(thief.rt) == [urgent] and len(thief.normal) == 1
+    assert (len(big), len(small), thief.steals, thief.steal_scans) == (1, 1, 2, 1)
+    assert cast(Activation, urgent).kevq is thief
+
+
+def test_realtime_share_and_freq_are_arithmetic_on_what_they_are_given() -> None:
+    assert [realtime_budget(n, 50) for n in (1, 2, 3, 4, 8)] == [1, 1, 2, 2, 4]
+    assert realtime_budget(8, 100) == 8
+    assert realtime_budget(5, 1) == 1
+    q = kevq(0)
+    assert q.batch_limit(8, 40) == 8  # no estimate yet
+    q.account_return(0, 4)
+    q.account_wait(40_000_000)  # 4 events in 40 ms: 10 ms each
+    assert q.avg_ns == 10_000_000
+    assert q.batch_limit(8, 40) == 2  # at 40 events/s a thread finishes 2.5 of them
+    q.account_return(40_000_000, 2)
+    q.account_wait(42_000_000)  # 1 ms each now: the 95/5 moving average
+    assert q.avg_ns == pytest.approx(0.95 * 10_000_000 + 0.05 * 1_000_000)
