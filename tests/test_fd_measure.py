@@ -18,7 +18,7 @@ import pytest
 
 import skqueue
 from skqueue import kevent
-from skqueue.backend import syscalls
+from skqueue.backend import sockdiag
 from skqueue.constants import EV_ADD, EV_EOF, EVFILT_READ, EVFILT_WRITE
 from support import one
 
@@ -51,7 +51,7 @@ def test_listener_at_the_fd_limit_keeps_its_knote(kq: skqueue.kqueue) -> None:
         assert kq.control(None, 8, 0) == []  # this thread's kevq exists before the limit
         clients = [socket.create_connection(listener.getsockname()) for _ in range(2)]
         try:
-            syscalls._diag_pool.close()  # so the measurement must open a netlink socket
+            sockdiag._diag_pool.close()  # so the measurement must open a netlink socket
             with fd_table_full():
                 for _ in range(2):  # delivered, and still there to deliver again
                     ev = one(kq, WAIT)

@@ -24,7 +24,8 @@ import weakref
 from array import array
 from typing import TYPE_CHECKING
 
-from ..backend import syscalls
+from ..backend.fdinfo import getsockopt_int, pipe_capacity, socket_outq
+from ..backend.sockdiag import accept_queue_length
 from ..constants import EV_CLEAR, EV_DISPATCH, EV_EOF, EV_ONESHOT, EVFILT_READ, NOTE_LOWAT
 from ..event import kevent
 from ..sched.world import incoming_cpu
@@ -134,7 +135,7 @@ def _wants_edge(kn: Knote) -> bool:
 def _kind_of(fd: int, mode: int) -> int:
     if stat.S_ISSOCK(mode):
         try:
-            listening = syscalls.getsockopt_int(fd, socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
+            listening = getsockopt_int(fd, socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
         except OSError:
             return SOCKET
         return LISTENER if listening else SOCKET
@@ -398,7 +399,7 @@ class FdFilter(Filter):
                 kn.data = _check_identity(watch).st_size - os.lseek(fd, 0, os.SEEK_CUR)
                 return kn.data >= lowat
             if kind == LISTENER:
-                kn.data = syscalls.accept_queue_length(fd)
+                kn.data = accept_queue_length(fd)
                 return kn.data >= lowat
             if kind == KQUEUE:
                 inner = watch.nested() if watch.nested is not None else None
@@ -436,7 +437,7 @@ class FdFilter(Filter):
             kn.data = 0
             return True
         if kind == SOCKET:
-            outq = syscalls.socket_outq(fd)
+            outq = socket_outq(fd)
             if outq >= watch.sndbuf:  # the kernel may have grown the buffer since
                 watch.sndbuf = _sndbuf(fd)
             kn.data = max(0, watch.sndbuf - outq)
@@ -448,9 +449,9 @@ class FdFilter(Filter):
             if revents & select.EPOLLHUP and not revents & _ERR:
                 # A read end whose writer is gone.  FreeBSD's pipes run both ways and
                 # this end's own buffer, which nobody writes into here, is empty.
-                kn.data = syscalls.pipe_capacity(fd)
+                kn.data = pipe_capacity(fd)
             else:
-                kn.data = syscalls.pipe_capacity(fd) - self._readable(fd)
+                kn.data = pipe_capacity(fd) - self._readable(fd)
             if revents & (_ERR | select.EPOLLHUP):
                 # The other end is gone.  Closing one end of a pipe(2) pipe clears the
                 # knotes FreeBSD hangs on it: they fire once more, EV_ONESHOT, with
@@ -523,11 +524,11 @@ def _empty_message(fd: int) -> bool:
     that arrived since the harvest (Linux clears it on any recv) and needs a dup,
     which fails at the fd limit.
     """
-    if syscalls.getsockopt_int(fd, socket.SOL_SOCKET, socket.SO_TYPE) == socket.SOCK_STREAM:
+    if getsockopt_int(fd, socket.SOL_SOCKET, socket.SO_TYPE) == socket.SOCK_STREAM:
         return False  # no such thing on a stream: another reader took the data
     return bool(_poll_now(fd) & (select.POLLIN | select.POLLERR))
 
 
 def _sndbuf(fd: int) -> int:
     """SO_SNDBUF, which Linux autotunes upward as a TCP connection runs."""
-    return syscalls.getsockopt_int(fd, socket.SOL_SOCKET, socket.SO_SNDBUF)
+    return getsockopt_int(fd, socket.SOL_SOCKET, socket.SO_SNDBUF)
