@@ -44,6 +44,12 @@ _UNIX_DIAG_MSG = struct.Struct("=xxBxI8x")
 _U32 = struct.Struct("=I")
 _DIAG_RECV_SIZE = 32 * 1024
 _DIAG_IDLE_MAX = 8  # idle sock_diag sockets kept for reuse; more are closed
+# The kernel answers a sock_diag request within the send() that makes it, so a reply
+# later than this never comes: the measurement fails (and poll's answer stands in)
+# rather than hang the kevent call that measures.  SO_RCVTIMEO, not settimeout():
+# the socket stays blocking, so a recv costs no extra poll(2).
+_DIAG_REPLY_TIMEOUT = 1.0
+_TIMEVAL = struct.Struct("@ll")
 _PLAN_CACHE_MAX = 4096
 
 
@@ -52,10 +58,11 @@ class _DiagLink:
 
     __slots__ = ("pid", "seq", "sock")
 
-    def __init__(self) -> None:
-        self.sock = socket.socket(
-            socket.AF_NETLINK, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC, _NETLINK_SOCK_DIAG
-        )
+    def __init__(self, sock: socket.socket) -> None:
+        seconds, fraction = divmod(_DIAG_REPLY_TIMEOUT, 1.0)
+        timeout = _TIMEVAL.pack(int(seconds), int(fraction * 1e6))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeout)
+        self.sock = sock
         self.seq = 0
         self.pid = os.getpid()  # a socket shared with another process would mix up replies
 
@@ -64,6 +71,8 @@ class _DiagLink:
 
         Replies to an older request (abandoned by an exception) are skipped by sequence
         number. A dump ends with NLMSG_DONE; a single lookup ends with its one reply.
+        A reply that does not come within _DIAG_REPLY_TIMEOUT raises TimeoutError
+        (ETIMEDOUT).
         """
         sock = self.sock
         seq = self.seq = (self.seq + 1) & 0xFFFFFFFF
@@ -72,7 +81,10 @@ class _DiagLink:
         sock.send(header + payload)
         bodies: list[bytes] = []
         while True:
-            data = sock.recv(_DIAG_RECV_SIZE)
+            try:
+                data = sock.recv(_DIAG_RECV_SIZE)
+            except BlockingIOError:  # SO_RCVTIMEO ran out
+                raise TimeoutError(errno.ETIMEDOUT, "sock_diag did not answer") from None
             offset = 0
             while offset + NLMSGHDR.size <= len(data):
                 length, kind, _flags, msg_seq, _pid = NLMSGHDR.unpack_from(data, offset)
@@ -111,7 +123,11 @@ class _DiagPool:
         with self._lock:
             if self._idle:
                 return self._idle.pop()
-        return _DiagLink()
+        return _DiagLink(
+            socket.socket(
+                socket.AF_NETLINK, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC, _NETLINK_SOCK_DIAG
+            )
+        )
 
     def give_back(self, link: _DiagLink) -> None:
         """Keep link for the next measurement, or close it if the pool is full or
@@ -192,12 +208,22 @@ atexit.register(_diag_pool.close)  # else the collector closes them, with a Reso
 
 
 def _diag(payload: bytes, dump: bool) -> list[bytes]:
-    """One sock_diag exchange on a socket of the pool; returns the reply bodies."""
+    """One sock_diag exchange on a socket of the pool; returns the reply bodies.
+
+    A socket the kernel did not answer on is closed, not pooled: the next
+    measurement gets a fresh one.
+    """
     link = _diag_pool.take()
     try:
-        return link.exchange(payload, dump)
-    finally:
+        bodies = link.exchange(payload, dump)
+    except TimeoutError:
+        link.sock.close()
+        raise
+    except BaseException:
         _diag_pool.give_back(link)
+        raise
+    _diag_pool.give_back(link)
+    return bodies
 
 
 def _make_plan(fd: int, ino: int) -> _Plan:

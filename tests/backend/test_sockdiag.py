@@ -7,11 +7,13 @@ import os
 import signal
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from skqueue.backend import sockdiag
 from skqueue.backend.sockdiag import accept_queue_length
 from support.kernel import wait_until
 
@@ -221,3 +223,45 @@ def test_accept_queue_length_in_forked_child() -> None:
     assert os.waitstatus_to_exitcode(status) == 0
     client.close()
     listener.close()
+
+
+# ------------------------------------------------------------------ unanswered request
+
+
+@pytest.fixture
+def quiet_link(monkeypatch: pytest.MonkeyPatch) -> Iterator[sockdiag._DiagLink]:
+    """A diag link whose socket nobody answers on (a datagram pair), with a short bound."""
+    monkeypatch.setattr(sockdiag, "_DIAG_REPLY_TIMEOUT", 0.2)
+    quiet, peer = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    with quiet, peer:
+        yield sockdiag._DiagLink(quiet)
+
+
+def test_diag_link_that_never_answers_times_out(quiet_link: sockdiag._DiagLink) -> None:
+    start = time.monotonic()
+    with pytest.raises(TimeoutError) as info:
+        quiet_link.exchange(b"request", False)
+    assert info.value.errno == errno.ETIMEDOUT
+    assert 0.15 <= time.monotonic() - start < 30  # bounded, not hung
+
+
+def test_real_diag_links_carry_the_bound() -> None:
+    link = sockdiag._diag_pool.take()
+    try:
+        timeval = link.sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, 16)
+        assert sockdiag._TIMEVAL.unpack(timeval) == (1, 0)
+        assert link.sock.gettimeout() is None  # blocking: no poll(2) before each recv
+    finally:
+        sockdiag._diag_pool.give_back(link)
+
+
+def test_unanswered_measurement_fails_and_its_socket_is_dropped(
+    quiet_link: sockdiag._DiagLink,
+) -> None:
+    with socket.create_server(("127.0.0.1", 0), backlog=4) as listener:
+        sockdiag._diag_pool.give_back(quiet_link)  # the next measurement takes it
+        with pytest.raises(TimeoutError) as info:
+            accept_queue_length(listener.fileno())
+        assert info.value.errno == errno.ETIMEDOUT
+        assert quiet_link.sock.fileno() == -1  # closed, not pooled again
+        assert accept_queue_length(listener.fileno()) == 0  # a fresh socket answers
