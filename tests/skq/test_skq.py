@@ -542,4 +542,8 @@ def test_steal_delay_is_short() -> None:
         )
         assert len(delays) == 40, "an event behind the busy thread was never stolen"
         assert steals > 0
-        assert delays[-1] < 0.05
+        # About half the events land behind the busy thread.  Were the idle thread not
+        # woken to steal them, it would find them only when its 0.2 s wait timed out
+        # (delays spread over 0..0.2 s); woken, they come within a wake-up, so even the
+        # upper quartile is short, on a busy machine too (a single late wake-up is noise).
+        assert delays[len(delays) * 3 // 4] < 0.05, delays
