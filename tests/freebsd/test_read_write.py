@@ -3,7 +3,7 @@
 Sources (facts only): tests/sys/kqueue/libkqueue/read.c, tests/sys/kern/pipe/
 pipe_kqueue_test.c, tests/sys/kern/unix_dgram.c (``event``) and
 tests/sys/kern/listener_wakeup.c (the kqueue cases).  Cases that
-tests/test_filter_fd.py or tests/contract already cover are not repeated here.
+tests/filters/test_fd.py or tests/contract already cover are not repeated here.
 
 Linux sizes differ from FreeBSD's (a pipe holds 64 KiB, not 16 KiB), so data is
 compared with what this system's buffers hold, never with FreeBSD's constants.

@@ -50,7 +50,7 @@ SIG = signal.SIGUSR1
 OTHER = signal.SIGUSR2
 RT = signal.SIGRTMIN + 3  # real-time: queued, so every send is one delivery
 WATCHED = (SIG, OTHER, RT)
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(autouse=True)
