@@ -1,8 +1,12 @@
-"""Helpers the tests share: the kinds of kqueue to run against and one-event waits."""
+"""Helpers the tests share: the kinds of kqueue to run against, one-event waits, fd
+counts, polling for clean-up another thread does, and threads that must not hang."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable
 
 from skqueue.event import kevent
 from skqueue.kqueue import kqueue
@@ -25,3 +29,36 @@ def nothing(kq: kqueue, quiet: float = 0.05) -> None:
     """No event may come within ``quiet`` seconds."""
     events = kq.control(None, 8, quiet)
     assert events == [], events
+
+
+def open_fds() -> set[int]:
+    """The numbers of this process's open fds (the listing's own fd among them)."""
+    return {int(name) for name in os.listdir("/proc/self/fd")}
+
+
+def wait_until(predicate: Callable[[], object], timeout: float = 5.0) -> bool:
+    """Poll predicate() until it holds or timeout passes: for what another thread (or
+    the kernel) finishes on its own time, never as a stand-in for an event."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.001)
+    return True
+
+
+def start_thread(target: Callable[..., object], *args: object) -> threading.Thread:
+    """target(*args) on a new daemon thread (a hung one cannot keep pytest alive)."""
+    thread = threading.Thread(target=target, args=args, daemon=True)
+    thread.start()
+    return thread
+
+
+def join_all(threads: Iterable[threading.Thread], timeout: float) -> None:
+    """Join every thread within one shared timeout; a thread still alive fails the test."""
+    threads = list(threads)
+    deadline = time.monotonic() + timeout
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    hung = [thread.name for thread in threads if thread.is_alive()]
+    assert not hung, f"threads hung: {hung}"
