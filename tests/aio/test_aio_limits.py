@@ -12,7 +12,7 @@ import socket
 import subprocess
 import sys
 import textwrap
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -37,21 +37,14 @@ from skqueue import (
 )
 from skqueue.aio import api
 
-# A wait on a busy machine: long enough never to expire when things work.
-PATIENCE = 10.0
+from .conftest import PATIENCE, finish
 
 
 @pytest.fixture
-def fd(tmp_path: Path) -> Iterator[int]:
-    f = os.open(tmp_path / "data", os.O_RDWR | os.O_CREAT)
-    os.pwrite(f, b"0123456789", 0)
-    yield f
-    os.close(f)
-
-
-def finish(cb: aiocb) -> int:
-    aio_suspend([cb], PATIENCE)
-    return aio_return(cb)
+def fd(fd: int) -> int:
+    """The scratch file, holding ten known bytes."""
+    os.pwrite(fd, b"0123456789", 0)
+    return fd
 
 
 def assert_errno(code: int, call: Callable[[], object]) -> None:
