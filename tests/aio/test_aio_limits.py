@@ -36,6 +36,7 @@ from skqueue import (
     sigevent_kevent,
 )
 from skqueue.aio import api
+from support import checkout_env
 
 from .conftest import PATIENCE, finish
 
@@ -218,10 +219,9 @@ def test_aio_works_in_a_fork_child(tmp_path: Path) -> None:
         sys.exit(os.waitstatus_to_exitcode(status))
         """
     )
-    env = {**os.environ, "PYTHONPATH": str(Path(skqueue.__file__).parent.parent)}
     done = subprocess.run(
         [sys.executable, "-c", script, str(tmp_path / "data")],
-        env=env,
+        env=checkout_env(),
         capture_output=True,
         text=True,
         timeout=90,

@@ -4,24 +4,16 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import socket
 import subprocess
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from skqbench.protocol import FRAME_SIZE, Request, decode, encode
 from skqbench.servers.base import LOOPBACK
-
-ROOT = str(Path(__file__).resolve().parents[2])
-
-
-def cli_env() -> dict[str, str]:
-    """This environment with the checkout first on PYTHONPATH, for a child interpreter."""
-    return dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+from support import checkout_env
 
 
 def cli(*args: str) -> list[str]:
@@ -32,7 +24,7 @@ def cli(*args: str) -> list[str]:
 def run_cli(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
     """``skqueue ARGS`` run to its end, its output captured as text."""
     return subprocess.run(
-        cli(*args), capture_output=True, text=True, env=cli_env(), timeout=timeout, check=False
+        cli(*args), capture_output=True, text=True, env=checkout_env(), timeout=timeout, check=False
     )
 
 
@@ -40,7 +32,7 @@ def run_cli(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
 def cli_process(*args: str, stderr: int = subprocess.PIPE) -> Iterator[subprocess.Popen[str]]:
     """``skqueue ARGS`` running, its output piped as text; killed and reaped at the end."""
     proc = subprocess.Popen(
-        cli(*args), stdout=subprocess.PIPE, stderr=stderr, text=True, env=cli_env()
+        cli(*args), stdout=subprocess.PIPE, stderr=stderr, text=True, env=checkout_env()
     )
     try:
         yield proc

@@ -9,8 +9,7 @@ import sys
 import pytest
 
 from skqbench import cli
-
-from .conftest import cli_env
+from support import checkout_env
 
 EXTRA = ("rich", "hdrh", "matplotlib", "uvloop")
 # A None entry in sys.modules makes ``import rich`` fail as if rich were not installed.
@@ -27,7 +26,7 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
         [sys.executable, "-c", WITHOUT_EXTRA, *args],
         capture_output=True,
         text=True,
-        env=cli_env(),
+        env=checkout_env(),
         timeout=60,
     )
 

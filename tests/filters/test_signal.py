@@ -35,8 +35,8 @@ from skqueue.constants import (
 )
 from skqueue.event import kevent
 from skqueue.filters.signal import hub
+from support import ROOT, checkout_env, one
 from support import nothing as _nothing
-from support import one
 
 WAIT = 2.0
 QUIET = 0.1
@@ -50,7 +50,6 @@ SIG = signal.SIGUSR1
 OTHER = signal.SIGUSR2
 RT = signal.SIGRTMIN + 3  # real-time: queued, so every send is one delivery
 WATCHED = (SIG, OTHER, RT)
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(autouse=True)
@@ -255,7 +254,7 @@ def test_default_action_is_kept(tmp_path: Path) -> None:
         text=True,
         timeout=WAIT * 5,
         cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        env=checkout_env(),
         check=False,
     )
     assert done.stdout.split() == [str(int(signal.SIGWINCH)), "1"], done.stderr

@@ -1,5 +1,6 @@
 """Helpers the tests share: the kinds of kqueue to run against, one-event waits, fd
-counts, polling for clean-up another thread does, and threads that must not hang."""
+counts, polling for clean-up another thread does, threads that must not hang, and the
+environment of a child interpreter that imports this checkout."""
 
 from __future__ import annotations
 
@@ -7,9 +8,13 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable
+from pathlib import Path
 
 from skqueue.event import kevent
 from skqueue.kqueue import kqueue
+
+#: The checkout's root, where a child interpreter imports skqueue from.
+ROOT = Path(__file__).resolve().parents[2]
 
 #: The two kinds of kqueue every semantic test runs against.
 KQUEUE_KINDS: dict[str, Callable[[], kqueue]] = {
@@ -29,6 +34,12 @@ def nothing(kq: kqueue, quiet: float = 0.05) -> None:
     """No event may come within ``quiet`` seconds."""
     events = kq.control(None, 8, quiet)
     assert events == [], events
+
+
+def checkout_env() -> dict[str, str]:
+    """This environment with the checkout first on PYTHONPATH, for a child interpreter."""
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+    return {**os.environ, "PYTHONPATH": path}
 
 
 def open_fds() -> set[int]:
