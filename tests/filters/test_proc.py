@@ -33,7 +33,7 @@ from skqueue.constants import (
 )
 from skqueue.event import kevent
 from support import nothing as _nothing
-from support import one
+from support import one, open_fds
 from support.proc import STATUS, WAIT, Child, connector_works, needs_connector
 
 QUIET = 0.1
@@ -266,16 +266,13 @@ def test_note_track_is_einval(kq: skqueue.kqueue, child: Child) -> None:
 
 
 def test_no_fd_left_after_close(child: Child) -> None:
-    def fds() -> set[str]:
-        return set(os.listdir("/proc/self/fd"))
-
     gc.collect()
-    before = fds()
+    before = open_fds()
     first, second = skqueue.kqueue(), skqueue.kqueue(sched="best", sargs=2)
     for made in (first, second):
         add(made, child.pid, NOTE_EXIT | NOTE_FORK | NOTE_EXEC)
         add(made, os.getpid(), NOTE_FORK)
-    assert fds() != before
+    assert open_fds() != before
     first.close()
     second.close()
-    assert fds() == before
+    assert open_fds() == before

@@ -25,7 +25,6 @@ import fcntl
 import os
 import select
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -50,16 +49,6 @@ from support import nothing, one
 
 PIPE_BUF = select.PIPE_BUF
 CLEAR_RECEIPT = EV_CLEAR | EV_RECEIPT
-
-
-@pytest.fixture
-def pipe() -> Iterator[tuple[int, int]]:
-    """A non-blocking pipe; either end may be closed by the test."""
-    r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-    yield r, w
-    for fd in (r, w):
-        with contextlib.suppress(OSError):
-            os.close(fd)
 
 
 def _capacity(fd: int) -> int:
