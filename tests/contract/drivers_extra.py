@@ -31,6 +31,7 @@ class SignalDriver(Driver):
     filter = EVFILT_SIGNAL
     implied_flags = EV_CLEAR
     level = False
+    main_thread_add = True  # elsewhere EV_ADD is ENOTSUP (README, EVFILT_SIGNAL limits)
     signo = signal.SIGRTMIN + 5
 
     def open(self) -> int:

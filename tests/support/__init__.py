@@ -1,6 +1,7 @@
-"""Helpers the tests share: the kinds of kqueue to run against, one-event waits, fd
-counts, polling for clean-up another thread does, threads that must not hang, and the
-environment of a child interpreter that imports this checkout."""
+"""Helpers the tests share: the kinds of kqueue to run against (one of them waits on a
+second thread), one-event waits, fd counts, polling for clean-up another thread does,
+threads that must not hang, and the environment of a child interpreter that imports
+this checkout."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from skqueue.event import kevent
 from skqueue.kqueue import kqueue
@@ -16,10 +19,48 @@ from skqueue.kqueue import kqueue
 #: The checkout's root, where a child interpreter imports skqueue from.
 ROOT = Path(__file__).resolve().parents[2]
 
+
+class WaiterThreadKqueue(kqueue):
+    """An SKQ kqueue whose waits all come from one second, long-lived thread.
+
+    Every control() with room for events (a wait, in SKQ's terms) runs on the waiter
+    thread, and changes alone run on the caller's.  So what a wait hands out belongs to
+    the waiter until its next wait while the caller changes, fires and deletes the very
+    knotes it owns: a test run against this kind checks SKQ's ownership rule across two
+    threads without a line about threads in it.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # Before the kqueue: close(), which a failed __init__ reaches through __del__, uses it.
+        self._waiter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kqueue-waiter")
+        super().__init__(*args, **kwargs)
+
+    def control(
+        self,
+        changelist: Iterable[kevent] | None,
+        max_events: int,
+        timeout: float | None = None,
+    ) -> list[kevent]:
+        call = super().control
+        if not isinstance(max_events, int) or max_events <= 0:
+            return call(changelist, max_events, timeout)  # and argument errors, as they are
+        return self._waiter.submit(call, changelist, max_events, timeout).result()
+
+    def close(self) -> None:
+        super().close()  # wakes the waiter if another thread left it waiting
+        self._waiter.shutdown(wait=True)
+
+
 #: The two kinds of kqueue every semantic test runs against.
 KQUEUE_KINDS: dict[str, Callable[[], kqueue]] = {
     "classic": kqueue,
     "skq": lambda: kqueue(sched="best", sargs=2),
+}
+
+#: Those two and an SKQ kqueue whose waits come from a second thread: the contract suite.
+CONTRACT_KINDS: dict[str, Callable[[], kqueue]] = {
+    **KQUEUE_KINDS,
+    "skq-waiter": lambda: WaiterThreadKqueue(sched="best", sargs=2),
 }
 
 
