@@ -174,7 +174,7 @@ def test_any_kevent_call_fixes_the_mode(changes: list[kevent] | None) -> None:
         kq.control(changes, 0, 0)
         with pytest.raises(OSError) as info:
             kq.ioctl(FKQMULTI, _MULTI)
-        assert info.value.errno == errno.EINVAL
+        assert isinstance(info.value, OSError) and info.value.errno == errno.EINVAL
         assert not kq.stats()["multi"]
 
 
@@ -276,13 +276,15 @@ def test_max_events_is_a_c_int_checked_before_any_change(room: Any, error: type)
         ({"sched": "no such policy"}, ValueError),
     ],
 )
-def test_bad_scheduler_arguments_fail_at_creation(args: dict[str, Any], error: type) -> None:
+def test_bad_scheduler_arguments_fail_at_creation(
+    args: dict[str, Any], error: type[Exception]
+) -> None:
     # Before, they were taken, and the first activation with two threads waiting
     # raised inside place(), half-way through the kevent() that triggered it.
     before = len(open_fds())
     with pytest.raises(error) as info:
         skqueue.kqueue(**args)
     if error is OSError:
-        assert info.value.errno == errno.EINVAL
+        assert isinstance(info.value, OSError) and info.value.errno == errno.EINVAL
     # info's traceback still references the half-made kqueue: its fds must be closed.
     assert len(open_fds()) == before

@@ -85,12 +85,15 @@ def test_tunables_repr_shows_every_knob_and_its_value() -> None:
         ({"sched": "random", "feat": 2}, OSError),
     ],
 )
-def test_kqueue_refuses_bad_scheduler_arguments(kwargs: dict[str, Any], error: type) -> None:
+def test_kqueue_refuses_bad_scheduler_arguments(
+    kwargs: dict[str, Any], error: type[Exception]
+) -> None:
     before = len(open_fds())
     with pytest.raises(error) as caught:
         skqueue.kqueue(**kwargs)
     if error is OSError:
-        assert caught.type is OSError and caught.value.errno == 22
+        assert caught.type is OSError and isinstance(caught.value, OSError)
+        assert caught.value.errno == 22
     assert len(open_fds()) == before
 
 

@@ -147,7 +147,8 @@ def test_bad_timeout_is_refused(
 
     def wait() -> object:
         if call == "aio_suspend":
-            return aio_suspend([cb], timeout)  # type: ignore[arg-type]
+            aio_suspend([cb], timeout)  # type: ignore[arg-type]
+            return None
         return aio_waitcomplete(timeout)  # type: ignore[arg-type]
 
     if isinstance(expected, int):

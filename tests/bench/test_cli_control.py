@@ -96,7 +96,7 @@ def test_a_path_that_is_not_a_socket_is_left_alone(sockdir: str) -> None:
 def test_a_socket_of_another_user_is_refused(sockdir: str, monkeypatch: pytest.MonkeyPatch) -> None:
     path = os.path.join(sockdir, "c.sock")
     _stale_socket(path)
-    monkeypatch.setattr(control.os, "getuid", lambda: os.stat(path).st_uid + 1)
+    monkeypatch.setattr(os, "getuid", lambda: os.stat(path).st_uid + 1)
     with pytest.raises(PermissionError):
         ControlServer(path, _stats)
     assert stat.S_ISSOCK(os.lstat(path).st_mode)  # not unlinked
@@ -152,7 +152,7 @@ def test_a_private_directory_of_another_user_is_refused(
     private_tmp: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     me = os.getuid() + 1  # pretend to be another user, for whom ours was made in advance
-    monkeypatch.setattr(control.os, "getuid", lambda: me)
+    monkeypatch.setattr(os, "getuid", lambda: me)
     planted = os.path.join(os.path.dirname(private_tmp), f"skqueue-{me}")
     os.mkdir(planted, 0o700)
     path = default_control_path()
@@ -178,7 +178,7 @@ def test_the_runtime_directory_is_used_when_it_is_ours(
 ) -> None:
     monkeypatch.setenv("XDG_RUNTIME_DIR", sockdir)
     assert default_control_path() == os.path.join(sockdir, "skqueue.sock")
-    monkeypatch.setattr(control.os, "getuid", lambda: os.stat(sockdir).st_uid + 1)
+    monkeypatch.setattr(os, "getuid", lambda: os.stat(sockdir).st_uid + 1)
     assert os.path.dirname(default_control_path()) != sockdir  # not ours: not used
 
 

@@ -64,7 +64,7 @@ def socketpairs(n: int) -> Iterator[list[tuple[socket.socket, socket.socket]]]:
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("policy", ["random", "best2"])
 def test_clear_socket_every_edge_once(policy: str) -> None:
-    kq = skqueue.kqueue(**POLICIES[policy])  # type: ignore[arg-type]
+    kq = skqueue.kqueue(**POLICIES[policy])
     with kq, socketpairs(1) as [(reader, writer)]:
         kq.control([kevent(reader, EVFILT_READ, EV_ADD | EV_CLEAR)], 0)
         got = [0] * 8
@@ -125,7 +125,7 @@ def test_realtime_share_first() -> None:
 def test_brutal(policy: str) -> None:
     total = 65_536
     rng = random.Random(policy)
-    kq = skqueue.kqueue(**POLICIES[policy])  # type: ignore[arg-type]
+    kq = skqueue.kqueue(**POLICIES[policy])
     with kq, socketpairs(256) as pairs:
         for i, (reader, _) in enumerate(pairs):
             flags = EV_ADD | (EV_REALTIME if rng.random() < 0.5 else 0)
