@@ -1,7 +1,7 @@
 """The knote and the filter interface every filter implements.
 
 A filter is instantiated once per kqueue (like FreeBSD's ``filterops`` plus the
-per-kqueue state a Linux mapping needs: a timerfd, a signalfd, an inotify fd).
+per-kqueue state a Linux mapping needs: a timer heap, pidfds, inotify watches).
 All methods run with the kqueue lock held.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..backend.syscalls import current_cpu
+from ..backend.cpu import current_cpu
 from ..constants import EV_CLEAR, EV_DISPATCH, EV_ONESHOT, EV_REALTIME, EV_RECEIPT
 
 if TYPE_CHECKING:

@@ -11,7 +11,7 @@ import textwrap
 
 import pytest
 
-from skqueue.backend.syscalls import ProcConnector
+from skqueue.backend.proc_connector import ProcConnector
 
 #: Long enough never to expire when things work, on a busy machine.
 WAIT = 5.0
