@@ -26,7 +26,7 @@ from skqueue.constants import (
     EV_ONESHOT,
     EV_RECEIPT,
 )
-from support import CONTRACT_KINDS, WaiterThreadKqueue
+from support import CONTRACT_KINDS, WaiterThreadKqueue, one
 
 from .drivers import Driver, Reg, all_drivers
 
@@ -69,9 +69,7 @@ def change(driver: Driver, reg: Reg, flags: int, nevents: int = 0) -> list[skque
 
 def wait_one(driver: Driver, reg: Reg, flags: int = 0) -> skqueue.kevent:
     """Exactly one event for reg, with the kept flags plus the filter's own."""
-    events = reg.kq.control(None, 4, WAIT)
-    assert len(events) == 1, events
-    ev = events[0]
+    ev = one(reg.kq, WAIT)
     assert (ev.ident, ev.filter) == (reg.ident, driver.filter)
     assert ev.flags == flags | driver.implied_flags
     assert ev.udata is reg.udata
