@@ -1,8 +1,10 @@
-"""Fixtures shared by the test modules (a kqueue of each kind, a socketpair), and the
-check that no test forks while other threads run unless it is marked to."""
+"""Fixtures shared by the test modules (a kqueue of each kind, a socketpair, a pipe, a
+TCP listener), and the check that no test forks while other threads run unless it is
+marked to."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 from collections.abc import Iterator
@@ -76,3 +78,20 @@ def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
     yield a, b
     a.close()
     b.close()
+
+
+@pytest.fixture
+def pipe() -> Iterator[tuple[int, int]]:
+    """A non-blocking pipe (read end, write end); either end may be closed by the test."""
+    r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    yield r, w
+    for fd in (r, w):
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
+@pytest.fixture
+def listener() -> Iterator[socket.socket]:
+    """A TCP listener on loopback with room for 16 pending connections."""
+    with socket.create_server(("127.0.0.1", 0), backlog=16) as sock:
+        yield sock

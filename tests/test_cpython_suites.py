@@ -10,16 +10,13 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
+from support import ROOT, checkout_env
 from support.cpython_suites import SUITES
-
-ROOT = Path(__file__).resolve().parent.parent
 
 if importlib.util.find_spec("test.support") is None:
     pytest.skip(
@@ -32,11 +29,10 @@ if importlib.util.find_spec("test.support") is None:
 @pytest.mark.parametrize("suite", sorted(SUITES))
 def test_cpython_suite(suite: str) -> None:
     # The runner is a script in the test tree; skqueue comes from this checkout.
-    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
     proc = subprocess.run(
         [sys.executable, str(ROOT / "tests" / "support" / "cpython_suites.py"), suite],
         cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": path},
+        env=checkout_env(),
         capture_output=True,
         text=True,
         timeout=160,

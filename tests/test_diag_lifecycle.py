@@ -17,9 +17,8 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -38,12 +37,9 @@ from skqueue.constants import (
     NOTE_FORK,
     NOTE_WRITE,
 )
+from support import open_fds, wait_until
 
 WAIT = 10.0  # generous: only a hang runs into it
-
-
-def fd_count() -> int:
-    return len(os.listdir("/proc/self/fd"))
 
 
 def open_inodes() -> set[int]:
@@ -55,15 +51,6 @@ def open_inodes() -> set[int]:
     return inodes
 
 
-def wait_until(predicate: Callable[[], bool]) -> bool:
-    deadline = time.monotonic() + WAIT
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.001)
-    return True
-
-
 def queue_is(sock: socket.socket, length: int) -> Callable[[], bool]:
     return lambda: sc.accept_queue_length(sock.fileno()) == length
 
@@ -72,12 +59,6 @@ def connect_to(listener: socket.socket) -> socket.socket:
     client = socket.socket(listener.family)
     client.connect(listener.getsockname())
     return client
-
-
-@pytest.fixture
-def listener() -> Iterator[socket.socket]:
-    with socket.create_server(("127.0.0.1", 0), backlog=16) as sock:
-        yield sock
 
 
 def test_thread_end_and_exit_leave_no_unclosed_socket() -> None:
@@ -112,7 +93,7 @@ def test_short_lived_threads_hold_no_fd_each(listener: socket.socket) -> None:
     """Threads measuring one after another share one netlink socket, alive or not."""
     fd = listener.fileno()
     sc.accept_queue_length(fd)  # the pool has a socket before the count
-    before = fd_count()
+    before = len(open_fds())
     release = threading.Event()
     errors: list[BaseException] = []
 
@@ -133,13 +114,13 @@ def test_short_lived_threads_hold_no_fd_each(listener: socket.socket) -> None:
             threads.append(thread)
             assert measured.wait(WAIT), "the measuring thread hung"
         assert not errors
-        assert fd_count() == before  # 8 threads still alive, no fd of their own
+        assert len(open_fds()) == before  # 8 threads still alive, no fd of their own
     finally:
         release.set()
         for thread in threads:
             thread.join(WAIT)
     assert not any(thread.is_alive() for thread in threads), "a thread hung"
-    assert fd_count() == before
+    assert len(open_fds()) == before
 
 
 def test_plan_cache_is_bounded_and_keeps_busy_listeners(
@@ -160,7 +141,7 @@ def test_plan_cache_is_bounded_and_keeps_busy_listeners(
     busy = listener.fileno()
     busy_ino = os.fstat(busy).st_ino & 0xFFFFFFFF
     with connect_to(listener):
-        assert wait_until(queue_is(listener, 1))
+        assert wait_until(queue_is(listener, 1), WAIT)
         for i in range(2000):
             if i % 2:
                 short = socket.create_server(("127.0.0.1", 0), backlog=4)
@@ -170,7 +151,7 @@ def test_plan_cache_is_bounded_and_keeps_busy_listeners(
                 short.listen(4)
             with short:
                 pending = [connect_to(short) for _ in range(i % 3)]
-                assert wait_until(queue_is(short, len(pending)))
+                assert wait_until(queue_is(short, len(pending)), WAIT)
                 for client in pending:
                     client.close()
             if short.family == socket.AF_UNIX:
@@ -194,7 +175,7 @@ def test_plan_left_by_a_reused_inode_is_rebuilt(listener: socket.socket, tmp_pat
             socks = {"tcp": listener, "other": other, "unix": unix}
             expected = {"tcp": 1, "other": 2, "unix": 1}
             for name, sock in socks.items():
-                assert wait_until(queue_is(sock, expected[name]))
+                assert wait_until(queue_is(sock, expected[name]), WAIT)
 
             def key(sock: socket.socket) -> tuple[int, int]:
                 st = os.fstat(sock.fileno())
@@ -257,7 +238,7 @@ def test_kqueue_close_gives_back_every_fd(listener: socket.socket, tmp_path: Pat
     try:
         with open(path, "rb") as watched:
             sc.accept_queue_length(listener.fileno())  # the pool has a socket before the count
-            before = fd_count()
+            before = len(open_fds())
             kq = skqueue.kqueue()
             kq.control(
                 [
@@ -272,8 +253,8 @@ def test_kqueue_close_gives_back_every_fd(listener: socket.socket, tmp_path: Pat
             )
             with connect_to(listener):
                 assert kq.control(None, 8, WAIT)  # the listener is measured
-            assert fd_count() > before
+            assert len(open_fds()) > before
             kq.close()
-            assert fd_count() == before
+            assert len(open_fds()) == before
     finally:
         child.communicate(b"", timeout=WAIT)

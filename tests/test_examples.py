@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from support import ROOT, checkout_env
+
 EXAMPLES = ROOT / "examples"
 
 #: example -> the starts of lines its output must contain (regular expressions, in order).
@@ -42,11 +41,10 @@ def test_every_example_is_checked() -> None:
 
 
 def _run(name: str) -> subprocess.CompletedProcess[str]:
-    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
     return subprocess.run(
         [sys.executable, str(EXAMPLES / name)],
         cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": path},
+        env=checkout_env(),
         capture_output=True,
         text=True,
         timeout=100,

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import errno
 import json
-import os
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -35,20 +34,9 @@ from skqueue.constants import (
 )
 from skqueue.filters import fd as fd_filter
 from skqueue.filters import user as user_filter
+from support import join_all, open_fds, start_thread
 
 _THREAD_TIMEOUT = 30.0  # generous: the machine is shared; a hang fails, it does not block
-
-
-def _open_fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
-
-
-@pytest.fixture
-def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
-    a, b = socket.socketpair()
-    yield a, b
-    a.close()
-    b.close()
 
 
 # 4. kevent validation -------------------------------------------------------------------
@@ -153,17 +141,17 @@ def test_close_never_raises_and_frees_its_fds(monkeypatch: pytest.MonkeyPatch) -
         raise RuntimeError("injected failure in detach")
 
     monkeypatch.setattr(user_filter.UserFilter, "detach", broken_detach, raising=False)
-    before = _open_fds()
+    before = len(open_fds())
     kq = skqueue.kqueue()
     kq.control(
         [kevent(1, EVFILT_USER, EV_ADD), kevent(2, EVFILT_TIMER, EV_ADD, 0, 60_000)],
         0,
     )
-    assert _open_fds() > before
+    assert len(open_fds()) > before
     with pytest.warns(RuntimeWarning, match="injected failure"):
         kq.close()
     assert kq.closed
-    assert _open_fds() == before, "close() left the kqueue's fds open"
+    assert len(open_fds()) == before, "close() left the kqueue's fds open"
 
 
 # 5. SKQ mode switch ----------------------------------------------------------------------
@@ -186,7 +174,7 @@ def test_any_kevent_call_fixes_the_mode(changes: list[kevent] | None) -> None:
         kq.control(changes, 0, 0)
         with pytest.raises(OSError) as info:
             kq.ioctl(FKQMULTI, _MULTI)
-        assert info.value.errno == errno.EINVAL
+        assert isinstance(info.value, OSError) and info.value.errno == errno.EINVAL
         assert not kq.stats()["multi"]
 
 
@@ -210,13 +198,8 @@ def _wait_for_retired(kq: skqueue.kqueue, count: int) -> dict[str, Any]:
         time.sleep(0.01)
 
 
-def _run_threads(target: Any, count: int) -> None:
-    threads = [threading.Thread(target=target, daemon=True) for _ in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(_THREAD_TIMEOUT)
-        assert not thread.is_alive(), "a thread hangs in kevent()"
+def _run_threads(target: Callable[[], object], count: int) -> None:
+    join_all([start_thread(target) for _ in range(count)], _THREAD_TIMEOUT)
 
 
 def test_retired_threads_keep_every_total() -> None:
@@ -244,17 +227,13 @@ def test_retired_threads_keep_every_total() -> None:
             parked.wait()  # alive, with its kevq, until the totals are read
             leave.wait(_THREAD_TIMEOUT)
 
-        threads = [threading.Thread(target=worker, daemon=True) for _ in range(workers)]
-        for thread in threads:
-            thread.start()
+        threads = [start_thread(worker) for _ in range(workers)]
         parked.wait()
         assert sorted(taken) == list(range(total))
         live = kq.stats()
         assert len(live["kevqs"]) == workers
         leave.set()
-        for thread in threads:
-            thread.join(_THREAD_TIMEOUT)
-            assert not thread.is_alive(), "a thread hangs"
+        join_all(threads, _THREAD_TIMEOUT)
         retired = _wait_for_retired(kq, workers)
         assert _totals(retired) == _totals(live)
         assert retired["retired"]["events"] == total
@@ -297,13 +276,15 @@ def test_max_events_is_a_c_int_checked_before_any_change(room: Any, error: type)
         ({"sched": "no such policy"}, ValueError),
     ],
 )
-def test_bad_scheduler_arguments_fail_at_creation(args: dict[str, Any], error: type) -> None:
+def test_bad_scheduler_arguments_fail_at_creation(
+    args: dict[str, Any], error: type[Exception]
+) -> None:
     # Before, they were taken, and the first activation with two threads waiting
     # raised inside place(), half-way through the kevent() that triggered it.
-    before = _open_fds()
+    before = len(open_fds())
     with pytest.raises(error) as info:
         skqueue.kqueue(**args)
     if error is OSError:
-        assert info.value.errno == errno.EINVAL
+        assert isinstance(info.value, OSError) and info.value.errno == errno.EINVAL
     # info's traceback still references the half-made kqueue: its fds must be closed.
-    assert _open_fds() == before
+    assert len(open_fds()) == before

@@ -12,7 +12,6 @@ import gc
 import os
 import selectors
 import socket
-import threading
 import time
 import weakref
 from decimal import Decimal
@@ -38,6 +37,7 @@ from skqueue.constants import (
 )
 from skqueue.filters.timer import TimerFilter
 from skqueue.selector import KqueueSelector
+from support import join_all, start_thread
 
 INT64_MAX = 2**63 - 1  # the largest data a kevent carries (intptr_t)
 IDLE_WAIT = 0.25  # seconds: long enough for a spinning wait to burn a visible share
@@ -230,14 +230,10 @@ def test_largest_timeout_in_a_follower(kq: skqueue.kqueue) -> None:
         except BaseException as exc:
             errors.append(exc)
 
-    threads = [threading.Thread(target=wait, daemon=True) for _ in range(2)]
-    for thread in threads:
-        thread.start()
+    threads = [start_thread(wait) for _ in range(2)]
     for ident in (1, 2):
         add_timer(kq, ident, 20, EV_ONESHOT)
-    for thread in threads:
-        thread.join(10)
-    assert not any(thread.is_alive() for thread in threads), "a wait hung"
+    join_all(threads, 10)
     assert errors == []
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 import inspect
-import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,6 +11,7 @@ import pytest
 
 import skqueue
 from skqueue.tunables import _KNOBS
+from support import open_fds
 
 
 def _public_callables() -> Iterator[tuple[str, Any]]:
@@ -66,10 +66,6 @@ def test_tunables_repr_shows_every_knob_and_its_value() -> None:
 
 
 # Argument checks: the error names the argument, and nothing is left open -------------
-def _open_fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
-
-
 @pytest.mark.parametrize(
     ("kwargs", "error"),
     [
@@ -89,13 +85,16 @@ def _open_fds() -> int:
         ({"sched": "random", "feat": 2}, OSError),
     ],
 )
-def test_kqueue_refuses_bad_scheduler_arguments(kwargs: dict[str, Any], error: type) -> None:
-    before = _open_fds()
+def test_kqueue_refuses_bad_scheduler_arguments(
+    kwargs: dict[str, Any], error: type[Exception]
+) -> None:
+    before = len(open_fds())
     with pytest.raises(error) as caught:
         skqueue.kqueue(**kwargs)
     if error is OSError:
-        assert caught.type is OSError and caught.value.errno == 22
-    assert _open_fds() == before
+        assert caught.type is OSError and isinstance(caught.value, OSError)
+        assert caught.value.errno == 22
+    assert len(open_fds()) == before
 
 
 def test_kqueue_takes_the_scheduler_arguments_it_documents() -> None:

@@ -24,13 +24,6 @@ def sel() -> Iterator[skqueue.KqueueSelector]:
         yield selector
 
 
-@pytest.fixture
-def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
-    a, b = socket.socketpair()
-    with a, b:
-        yield a, b
-
-
 def ready(sel: skqueue.KqueueSelector, timeout: float | None = 0) -> dict[int, tuple[int, object]]:
     """fd -> (events, data), merging the one-pair-per-filter answers of select()."""
     out: dict[int, tuple[int, object]] = {}

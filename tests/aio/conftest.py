@@ -1,4 +1,5 @@
-"""Fixtures for the AIO tests: socket pairs, tunables restored, and a leak check.
+"""Fixtures for the AIO tests: a scratch file, socket pairs, tunables restored, and a
+leak check; finish() waits for a job and reaps it.
 
 AIO state is process-wide, so every test must reap every job it submits; the
 autouse fixture fails a test that leaves a job, a pinned buffer, a socket in
@@ -9,26 +10,22 @@ from __future__ import annotations
 
 import os
 import socket
-import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 import skqueue
+from support import open_fds, wait_until
+
+#: A wait on a busy machine: long enough never to expire when things work.
+PATIENCE = 10.0
 
 
-def open_fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
-
-
-def settle(predicate: object, timeout: float = 5.0) -> bool:
-    """Poll predicate() until true or timeout (for engine-side clean-up)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return True
-        time.sleep(0.005)
-    return bool(predicate())  # type: ignore[operator]
+def finish(cb: skqueue.aiocb, timeout: float = PATIENCE) -> int:
+    """The job's result, once it is done."""
+    skqueue.aio_suspend([cb], timeout)
+    return skqueue.aio_return(cb)
 
 
 def start_engine() -> None:
@@ -40,24 +37,32 @@ def start_engine() -> None:
         assert skqueue.aio_cancel(a, cb) == skqueue.AIO_CANCELED
         with pytest.raises(OSError):
             skqueue.aio_return(cb)
-        assert settle(lambda: skqueue.aio_stats()["sockets"] == 0)
+        assert wait_until(lambda: skqueue.aio_stats()["sockets"] == 0)
 
 
 @pytest.fixture(autouse=True)
 def no_leaks() -> Iterator[None]:
     """Each test ends with no job, pinned buffer or engine socket, and no new fd."""
     start_engine()
-    before = open_fds()
+    before = len(open_fds())
     saved = skqueue.tunables.as_dict()
     yield
     for name, value in saved.items():
         skqueue.tunables.set(name, value)
-    assert settle(lambda: skqueue.aio_stats()["sockets"] == 0)
+    assert wait_until(lambda: skqueue.aio_stats()["sockets"] == 0)
     stats = skqueue.aio_stats()
     assert stats["jobs"] == 0, stats
     assert stats["buffers_held"] == 0, stats
     assert stats["queued"] == stats["running"] == stats["zc_inflight"] == 0, stats
-    assert open_fds() == before
+    assert len(open_fds()) == before
+
+
+@pytest.fixture
+def fd(tmp_path: Path) -> Iterator[int]:
+    """A scratch file the jobs read and write."""
+    f = os.open(tmp_path / "data", os.O_RDWR | os.O_CREAT)
+    yield f
+    os.close(f)
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ import errno
 import os
 import socket
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,17 +13,7 @@ import pytest
 import skqueue
 from skqueue import aio_error, aio_read, aio_return, aio_suspend, aio_waitcomplete, aio_write, aiocb
 
-
-@pytest.fixture
-def fd(tmp_path: Path) -> Iterator[int]:
-    f = os.open(tmp_path / "data", os.O_RDWR | os.O_CREAT)
-    yield f
-    os.close(f)
-
-
-def finish(cb: aiocb) -> int:
-    aio_suspend([cb], 5)
-    return aio_return(cb)
+from .conftest import finish
 
 
 def test_write_then_read_at_offsets(fd: int) -> None:

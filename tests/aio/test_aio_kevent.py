@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import errno
-import os
 import socket
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -34,13 +31,6 @@ from skqueue import (
     lio_listio,
     sigevent_kevent,
 )
-
-
-@pytest.fixture
-def fd(tmp_path: Path) -> Iterator[int]:
-    f = os.open(tmp_path / "data", os.O_RDWR | os.O_CREAT)
-    yield f
-    os.close(f)
 
 
 def test_event_carries_ident_error_and_udata(fd: int, kq: skqueue.kqueue) -> None:

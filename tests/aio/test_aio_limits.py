@@ -12,7 +12,7 @@ import socket
 import subprocess
 import sys
 import textwrap
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -36,22 +36,16 @@ from skqueue import (
     sigevent_kevent,
 )
 from skqueue.aio import api
+from support import checkout_env
 
-# A wait on a busy machine: long enough never to expire when things work.
-PATIENCE = 10.0
+from .conftest import PATIENCE, finish
 
 
 @pytest.fixture
-def fd(tmp_path: Path) -> Iterator[int]:
-    f = os.open(tmp_path / "data", os.O_RDWR | os.O_CREAT)
-    os.pwrite(f, b"0123456789", 0)
-    yield f
-    os.close(f)
-
-
-def finish(cb: aiocb) -> int:
-    aio_suspend([cb], PATIENCE)
-    return aio_return(cb)
+def fd(fd: int) -> int:
+    """The scratch file, holding ten known bytes."""
+    os.pwrite(fd, b"0123456789", 0)
+    return fd
 
 
 def assert_errno(code: int, call: Callable[[], object]) -> None:
@@ -153,7 +147,8 @@ def test_bad_timeout_is_refused(
 
     def wait() -> object:
         if call == "aio_suspend":
-            return aio_suspend([cb], timeout)  # type: ignore[arg-type]
+            aio_suspend([cb], timeout)  # type: ignore[arg-type]
+            return None
         return aio_waitcomplete(timeout)  # type: ignore[arg-type]
 
     if isinstance(expected, int):
@@ -225,10 +220,9 @@ def test_aio_works_in_a_fork_child(tmp_path: Path) -> None:
         sys.exit(os.waitstatus_to_exitcode(status))
         """
     )
-    env = {**os.environ, "PYTHONPATH": str(Path(skqueue.__file__).parent.parent)}
     done = subprocess.run(
         [sys.executable, "-c", script, str(tmp_path / "data")],
-        env=env,
+        env=checkout_env(),
         capture_output=True,
         text=True,
         timeout=90,

@@ -26,12 +26,9 @@ from skqueue import (
     aiocb,
 )
 
+from .conftest import finish
+
 Pair = tuple[socket.socket, socket.socket]
-
-
-def finish(cb: aiocb, timeout: float = 10) -> int:
-    aio_suspend([cb], timeout)
-    return aio_return(cb)
 
 
 def recv_exactly(sock: socket.socket, n: int) -> bytes:

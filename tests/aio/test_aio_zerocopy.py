@@ -12,8 +12,7 @@ import skqueue
 from skqueue import aio_error, aio_return, aio_write, aiocb
 from skqueue.aio import jobs, zerocopy
 from skqueue.aio.zerocopy import Ledger, Notice
-
-from .conftest import settle
+from support import wait_until
 
 
 def _job(table: jobs.JobTable, n: int) -> jobs.Job:
@@ -95,7 +94,9 @@ def test_64mib_zero_copy_write_to_a_slow_reader() -> None:
         thread.start()
         try:
             # Every byte handed to the kernel, yet the job waits for the last notices.
-            assert settle(lambda: skqueue.aio_stats()["zc_bytes"] - before["zc_bytes"] == size, 20)
+            assert wait_until(
+                lambda: skqueue.aio_stats()["zc_bytes"] - before["zc_bytes"] == size, 20
+            )
             time.sleep(0.2)
             mid = skqueue.aio_stats()
             assert aio_error(cb) == errno.EINPROGRESS
@@ -105,7 +106,7 @@ def test_64mib_zero_copy_write_to_a_slow_reader() -> None:
             resume.set()
             thread.join(30)
         assert not thread.is_alive()
-        assert settle(lambda: aio_error(cb) != errno.EINPROGRESS, 10)
+        assert wait_until(lambda: aio_error(cb) != errno.EINPROGRESS, 10)
         assert aio_return(cb) == size
         assert received == payload
         after = skqueue.aio_stats()

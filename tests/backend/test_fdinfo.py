@@ -12,8 +12,7 @@ import threading
 import pytest
 
 from skqueue.backend import fdinfo
-from support import kernel
-from support.kernel import wait_until
+from support import kernel, wait_until
 
 
 def test_pipe_capacity() -> None:

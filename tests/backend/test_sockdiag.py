@@ -15,7 +15,7 @@ import pytest
 
 from skqueue.backend import sockdiag
 from skqueue.backend.sockdiag import accept_queue_length
-from support.kernel import wait_until
+from support import wait_until
 
 
 def has_ipv6_loopback() -> bool:

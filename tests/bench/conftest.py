@@ -1,14 +1,44 @@
-"""Shared helpers for the benchmark toolkit's tests: servers on loopback only."""
+"""Shared helpers for the benchmark toolkit's tests: servers on loopback only, and the
+``skqueue`` command run in a child interpreter that imports this checkout."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import pytest
 
 from skqbench.protocol import FRAME_SIZE, Request, decode, encode
 from skqbench.servers.base import LOOPBACK
+from support import checkout_env
+
+
+def cli(*args: str) -> list[str]:
+    """The argv of ``skqueue ARGS`` (the entry point need not be installed)."""
+    return [sys.executable, "-m", "skqbench.cli", *args]
+
+
+def run_cli(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    """``skqueue ARGS`` run to its end, its output captured as text."""
+    return subprocess.run(
+        cli(*args), capture_output=True, text=True, env=checkout_env(), timeout=timeout, check=False
+    )
+
+
+@contextlib.contextmanager
+def cli_process(*args: str, stderr: int = subprocess.PIPE) -> Iterator[subprocess.Popen[str]]:
+    """``skqueue ARGS`` running, its output piped as text; killed and reaped at the end."""
+    proc = subprocess.Popen(
+        cli(*args), stdout=subprocess.PIPE, stderr=stderr, text=True, env=checkout_env()
+    )
+    try:
+        yield proc
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 def connect(port: int) -> socket.socket:

@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
@@ -14,19 +13,7 @@ import pytest
 from skqbench.cli import main
 from skqbench.protocol import Request
 
-from .conftest import connect, roundtrip
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def _cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "skqbench.cli", *args]
-
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
-    return env
+from .conftest import cli_process, connect, roundtrip, run_cli
 
 
 @pytest.mark.parametrize(
@@ -63,36 +50,20 @@ def test_stats_without_server_says_so(tmp_path: object, capsys: pytest.CaptureFi
 @pytest.mark.timeout(30)
 def test_serve_then_stats_then_ctrl_c(tmp_path: object) -> None:
     control = os.path.join(str(tmp_path), "c.sock")
-    proc = subprocess.Popen(
-        _cli("serve", "--design", "asyncio", "--control", control),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=_env(),
-    )
-    try:
+    with cli_process("serve", "--design", "asyncio", "--control", control) as proc:
         assert proc.stdout is not None
         line = proc.stdout.readline()
         port = int(line.split("127.0.0.1:")[1].split(";")[0])
         sock = connect(port)
         assert roundtrip(sock, Request(1000, 42, 0)).request_id == 42
         sock.close()
-        out = subprocess.run(
-            _cli("stats", "--control", control),
-            capture_output=True,
-            text=True,
-            env=_env(),
-            timeout=20,
-            check=True,
-        )
+        out = run_cli("stats", "--control", control, timeout=20)
+        assert out.returncode == 0, out.stderr
         stats = json.loads(out.stdout)
         assert stats["served_total"] == 1 and stats["config"]["design"] == "asyncio"
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=15) == 0
         assert not os.path.exists(control)
-    finally:
-        proc.kill()
-        proc.wait()
 
 
 SWEEP_CONFIGS = 6
@@ -116,32 +87,26 @@ def test_ctrl_c_during_sweep_keeps_results(tmp_path: object, signum: int) -> Non
     remain after the first point is saved: the signal always lands mid-sweep."""
     out = os.path.join(str(tmp_path), "rep")
     workers = [arg for n in range(1, SWEEP_CONFIGS + 1) for arg in ("--workers", str(n))]
-    proc = subprocess.Popen(
-        _cli(
-            "bench",
-            "sweep",
-            "--design",
-            "asyncio",
-            *workers,
-            "--dist",
-            "fixed:1ms",
-            "--rates",
-            ",".join(map(str, SWEEP_RATES)),
-            "--duration",
-            "0.5",
-            "--warmup",
-            "0",
-            "--connections",
-            "4",
-            "--out",
-            out,
-        ),
-        stdout=subprocess.PIPE,
+    with cli_process(
+        "bench",
+        "sweep",
+        "--design",
+        "asyncio",
+        *workers,
+        "--dist",
+        "fixed:1ms",
+        "--rates",
+        ",".join(map(str, SWEEP_RATES)),
+        "--duration",
+        "0.5",
+        "--warmup",
+        "0",
+        "--connections",
+        "4",
+        "--out",
+        out,
         stderr=subprocess.STDOUT,
-        text=True,
-        env=_env(),
-    )
-    try:
+    ) as proc:
         deadline = time.monotonic() + 60
         while _points(out) < 1:
             assert proc.poll() is None, "the sweep ended before measuring a point"
@@ -157,6 +122,3 @@ def test_ctrl_c_during_sweep_keeps_results(tmp_path: object, signum: int) -> Non
         assert 1 <= len(data["points"]) < SWEEP_CONFIGS * len(SWEEP_RATES)
         assert os.path.exists(os.path.join(out, "p99.png"))
         assert "interrupted" in output
-    finally:
-        proc.kill()
-        proc.wait()

@@ -10,7 +10,6 @@ import shutil
 import signal
 import socket
 import stat
-import subprocess
 import tempfile
 from collections.abc import Iterator
 from typing import Any
@@ -21,7 +20,7 @@ from skqbench import control
 from skqbench.cli import main
 from skqbench.control import ControlServer, default_control_path, query
 
-from .test_cli import _cli, _env
+from .conftest import cli_process, run_cli
 
 STATS = {"served_total": 7}
 
@@ -97,7 +96,7 @@ def test_a_path_that_is_not_a_socket_is_left_alone(sockdir: str) -> None:
 def test_a_socket_of_another_user_is_refused(sockdir: str, monkeypatch: pytest.MonkeyPatch) -> None:
     path = os.path.join(sockdir, "c.sock")
     _stale_socket(path)
-    monkeypatch.setattr(control.os, "getuid", lambda: os.stat(path).st_uid + 1)
+    monkeypatch.setattr(os, "getuid", lambda: os.stat(path).st_uid + 1)
     with pytest.raises(PermissionError):
         ControlServer(path, _stats)
     assert stat.S_ISSOCK(os.lstat(path).st_mode)  # not unlinked
@@ -153,7 +152,7 @@ def test_a_private_directory_of_another_user_is_refused(
     private_tmp: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     me = os.getuid() + 1  # pretend to be another user, for whom ours was made in advance
-    monkeypatch.setattr(control.os, "getuid", lambda: me)
+    monkeypatch.setattr(os, "getuid", lambda: me)
     planted = os.path.join(os.path.dirname(private_tmp), f"skqueue-{me}")
     os.mkdir(planted, 0o700)
     path = default_control_path()
@@ -179,7 +178,7 @@ def test_the_runtime_directory_is_used_when_it_is_ours(
 ) -> None:
     monkeypatch.setenv("XDG_RUNTIME_DIR", sockdir)
     assert default_control_path() == os.path.join(sockdir, "skqueue.sock")
-    monkeypatch.setattr(control.os, "getuid", lambda: os.stat(sockdir).st_uid + 1)
+    monkeypatch.setattr(os, "getuid", lambda: os.stat(sockdir).st_uid + 1)
     assert os.path.dirname(default_control_path()) != sockdir  # not ours: not used
 
 
@@ -203,14 +202,7 @@ def test_an_idle_client_does_not_block_others(
 @pytest.mark.timeout(90)
 def test_stats_waits_for_a_server_that_is_starting(sockdir: str) -> None:
     path = os.path.join(sockdir, "c.sock")
-    stats = subprocess.Popen(
-        _cli("stats", "--control", path, "--wait", "60"),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=_env(),
-    )
-    try:
+    with cli_process("stats", "--control", path, "--wait", "60") as stats:
         server = ControlServer(path, _stats)
         try:
             out, err = stats.communicate(timeout=60)
@@ -218,31 +210,16 @@ def test_stats_waits_for_a_server_that_is_starting(sockdir: str) -> None:
             server.close()
         assert stats.returncode == 0, err
         assert json.loads(out) == STATS
-    finally:
-        stats.kill()
-        stats.wait()
 
 
 @pytest.mark.timeout(60)
 def test_serve_refuses_a_control_path_a_running_serve_answers_on(sockdir: str) -> None:
     path = os.path.join(sockdir, "c.sock")
-    first = subprocess.Popen(
-        _cli("serve", "--design", "asyncio", "--workers", "1", "--control", path),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=_env(),
-    )
-    try:
+    serve = ("serve", "--design", "asyncio", "--workers", "1", "--control", path)
+    with cli_process(*serve) as first:
         assert first.stdout is not None
         assert "serving on" in first.stdout.readline()
-        second = subprocess.run(
-            _cli("serve", "--design", "asyncio", "--workers", "1", "--control", path),
-            capture_output=True,
-            text=True,
-            env=_env(),
-            timeout=40,
-        )
+        second = run_cli(*serve, timeout=40)
         assert second.returncode == 1
         assert second.stderr.startswith("skqueue serve: error: ")
         assert "already answers" in second.stderr and "Traceback" not in second.stderr
@@ -250,6 +227,3 @@ def test_serve_refuses_a_control_path_a_running_serve_answers_on(sockdir: str) -
         first.send_signal(signal.SIGINT)
         assert first.wait(timeout=15) == 0
         assert not os.path.exists(path)
-    finally:
-        first.kill()
-        first.wait()

@@ -9,8 +9,8 @@ import sys
 import pytest
 
 from skqbench import cli
+from support import checkout_env
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 EXTRA = ("rich", "hdrh", "matplotlib", "uvloop")
 # A None entry in sys.modules makes ``import rich`` fail as if rich were not installed.
 WITHOUT_EXTRA = (
@@ -22,12 +22,11 @@ WITHOUT_EXTRA = (
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
     return subprocess.run(
         [sys.executable, "-c", WITHOUT_EXTRA, *args],
         capture_output=True,
         text=True,
-        env=env,
+        env=checkout_env(),
         timeout=60,
     )
 

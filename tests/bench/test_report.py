@@ -10,8 +10,11 @@ import os
 from dataclasses import asdict
 
 import matplotlib
+import numpy as np
 import pytest
 from matplotlib.colors import to_rgb
+from matplotlib.lines import Line2D
+from matplotlib.typing import ColorType
 from rich.console import Console
 
 from skqbench.cli import main
@@ -38,8 +41,10 @@ matplotlib.use("Agg")
 SLO_US = 10_000.0  # explode 10: the chart's top is 100 ms
 RATES = [100.0, 200.0, 300.0, 400.0]
 
-# (config, [(offered, achieved, p99 ms, saturated)]); p50 is p99 / 4
-CURVES: list[tuple[ServerConfig, list[tuple[float, float, float, bool]]]] = [
+#: A configuration and its points: [(offered, achieved, p99 ms, saturated)]; p50 is p99 / 4.
+Curve = tuple[ServerConfig, list[tuple[float, float, float, bool]]]
+
+CURVES: list[Curve] = [
     # vanilla: over the SLO at 200 (the knee), saturated at 300 with a p99 off the chart;
     # its achieved load falls at saturation, which must not fold the line back
     (
@@ -81,7 +86,7 @@ ERRORED = ServerConfig("skq", 2, "queue")  # failed to start: no point at all
 
 
 def _results(
-    curves: list[tuple[ServerConfig, list[tuple[float, float, float, bool]]]] = CURVES,
+    curves: list[Curve] = CURVES,
     extra_labels: tuple[str, ...] = (ERRORED.label,),
 ) -> SweepResults:
     configs = [cfg for cfg, _ in curves]
@@ -164,13 +169,15 @@ def test_measured_values_and_gains() -> None:
 
 
 def test_zero_low_latency_throughput_is_a_ratio_of_zero_not_missing() -> None:
-    curves = [CURVES[0], (ServerConfig("skq", 4, "cpu"), [(100, 100, 12, False)])]
+    curves: list[Curve] = [CURVES[0], (ServerConfig("skq", 4, "cpu"), [(100, 100, 12, False)])]
     cells = _row(_results(curves, ()), "skq cpu x4")
     assert cells[1:3] == ["0/s", "0.00x"]
 
 
 def test_without_a_knee_the_caption_says_so() -> None:
-    curves = [(ServerConfig("vanilla", 4), [(100, 100, 2, False), (200, 200, 3, False)])]
+    curves: list[Curve] = [
+        (ServerConfig("vanilla", 4), [(100, 100, 2, False), (200, 200, 3, False)])
+    ]
     res = _results(curves, ())
     rows, refs = summarize(res)
     assert refs.knee is None and refs.sat is None
@@ -225,14 +232,22 @@ def test_cli_report_with_a_measured_knee(tmp_out: str, capsys: pytest.CaptureFix
 
 def _lines(
     res: SweepResults, key: str = "p99_us", labels: list[str] | None = None
-) -> dict[str, matplotlib.lines.Line2D]:
+) -> dict[str, Line2D]:
     fig = figure(res, key, labels)
-    lines = {line.get_label(): line for line in fig.axes[0].get_lines()}
+    lines = {str(line.get_label()): line for line in fig.axes[0].get_lines()}
     return {label: line for label, line in lines.items() if not label.startswith("_")}
 
 
-def _hue(color: str) -> float:
+def _hue(color: ColorType) -> float:
     return colorsys.rgb_to_hls(*to_rgb(color))[0] * 360
+
+
+def _xs(line: Line2D) -> list[float]:
+    return [float(x) for x in np.asarray(line.get_xdata(), dtype=float)]
+
+
+def _ys(line: Line2D) -> list[float]:
+    return [float(y) for y in np.asarray(line.get_ydata(), dtype=float)]
 
 
 def test_one_line_per_measured_configuration() -> None:
@@ -280,9 +295,9 @@ def test_x_is_offered_load_and_never_folds_back() -> None:
     res.points.reverse()  # the order points are stored in must not matter
     for key in ("p99_us", "p50_us"):
         for label, line in _lines(res, key).items():
-            xs = list(line.get_xdata())
+            xs = _xs(line)
             assert xs == sorted(xs), label
-    assert list(_lines(res)["vanilla x4"].get_xdata()) == [100, 200, 300]
+    assert _xs(_lines(res)["vanilla x4"]) == [100, 200, 300]
 
 
 def test_saturated_points_are_hollow_and_off_chart_ones_sit_on_the_top_edge() -> None:
@@ -291,13 +306,10 @@ def test_saturated_points_are_hollow_and_off_chart_ones_sit_on_the_top_edge() ->
     top = ax.get_ylim()[1]
     assert top == pytest.approx(100)  # explode x SLO
     hollow = [line for line in ax.get_lines() if line.get_markerfacecolor() == "white"]
-    marks = sorted(
-        (float(line.get_xdata()[0]), float(line.get_ydata()[0]), line.get_marker())
-        for line in hollow
-    )
+    marks = sorted((_xs(line)[0], _ys(line)[0], line.get_marker()) for line in hollow)
     # vanilla 250 ms and skq random's 45 ms, best2's 60 ms and reuseport's 90 ms
     assert marks == [(200, 45, "s"), (200, 90, "s"), (300, top, "^"), (400, 60, "o")]
-    assert max(max(line.get_ydata()) for line in ax.get_lines()) <= top
+    assert max(max(_ys(line)) for line in ax.get_lines()) <= top
 
 
 def test_a_saturated_point_without_replies_sits_on_the_top_edge() -> None:
@@ -307,9 +319,9 @@ def test_a_saturated_point_without_replies_sits_on_the_top_edge() -> None:
     ax = figure(res, "p99_us").axes[0]
     top = ax.get_ylim()[1]
     line = next(line for line in ax.get_lines() if line.get_label() == "vanilla x4")
-    assert list(line.get_ydata()) == [2.5, 14, top]
+    assert _ys(line) == [2.5, 14, top]
     marks = [line for line in ax.get_lines() if line.get_markerfacecolor() == "white"]
-    assert any(list(m.get_xdata()) == [300] and m.get_marker() == "^" for m in marks)
+    assert any(_xs(m) == [300] and m.get_marker() == "^" for m in marks)
 
 
 def test_log_ticks_are_labelled_2_5_10_20_50_ms() -> None:
@@ -324,6 +336,7 @@ def test_p99_plot_labels_the_slo_and_groups_the_legend() -> None:
     ax = figure(_results(), "p99_us").axes[0]
     assert any(t.get_text().strip() == "SLO 10.0 ms" for t in ax.texts)
     legend = ax.get_legend()
+    assert legend is not None
     texts = [t.get_text() for t in legend.get_texts()]
     bold = [t.get_text() for t in legend.get_texts() if t.get_fontweight() == "bold"]
     assert len(bold) == 3 and all(b in texts for b in bold)

@@ -55,7 +55,8 @@ def test_sweep_stops_at_saturation_and_reports(tmp_out: str) -> None:
     vanilla = [p.result["offered"] for p in again.points if p.label == "vanilla x1"]
     # vanilla's first saturated point is its last; its knee (first point over the SLO
     # or saturated) is at or before it
-    assert refs.sat == vanilla[-1] and refs.knee is not None and refs.knee <= refs.sat
+    assert refs.sat is not None and refs.sat == vanilla[-1]
+    assert refs.knee is not None and refs.knee <= refs.sat
 
 
 def test_sweep_stops_after_a_saturated_point_without_measuring_higher(tmp_out: str) -> None:

@@ -18,6 +18,8 @@ Driver interface (subclass :class:`Driver`; one instance per test):
   - ``level``: True if, without EV_CLEAR, a fired knote stays reported until
     :meth:`quiet` (READ, WRITE, USER); False if each firing is reported once.
   - ``settle``: seconds a "nothing is reported" check waits (0 polls).
+  - ``main_thread_add``: True if the first knote on an ident can only be added on
+    the main thread (EVFILT_SIGNAL: CPython installs signal handlers only there).
 * ``open() -> int``: create what the ident names and return the ident.
 * ``fire(reg)``: make the knote ``reg`` ready (once more); must return only when
   the event is due, so a wait right after it sees the event.
@@ -76,6 +78,7 @@ class Driver:
     shared: ClassVar[bool] = True
     level: ClassVar[bool] = True
     settle: ClassVar[float] = 0.05
+    main_thread_add: ClassVar[bool] = False
 
     def open(self) -> int:
         raise NotImplementedError

@@ -4,13 +4,9 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import tempfile
-import textwrap
 
 import skqueue
-from skqueue.backend.proc_connector import ProcConnector
 from skqueue.constants import (
     EV_ADD,
     EV_CLEAR,
@@ -23,6 +19,7 @@ from skqueue.constants import (
     NOTE_FORK,
     NOTE_WRITE,
 )
+from support.proc import Child, connector_works
 
 from .drivers import Driver, Reg
 
@@ -34,6 +31,7 @@ class SignalDriver(Driver):
     filter = EVFILT_SIGNAL
     implied_flags = EV_CLEAR
     level = False
+    main_thread_add = True  # elsewhere EV_ADD is ENOTSUP (README, EVFILT_SIGNAL limits)
     signo = signal.SIGRTMIN + 5
 
     def open(self) -> int:
@@ -56,20 +54,6 @@ class SignalDriver(Driver):
         signal.signal(self.signo, self.saved)
 
 
-_FORKER = textwrap.dedent(
-    """
-    import os, sys
-    print("ready", flush=True)
-    while sys.stdin.readline():
-        pid = os.fork()
-        if pid == 0:
-            os._exit(0)
-        os.waitpid(pid, 0)
-        print("forked", flush=True)
-    """
-)
-
-
 class ProcDriver(Driver):
     """NOTE_FORK on a child that forks once per line it reads (needs the connector)."""
 
@@ -81,20 +65,11 @@ class ProcDriver(Driver):
     settle = 0.1
 
     def open(self) -> int:
-        self.child = subprocess.Popen(
-            [sys.executable, "-c", _FORKER],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert self.child.stdout is not None and self.child.stdout.readline() == "ready\n"
+        self.child = Child()
         return self.child.pid
 
     def fire(self, reg: Reg) -> None:
-        assert self.child.stdin is not None and self.child.stdout is not None
-        self.child.stdin.write("fork\n")
-        self.child.stdin.flush()
-        assert self.child.stdout.readline() == "forked\n"
+        self.child.step("fork")
 
     def check(self, ev: skqueue.kevent) -> None:
         assert (ev.fflags, ev.data) == (NOTE_FORK, 0)
@@ -106,11 +81,7 @@ class ProcDriver(Driver):
         assert events == []
 
     def close(self) -> None:
-        self.child.kill()
-        self.child.wait()
-        for stream in (self.child.stdin, self.child.stdout):
-            assert stream is not None
-            stream.close()
+        self.child.close()
 
 
 class VnodeDriver(Driver):
@@ -152,17 +123,9 @@ class VnodeDriver(Driver):
         os.unlink(self.path)
 
 
-def _connector_works() -> bool:
-    try:
-        ProcConnector.open().close()
-    except OSError:
-        return False
-    return True
-
-
 # NOTE_FORK is best effort: without the proc connector (root) there is nothing to fire.
 DRIVERS: list[type[Driver]] = [
     SignalDriver,
-    *([ProcDriver] if _connector_works() else []),
+    *([ProcDriver] if connector_works() else []),
     VnodeDriver,
 ]

@@ -2,12 +2,12 @@
 signal.c, vnode.c, kqueue_peek_signal.c, kqueue_fork.c) used as a checklist for
 EVFILT_PROC, EVFILT_SIGNAL and EVFILT_VNODE.
 
-Only the behaviours that tests/test_filter_{proc,signal,vnode}.py and the contract
+Only the behaviours that tests/filters/test_{proc,signal,vnode}.py and the contract
 suite do not already pin are here; each test names the FreeBSD case it follows.
 Left out: NOTE_TRACK (refused with EINVAL, see the README) and signals blocked with
 sigprocmask (never delivered on Linux, so never counted: README).  Two checks live
 where their fixes are tested: a zero-timeout poll right after kill(getpid()) seeing
-the signal (kqueue_peek_signal.c) in tests/test_filter_signal.py, and the kqueue not
+the signal (kqueue_peek_signal.c) in tests/filters/test_signal.py, and the kqueue not
 inherited by fork (proc.c) in tests/test_kqueue_api.py.
 Returned flags are compared whole: FreeBSD strips the action bits (EV_ADD,
 EV_ENABLE) from what it returns, so an event carries only the kept flags.

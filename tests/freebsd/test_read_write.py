@@ -3,7 +3,7 @@
 Sources (facts only): tests/sys/kqueue/libkqueue/read.c, tests/sys/kern/pipe/
 pipe_kqueue_test.c, tests/sys/kern/unix_dgram.c (``event``) and
 tests/sys/kern/listener_wakeup.c (the kqueue cases).  Cases that
-tests/test_filter_fd.py or tests/contract already cover are not repeated here.
+tests/filters/test_fd.py or tests/contract already cover are not repeated here.
 
 Linux sizes differ from FreeBSD's (a pipe holds 64 KiB, not 16 KiB), so data is
 compared with what this system's buffers hold, never with FreeBSD's constants.
@@ -25,7 +25,6 @@ import fcntl
 import os
 import select
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -50,16 +49,6 @@ from support import nothing, one
 
 PIPE_BUF = select.PIPE_BUF
 CLEAR_RECEIPT = EV_CLEAR | EV_RECEIPT
-
-
-@pytest.fixture
-def pipe() -> Iterator[tuple[int, int]]:
-    """A non-blocking pipe; either end may be closed by the test."""
-    r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-    yield r, w
-    for fd in (r, w):
-        with contextlib.suppress(OSError):
-            os.close(fd)
 
 
 def _capacity(fd: int) -> int:

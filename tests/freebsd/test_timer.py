@@ -1,5 +1,5 @@
 """EVFILT_TIMER behaviours that FreeBSD's libkqueue regression tests
-(tests/sys/kqueue/libkqueue/timer.c) check and tests/test_filter_timer.py does not.
+(tests/sys/kqueue/libkqueue/timer.c) check and tests/filters/test_timer.py does not.
 
 Durations are scaled up from FreeBSD's (a noisy 2-core VM), lower bounds are
 exact (a timer never fires early) and upper bounds are loose.

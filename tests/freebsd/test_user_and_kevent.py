@@ -1,7 +1,7 @@
 """EVFILT_USER and generic kevent() cases taken from FreeBSD's kqueue regression tests.
 
 Checklist: freebsd-src tests/sys/kqueue/libkqueue/{main,user}.c, kqueue_peek_signal.c
-and kqueue_fork.c.  Only what tests/test_filter_user.py, tests/test_kqueue_api.py and
+and kqueue_fork.c.  Only what tests/filters/test_user.py, tests/test_kqueue_api.py and
 tests/contract/ do not already check is here.  FreeBSD ran its user.c cases one after
 another on a single kqueue, so a knote registered by one case is still there in the next;
 the sequence test keeps that, because it is how FreeBSD checks that a re-add leaves the
@@ -145,7 +145,7 @@ def test_nested_event_is_visible_to_a_zero_timeout_poll(kq: skqueue.kqueue) -> N
     """An event pending in a watched kqueue is seen at once by a poll of the outer one.
 
     FreeBSD watches with EV_CLEAR and checks that a second outer poll is empty; that
-    form is tests/test_nested_kqueue.py::test_clear_watch_reports_each_new_inner_event_once.
+    form is tests/filters/test_nested_kqueue.py::test_clear_watch_reports_each_new_inner_event_once.
     Here the watch is level-triggered and draining the inner must quiet the outer.
     """
     with skqueue.kqueue() as inner:

@@ -77,6 +77,7 @@ def test_queue_affinity_binds_at_first_activation() -> None:
     kq = skqueue.kqueue(sched="queue")
     try:
         kq.control([kevent(reader, EVFILT_READ, EV_ADD)], 0)
+        assert kq._core is not None
         knote = kq._core.knotes[(reader.fileno(), EVFILT_READ)]
         assert knote.group == -1
         writer.send(b"1")

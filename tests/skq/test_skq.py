@@ -10,7 +10,7 @@ import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
@@ -33,6 +33,7 @@ from skqueue import (
     KQTUNE_RTSHARE,
     kevent,
 )
+from support import join_all, start_thread
 
 POLICIES = {
     "random": dict(sched=0),
@@ -44,20 +45,6 @@ POLICIES = {
     "cpu2": dict(sched=KQ_SCHED_CPU, sargs=2),
     "ws1": dict(sched=0, feat=KQ_SCHED_FEAT_WS, fargs=1),
 }
-
-
-def start(target: Callable[..., None], *args: object) -> threading.Thread:
-    thread = threading.Thread(target=target, args=args, daemon=True)
-    thread.start()
-    return thread
-
-
-def join_all(threads: list[threading.Thread], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    for thread in threads:
-        thread.join(max(0.0, deadline - time.monotonic()))
-    hung = [t.name for t in threads if t.is_alive()]
-    assert not hung, f"threads hung: {hung}"
 
 
 @contextmanager
@@ -77,7 +64,7 @@ def socketpairs(n: int) -> Iterator[list[tuple[socket.socket, socket.socket]]]:
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("policy", ["random", "best2"])
 def test_clear_socket_every_edge_once(policy: str) -> None:
-    kq = skqueue.kqueue(**POLICIES[policy])  # type: ignore[arg-type]
+    kq = skqueue.kqueue(**POLICIES[policy])
     with kq, socketpairs(1) as [(reader, writer)]:
         kq.control([kevent(reader, EVFILT_READ, EV_ADD | EV_CLEAR)], 0)
         got = [0] * 8
@@ -99,7 +86,7 @@ def test_clear_socket_every_edge_once(policy: str) -> None:
                     for _ in data:
                         acks.release()
 
-        threads = [start(worker, i) for i in range(8)]
+        threads = [start_thread(worker, i) for i in range(8)]
         for n in range(1600):
             writer.send(b"x")
             assert acks.acquire(timeout=10), f"write {n} never consumed"
@@ -138,7 +125,7 @@ def test_realtime_share_first() -> None:
 def test_brutal(policy: str) -> None:
     total = 65_536
     rng = random.Random(policy)
-    kq = skqueue.kqueue(**POLICIES[policy])  # type: ignore[arg-type]
+    kq = skqueue.kqueue(**POLICIES[policy])
     with kq, socketpairs(256) as pairs:
         for i, (reader, _) in enumerate(pairs):
             flags = EV_ADD | (EV_REALTIME if rng.random() < 0.5 else 0)
@@ -156,7 +143,7 @@ def test_brutal(policy: str) -> None:
                     if wrng.random() < 0.02:
                         # Exit holding an event we did not consume; a replacement starts.
                         with lock:
-                            workers.append(start(worker, wrng.random()))
+                            workers.append(start_thread(worker, wrng.random()))
                         return
                     reader = pairs[ev.udata][0]
                     try:
@@ -167,7 +154,7 @@ def test_brutal(policy: str) -> None:
                         consumed[ev.udata] += len(data)
 
         with lock:
-            workers.extend(start(worker, i) for i in range(8))
+            workers.extend(start_thread(worker, i) for i in range(8))
 
         def tuner() -> None:
             trng = random.Random(1)
@@ -176,7 +163,7 @@ def test_brutal(policy: str) -> None:
                 kq.ioctl(FKQTUNE, KQTUNE_MAKE(KQTUNE_FREQ, trng.randint(0, 100_000)))
                 time.sleep(0.001)
 
-        tune = start(tuner)
+        tune = start_thread(tuner)
         sent = Counter[int]()
         for _ in range(total // 16):
             i = rng.randrange(256)
@@ -213,7 +200,7 @@ def test_work_stealing_drains_a_stopped_thread() -> None:
             took.set()
             release.wait(30)  # stops waiting for good, holding its event
 
-        stopped = start(stopper)
+        stopped = start_thread(stopper)
         assert took.wait(5) and taken == [0]
         consumed = [0]
         finished = threading.Event()
@@ -225,7 +212,7 @@ def test_work_stealing_drains_a_stopped_thread() -> None:
                         consumed[0] += len(pairs[ev.udata][0].recv(4096))
             finished.set()
 
-        busy = start(consumer)
+        busy = start_thread(consumer)
         time.sleep(0.05)  # both kevqs exist: placement may pick the stopped thread's
         for _, writer in pairs[1:]:
             writer.send(b"s" * 50)
@@ -247,7 +234,7 @@ def test_idle_waiters_burn_no_cpu() -> None:
         while not stop.is_set():
             kq.control(None, 1, 0.5)
 
-    threads = [start(idle) for _ in range(8)]
+    threads = [start_thread(idle) for _ in range(8)]
     time.sleep(0.2)
     cpu0 = time.process_time()
     time.sleep(2)
@@ -357,7 +344,7 @@ def test_close_races() -> None:
             register(fresh)
             time.sleep(0.0005)
 
-    threads = [start(worker) for _ in range(8)] + [start(closer)]
+    threads = [start_thread(worker) for _ in range(8)] + [start_thread(closer)]
     rng = random.Random(3)
     sent = 0
     while sent < 8192:
@@ -398,7 +385,7 @@ def test_owned_event_invisible_until_owner_waits_again() -> None:
             step.set()
             finish.wait(10)
 
-        thread_a = start(owner)
+        thread_a = start_thread(owner)
         assert step.wait(5) and len(got_a) == 1
         step.clear()
         assert kq.control(None, 1, 0.2) == []  # still ready, but owned by the other thread
@@ -425,7 +412,7 @@ def test_exiting_thread_hands_over_queued_events() -> None:
             registered.set()
             leave.wait(10)  # busy: events placed here now queue up
 
-        thread = start(short_lived)
+        thread = start_thread(short_lived)
         assert registered.wait(5)
         kq.control(None, 1, 0.01)  # the main thread's kevq
         for _, writer in pairs:
@@ -456,7 +443,7 @@ def test_close_wakes_every_waiter() -> None:
         except ValueError:
             outcomes.append("closed")
 
-    threads = [start(waiter) for _ in range(4)]
+    threads = [start_thread(waiter) for _ in range(4)]
     time.sleep(0.2)
     kq.close()
     join_all(threads, 5)
@@ -484,7 +471,7 @@ def test_only_waiting_threads_get_kevqs() -> None:
         def registrar() -> None:
             kq.control([kevent(reader, EVFILT_READ, EV_ADD)], 0)
 
-        join_all([start(registrar)], 5)
+        join_all([start_thread(registrar)], 5)
         assert kq.stats()["kevqs"] == []
         writer.send(b"x")
         assert len(kq.control(None, 1, 1)) == 1
@@ -516,9 +503,9 @@ def test_steal_delay_is_short() -> None:
                     with lock:
                         got[ev.udata] = time.perf_counter()
 
-        threads = [start(busy_thread)]
+        threads = [start_thread(busy_thread)]
         assert busy.wait(5)
-        threads.append(start(idle_thread))
+        threads.append(start_thread(idle_thread))
         time.sleep(0.05)
         delays = []
         for i in range(1, 41):

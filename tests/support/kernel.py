@@ -1,4 +1,4 @@
-"""Kernel interfaces only the tests use (signalfd, FIONREAD) and waits on raw fds.
+"""Kernel interfaces only the tests use (signalfd, FIONREAD) and a wait on a raw fd.
 
 The SIGNAL filter does not use signalfd (see skqueue/filters/signal.py for why); the
 tests keep a wrapper to show the kernel behaviour behind that choice.
@@ -14,9 +14,8 @@ import select
 import signal
 import struct
 import termios
-import time
 from array import array
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import NamedTuple
 
 from skqueue.backend._libc import check, libc
@@ -27,7 +26,6 @@ __all__ = [
     "read_signalfd",
     "signalfd",
     "wait_readable",
-    "wait_until",
 ]
 
 _SFD_CLOEXEC = os.O_CLOEXEC
@@ -91,13 +89,3 @@ def wait_readable(fd: int, timeout: float = 2.0) -> bool:
     """Does a raw fd become readable within ``timeout`` seconds?"""
     readable, _, _ = select.select([fd], [], [], timeout)
     return bool(readable)
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 2.0) -> bool:
-    """Poll ``predicate`` until it holds or ``timeout`` seconds pass."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.002)
-    return predicate()

@@ -35,8 +35,8 @@ from skqueue.constants import (
 )
 from skqueue.event import kevent
 from skqueue.filters.signal import hub
+from support import ROOT, checkout_env, join_all, one, open_fds, start_thread
 from support import nothing as _nothing
-from support import one
 
 WAIT = 2.0
 QUIET = 0.1
@@ -50,7 +50,6 @@ SIG = signal.SIGUSR1
 OTHER = signal.SIGUSR2
 RT = signal.SIGRTMIN + 3  # real-time: queued, so every send is one delivery
 WATCHED = (SIG, OTHER, RT)
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(autouse=True)
@@ -79,10 +78,7 @@ def bystander() -> Iterator[threading.Thread]:
 
 def in_thread(action: Callable[[], object]) -> None:
     """Run action on a new thread (the sender is never the waiting thread)."""
-    thread = threading.Thread(target=action)
-    thread.start()
-    thread.join(WAIT)
-    assert not thread.is_alive()
+    join_all([start_thread(action)], WAIT)
 
 
 def kill_self(signo: int, times: int = 1) -> Callable[[], None]:
@@ -255,7 +251,7 @@ def test_default_action_is_kept(tmp_path: Path) -> None:
         text=True,
         timeout=WAIT * 5,
         cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        env=checkout_env(),
         check=False,
     )
     assert done.stdout.split() == [str(int(signal.SIGWINCH)), "1"], done.stderr
@@ -288,18 +284,14 @@ def test_skq_worker_threads_receive_signals() -> None:
                     with lock:
                         got.append(ev.data)
 
-        workers = [threading.Thread(target=worker) for _ in range(2)]
-        for thread in workers:
-            thread.start()
+        workers = [start_thread(worker) for _ in range(2)]
         time.sleep(0.1)  # both are waiting (each has its kevq)
         in_thread(kill_self(RT, 4))
         deadline = time.monotonic() + WAIT
         while sum(got) < 4 and time.monotonic() < deadline:
             time.sleep(0.01)
         stop.set()
-        for thread in workers:
-            thread.join(WAIT)
-            assert not thread.is_alive()
+        join_all(workers, WAIT)
         assert sum(got) == 4
 
 
@@ -443,24 +435,21 @@ def test_forked_child_gets_dispositions_back(kq: skqueue.kqueue) -> None:
 
 
 def test_no_fd_left_after_close() -> None:
-    def fds() -> set[str]:
-        return set(os.listdir("/proc/self/fd"))
-
     gc.collect()  # fds of earlier tests' garbage must not close during this one
-    before = fds()
+    before = open_fds()
     first, second = skqueue.kqueue(), skqueue.kqueue(sched="best", sargs=2)
     for made in (first, second):
         add(made, SIG)
         add(made, RT)
     in_thread(kill_self(RT))
     assert one(first).data == 1
-    assert fds() != before
+    assert open_fds() != before
     first.close()
     second.close()
     deadline = time.monotonic() + WAIT
-    while fds() != before and time.monotonic() < deadline:
+    while open_fds() != before and time.monotonic() < deadline:
         time.sleep(0.01)  # the hub's reader thread closes its end when it sees EOF
-    assert fds() == before
+    assert open_fds() == before
     assert signal.getsignal(SIG) == signal.SIG_IGN
 
 

@@ -38,7 +38,7 @@ from skqueue.constants import (
 )
 from skqueue.event import kevent
 from support import nothing as _nothing
-from support import one
+from support import one, open_fds
 
 WAIT = 2.0
 QUIET = 0.05
@@ -354,29 +354,26 @@ def test_read_and_vnode_on_one_file(kq: skqueue.kqueue, fd: int) -> None:
 
 
 def test_no_fd_left_after_close(fd: int, dirfd: int) -> None:
-    def fds() -> set[str]:
-        return set(os.listdir("/proc/self/fd"))
-
     gc.collect()
-    before = fds()
+    before = open_fds()
     first, second = skqueue.kqueue(), skqueue.kqueue(sched="best", sargs=2)
     for made in (first, second):
         add(made, fd)
         add(made, dirfd)
         made.control([kevent(fd, EVFILT_READ, EV_ADD)], 0)
-    assert fds() != before
+    assert open_fds() != before
     first.close()
     second.close()
-    assert fds() == before
+    assert open_fds() == before
 
 
 def test_inotify_fd_is_given_back_with_the_last_knote(kq: skqueue.kqueue, fd: int) -> None:
     gc.collect()
-    before = set(os.listdir("/proc/self/fd"))
+    before = open_fds()
     add(kq, fd)
     kq.control([kevent(fd, EVFILT_READ, EV_ADD)], 0)
     kq.control([kevent(fd, EVFILT_VNODE, EV_DELETE), kevent(fd, EVFILT_READ, EV_DELETE)], 0)
-    assert set(os.listdir("/proc/self/fd")) == before
+    assert open_fds() == before
 
 
 def test_unmount_is_revoke_and_ends_the_knote(kq: skqueue.kqueue, fd: int) -> None:

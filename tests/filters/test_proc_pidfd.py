@@ -9,15 +9,10 @@ from __future__ import annotations
 
 import errno
 import os
-import subprocess
-import sys
-import textwrap
-from collections.abc import Iterator
 
 import pytest
 
 import skqueue
-from skqueue.backend.proc_connector import ProcConnector
 from skqueue.constants import (
     EV_ADD,
     EV_DELETE,
@@ -32,70 +27,7 @@ from skqueue.constants import (
 )
 from skqueue.event import kevent
 from support import nothing, one
-
-WAIT = 5.0
-STATUS = 3 << 8  # wait(2) status of exit(3)
-
-# Forks a grandchild (and reaps it) for each line read; exits 3 at end of input.
-SCRIPT = textwrap.dedent(
-    """
-    import os, sys
-    print("ready", flush=True)
-    for line in sys.stdin:
-        pid = os.fork()
-        if pid == 0:
-            os._exit(0)
-        os.waitpid(pid, 0)
-        print("forked", flush=True)
-    sys.exit(3)
-    """
-)
-
-
-def _connector_works() -> bool:
-    try:
-        ProcConnector.open().close()
-    except OSError:
-        return False
-    return True
-
-
-class Child:
-    """A child that forks when told and exits 3 when its stdin is closed."""
-
-    def __init__(self) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", SCRIPT], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-        )
-        self.pid = self.proc.pid
-        assert self.proc.stdout is not None and self.proc.stdout.readline() == "ready\n"
-
-    def fork(self) -> None:
-        assert self.proc.stdin is not None and self.proc.stdout is not None
-        self.proc.stdin.write("fork\n")
-        self.proc.stdin.flush()
-        assert self.proc.stdout.readline() == "forked\n"
-
-    def exit(self) -> None:
-        """Let it exit and wait until it has, without reaping it (the kqueue reads the status)."""
-        assert self.proc.stdin is not None
-        self.proc.stdin.close()
-        os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOWAIT)
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(WAIT)
-        for stream in (self.proc.stdin, self.proc.stdout):
-            if stream is not None:
-                stream.close()
-
-
-@pytest.fixture
-def child() -> Iterator[Child]:
-    made = Child()
-    yield made
-    made.close()
+from support.proc import STATUS, WAIT, Child, needs_connector
 
 
 def pidfds() -> int:
@@ -135,7 +67,7 @@ def enable_and_get_exit(kq: skqueue.kqueue, child: Child) -> None:
 )
 def test_exit_while_disabled_closes_the_pidfd(kq: skqueue.kqueue, child: Child, flags: int) -> None:
     before = register(kq, child, NOTE_EXIT, flags)
-    child.exit()
+    child.exit_unreaped()
     nothing(kq)  # the kqueue sees the exit and reads the status, delivers nothing
     assert pidfds() == before
     assert child.proc.wait(WAIT) == 3  # reaped: the kqueue already has the status
@@ -143,12 +75,12 @@ def test_exit_while_disabled_closes_the_pidfd(kq: skqueue.kqueue, child: Child, 
     assert pidfds() == before
 
 
-@pytest.mark.skipif(not _connector_works(), reason="NOTE_FORK needs the proc connector (root)")
+@needs_connector
 def test_exit_while_dispatch_disabled_closes_the_pidfd(kq: skqueue.kqueue, child: Child) -> None:
     before = register(kq, child, NOTE_EXIT | NOTE_FORK, EV_DISPATCH)
-    child.fork()
+    child.step("fork")
     assert one(kq, WAIT).fflags == NOTE_FORK  # and now disabled by EV_DISPATCH
-    child.exit()
+    child.exit_unreaped()
     nothing(kq)
     assert pidfds() == before
     enable_and_get_exit(kq, child)
@@ -157,7 +89,7 @@ def test_exit_while_dispatch_disabled_closes_the_pidfd(kq: skqueue.kqueue, child
 
 def test_exit_delivered_closes_the_pidfd(kq: skqueue.kqueue, child: Child) -> None:
     before = register(kq, child, NOTE_EXIT, 0)
-    child.exit()
+    child.exit_unreaped()
     assert one(kq, WAIT).data == STATUS
     assert pidfds() == before
 
@@ -168,7 +100,7 @@ def test_knote_of_an_exited_process_goes_cleanly(child: Child, how: str) -> None
     kq = skqueue.kqueue()
     try:
         before = register(kq, child, NOTE_EXIT, EV_DISABLE)
-        child.exit()
+        child.exit_unreaped()
         nothing(kq)
         guard = os.open(os.devnull, os.O_RDONLY)  # takes the number the pidfd had
         try:

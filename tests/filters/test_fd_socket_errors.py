@@ -122,13 +122,6 @@ def test_udp_error_arriving_while_queued_stays_for_recv() -> None:
 
 
 @pytest.fixture
-def listener() -> Iterator[socket.socket]:
-    sock = socket.create_server(("127.0.0.1", 0), backlog=16)
-    yield sock
-    sock.close()
-
-
-@pytest.fixture
 def on_skqueue() -> Iterator[None]:
     """asyncio's default loop running on skqueue's selector, for this test only."""
     assert not installed()

@@ -4,7 +4,6 @@ kqueue's back, and the errors of the kevent call itself."""
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import fcntl
 import os
@@ -12,7 +11,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -38,15 +37,6 @@ WAIT = 2.0
 QUIET = 0.05
 
 
-@pytest.fixture
-def pipe() -> Iterator[tuple[int, int]]:
-    r, w = os.pipe2(os.O_NONBLOCK)
-    yield r, w
-    for fd in (r, w):
-        with contextlib.suppress(OSError):  # the test closed it on purpose
-            os.close(fd)
-
-
 def add(
     kq: skqueue.kqueue,
     fd: int,
@@ -62,13 +52,6 @@ def tcp_pair(listener: socket.socket) -> tuple[socket.socket, socket.socket]:
     client = socket.create_connection(listener.getsockname())
     server, _ = listener.accept()
     return client, server
-
-
-@pytest.fixture
-def listener() -> Iterator[socket.socket]:
-    sock = socket.create_server(("127.0.0.1", 0), backlog=16)
-    yield sock
-    sock.close()
 
 
 # READ: data ---------------------------------------------------------------------------

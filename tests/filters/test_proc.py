@@ -9,16 +9,12 @@ import gc
 import os
 import signal
 import subprocess
-import sys
-import textwrap
 import threading
 import time
-from collections.abc import Iterator
 
 import pytest
 
 import skqueue
-from skqueue.backend.proc_connector import ProcConnector
 from skqueue.constants import (
     EV_ADD,
     EV_CLEAR,
@@ -37,90 +33,14 @@ from skqueue.constants import (
 )
 from skqueue.event import kevent
 from support import nothing as _nothing
-from support import one
+from support import one, open_fds
+from support.proc import STATUS, WAIT, Child, connector_works, needs_connector
 
-WAIT = 5.0
 QUIET = 0.1
 
 
 def nothing(kq: skqueue.kqueue) -> None:
     _nothing(kq, QUIET)
-
-
-# A child that does what it is told, one line of stdin per step.
-SCRIPT = textwrap.dedent(
-    """
-    import os, sys, threading
-    print("ready", flush=True)
-    while step := sys.stdin.readline().strip():
-        if step == "fork":
-            pid = os.fork()
-            if pid == 0:
-                os._exit(0)
-            os.waitpid(pid, 0)
-        elif step == "thread":
-            worker = threading.Thread(target=lambda: None)
-            worker.start()
-            worker.join()
-        elif step == "exec":
-            os.execv("/bin/sh", ["sh", "-c", "read line; exit 4"])
-        print("done", flush=True)
-    sys.exit(3)
-    """
-)
-
-
-def _connector_works() -> bool:
-    try:
-        ProcConnector.open().close()
-    except OSError:
-        return False
-    return True
-
-
-CONNECTOR = _connector_works()
-needs_connector = pytest.mark.skipif(
-    not CONNECTOR, reason="the proc connector needs root in the initial namespaces"
-)
-
-
-class Child:
-    """A scripted child process; ``step`` returns once the child has done it."""
-
-    def __init__(self) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", SCRIPT], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-        )
-        self.pid = self.proc.pid
-        # Popen may return (vfork) before the exec is over: wait until it is.
-        assert self.proc.stdout is not None and self.proc.stdout.readline() == "ready\n"
-
-    def step(self, name: str) -> None:
-        assert self.proc.stdin is not None and self.proc.stdout is not None
-        self.proc.stdin.write(name + "\n")
-        self.proc.stdin.flush()
-        if name != "exec":
-            assert self.proc.stdout.readline() == "done\n"
-
-    def finish(self) -> None:
-        """Make it exit: 3 from the script, 4 from the shell it may have become."""
-        assert self.proc.stdin is not None
-        self.proc.stdin.write("\n")
-        self.proc.stdin.close()
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(WAIT)
-        assert self.proc.stdout is not None
-        self.proc.stdout.close()
-
-
-@pytest.fixture
-def child() -> Iterator[Child]:
-    made = Child()
-    yield made
-    made.close()
 
 
 def add(kq: skqueue.kqueue, pid: int, fflags: int, flags: int = 0) -> None:
@@ -146,7 +66,7 @@ def test_exit_status_without_reaping(kq: skqueue.kqueue, child: Child) -> None:
         EVFILT_PROC,
         EV_CLEAR | EV_EOF | EV_ONESHOT,
         NOTE_EXIT,
-        3 << 8,
+        STATUS,
     )
     assert_gone(kq, child.pid)  # deleted once delivered
     assert child.proc.wait(WAIT) == 3  # the application still reaps its child
@@ -160,13 +80,12 @@ def test_killed_child_reports_the_signal(kq: skqueue.kqueue, child: Child) -> No
 
 
 def test_zombie_registered_after_exit_fires_at_once(kq: skqueue.kqueue, child: Child) -> None:
-    child.finish()
-    os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOWAIT)  # exited, not reaped
+    child.exit_unreaped()
     with pytest.raises(OSError) as info:  # without NOTE_EXIT, FreeBSD does not find it
         add(kq, child.pid, NOTE_FORK)
     assert info.value.errno == errno.ESRCH
     add(kq, child.pid, NOTE_EXIT)
-    assert one(kq).data == 3 << 8
+    assert one(kq).data == STATUS
 
 
 def test_exit_of_a_process_that_is_not_our_child(kq: skqueue.kqueue) -> None:
@@ -197,13 +116,12 @@ def test_exit_with_nothing_to_report_deletes_silently(kq: skqueue.kqueue, child:
 
 def test_disabled_exit_is_held_until_enabled(kq: skqueue.kqueue, child: Child) -> None:
     add(kq, child.pid, NOTE_EXIT, EV_DISABLE)
-    child.finish()
-    os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOWAIT)
+    child.exit_unreaped()
     nothing(kq)  # the kqueue has seen the exit (and read the status)...
     assert child.proc.wait(WAIT) == 3  # ...so reaping now takes nothing from it
     kq.control([kevent(child.pid, EVFILT_PROC, EV_ENABLE, NOTE_EXIT)], 0)
     ev = one(kq)
-    assert (ev.fflags, ev.data) == (NOTE_EXIT, 3 << 8)
+    assert (ev.fflags, ev.data) == (NOTE_EXIT, STATUS)
 
 
 def test_delete_before_exit(kq: skqueue.kqueue, child: Child) -> None:
@@ -216,7 +134,7 @@ def test_delete_before_exit(kq: skqueue.kqueue, child: Child) -> None:
 
 def test_oneshot_before_exit(kq: skqueue.kqueue, child: Child) -> None:
     add(kq, child.pid, NOTE_EXIT | NOTE_FORK, EV_ONESHOT)
-    child.step("fork") if CONNECTOR else child.finish()
+    child.step("fork") if connector_works() else child.finish()
     ev = one(kq)
     assert ev.flags & (EV_ONESHOT | EV_CLEAR) == EV_ONESHOT | EV_CLEAR
     assert_gone(kq, child.pid)  # deleted by its first delivery, exit or not
@@ -288,15 +206,14 @@ def test_dispatch_holds_notes_until_enabled(kq: skqueue.kqueue, child: Child) ->
 def test_pending_fork_rides_along_with_exit(kq: skqueue.kqueue, child: Child) -> None:
     add(kq, child.pid, NOTE_FORK | NOTE_EXIT, EV_DISABLE)
     child.step("fork")
-    child.finish()
-    os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOWAIT)
+    child.exit_unreaped()
     nothing(kq)
     kq.control([kevent(child.pid, EVFILT_PROC, EV_ENABLE, NOTE_FORK | NOTE_EXIT)], 0)
     ev = one(kq)
     assert (ev.flags, ev.fflags, ev.data) == (
         EV_CLEAR | EV_EOF | EV_ONESHOT,
         NOTE_FORK | NOTE_EXIT,
-        3 << 8,
+        STATUS,
     )
 
 
@@ -349,16 +266,13 @@ def test_note_track_is_einval(kq: skqueue.kqueue, child: Child) -> None:
 
 
 def test_no_fd_left_after_close(child: Child) -> None:
-    def fds() -> set[str]:
-        return set(os.listdir("/proc/self/fd"))
-
     gc.collect()
-    before = fds()
+    before = open_fds()
     first, second = skqueue.kqueue(), skqueue.kqueue(sched="best", sargs=2)
     for made in (first, second):
         add(made, child.pid, NOTE_EXIT | NOTE_FORK | NOTE_EXEC)
         add(made, os.getpid(), NOTE_FORK)
-    assert fds() != before
+    assert open_fds() != before
     first.close()
     second.close()
-    assert fds() == before
+    assert open_fds() == before

@@ -23,6 +23,7 @@ from skqueue.constants import (
     NOTE_FFOR,
     NOTE_TRIGGER,
 )
+from support import join_all, start_thread
 
 
 def user(
@@ -192,15 +193,11 @@ def test_many_waiters_each_woken(kq: skqueue.kqueue) -> None:
             got.extend(ev.ident for ev in events)
             ended.append(time.monotonic())
 
-    waiters = [threading.Thread(target=wait) for _ in range(n)]
-    for w in waiters:
-        w.start()
+    waiters = [start_thread(wait) for _ in range(n)]
     time.sleep(0.1)
     triggered = time.monotonic()
     for ident in range(n):
         user(kq, ident, fflags=NOTE_TRIGGER)
-    for w in waiters:
-        w.join(6)
-        assert not w.is_alive()
+    join_all(waiters, 6)
     assert sorted(got) == list(range(n))
     assert max(ended) - triggered < 1  # nobody slept through its event until the timeout

@@ -42,45 +42,80 @@ ALL = NOTE_DELETE | NOTE_WRITE | NOTE_EXTEND | NOTE_ATTRIB | NOTE_LINK | NOTE_RE
 WR = NOTE_WRITE
 
 
+#: An operation on the tree, a function of its root.
+Op = Callable[[Path], object]
+
+
 class Case(NamedTuple):
     """An operation on a tree under tmp_path and the events FreeBSD posts for it."""
 
     tree: tuple[str, ...]  # made in order; a trailing "/" makes a directory
-    op: Callable[[Path], None]
+    op: Op
     expected: tuple[tuple[str, int], ...]  # (watched path, fflags), in order
     quiet: tuple[str, ...] = ()  # also watched, must report nothing
 
 
-def both(first: Callable[[], object], second: Callable[[], object]) -> None:
+def unlink(path: str) -> Op:
+    return lambda root: os.unlink(root / path)
+
+
+def rename(src: str, dst: str) -> Op:
+    return lambda root: os.rename(root / src, root / dst)
+
+
+def link(src: str, dst: str) -> Op:
+    return lambda root: os.link(root / src, root / dst)
+
+
+def create(path: str) -> Op:
+    return lambda root: (root / path).touch()
+
+
+def mkdir(path: str) -> Op:
+    return lambda root: os.mkdir(root / path)
+
+
+def rmdir(path: str) -> Op:
+    return lambda root: os.rmdir(root / path)
+
+
+def chmod(path: str, mode: int) -> Op:
+    return lambda root: os.chmod(root / path, mode)
+
+
+def write(path: str, data: bytes) -> Op:
+    return lambda root: (root / path).write_bytes(data)
+
+
+def both(first: Op, second: Op) -> Op:
     """Two operations, back to back (their events reach the kqueue in one read)."""
-    first()
-    second()
+    return lambda root: (first(root), second(root))
 
 
 CASES: dict[str, Case] = {
     "unlink": Case(
         ("d/", "d/f"),
-        lambda r: os.unlink(r / "d/f"),
+        unlink("d/f"),
         (("d", WR), ("d/f", NOTE_DELETE)),
     ),
     "rename": Case(
         ("d/", "d/f"),
-        lambda r: os.rename(r / "d/f", r / "d/g"),
+        rename("d/f", "d/g"),
         (("d", WR), ("d/f", NOTE_RENAME)),
     ),
     "rename-across": Case(
         ("d/", "e/", "d/f"),
-        lambda r: os.rename(r / "d/f", r / "e/g"),
+        rename("d/f", "e/g"),
         (("d", WR | NOTE_EXTEND), ("e", WR | NOTE_EXTEND), ("d/f", NOTE_RENAME)),
     ),
     "rename-over": Case(
         ("d/", "d/f", "d/g"),
-        lambda r: os.rename(r / "d/f", r / "d/g"),
+        rename("d/f", "d/g"),
         (("d", WR), ("d/f", NOTE_RENAME), ("d/g", NOTE_DELETE)),
     ),
     "rename-over-across": Case(
         ("d/", "e/", "d/f", "e/g"),
-        lambda r: os.rename(r / "d/f", r / "e/g"),
+        rename("d/f", "e/g"),
         (
             ("d", WR | NOTE_EXTEND),
             ("e", WR | NOTE_EXTEND),
@@ -90,35 +125,35 @@ CASES: dict[str, Case] = {
     ),
     "link": Case(
         ("d/", "d/f"),
-        lambda r: os.link(r / "d/f", r / "d/h"),
+        link("d/f", "d/h"),
         (("d/f", NOTE_LINK), ("d", WR)),
     ),
     "link-across": Case(
         ("d/", "e/", "d/f"),
-        lambda r: os.link(r / "d/f", r / "e/h"),
+        link("d/f", "e/h"),
         (("d/f", NOTE_LINK), ("e", WR)),
         quiet=("d",),
     ),
     "create": Case(
         ("d/", "d/f"),
-        lambda r: (r / "d/new").touch(),
+        create("d/new"),
         (("d", WR),),
         quiet=("d/f",),
     ),
     "mkdir": Case(
         ("d/", "d/f"),
-        lambda r: os.mkdir(r / "d/sub"),
+        mkdir("d/sub"),
         (("d", WR | NOTE_LINK),),
         quiet=("d/f",),
     ),
     "rename-dir": Case(
         ("d/", "d/s/"),
-        lambda r: os.rename(r / "d/s", r / "d/s2"),
+        rename("d/s", "d/s2"),
         (("d", WR), ("d/s", NOTE_RENAME)),
     ),
     "rename-dir-across": Case(
         ("d/", "e/", "d/s/"),
-        lambda r: os.rename(r / "d/s", r / "e/s"),
+        rename("d/s", "e/s"),
         (
             ("d", WR | NOTE_EXTEND | NOTE_LINK),
             ("e", WR | NOTE_EXTEND | NOTE_LINK),
@@ -127,17 +162,17 @@ CASES: dict[str, Case] = {
     ),
     "rmdir": Case(
         ("d/", "d/s/"),
-        lambda r: os.rmdir(r / "d/s"),
+        rmdir("d/s"),
         (("d", WR | NOTE_LINK), ("d/s", NOTE_DELETE)),
     ),
     "rename-dir-over-dir": Case(
         ("d/", "d/s/", "d/t/"),
-        lambda r: os.rename(r / "d/s", r / "d/t"),
+        rename("d/s", "d/t"),
         (("d", WR | NOTE_LINK), ("d/s", NOTE_RENAME), ("d/t", NOTE_DELETE)),
     ),
     "rename-dir-over-dir-across": Case(
         ("d/", "e/", "d/s/", "e/t/"),
-        lambda r: os.rename(r / "d/s", r / "e/t"),
+        rename("d/s", "e/t"),
         (
             ("d", WR | NOTE_EXTEND | NOTE_LINK),
             ("e", WR | NOTE_EXTEND),  # one subdirectory in, one out: same link count
@@ -147,24 +182,24 @@ CASES: dict[str, Case] = {
     ),
     "mkdir-then-chmod": Case(
         ("d/",),
-        lambda r: both(lambda: os.mkdir(r / "d/sub"), lambda: os.chmod(r / "d", 0o700)),
+        both(mkdir("d/sub"), chmod("d", 0o700)),
         (("d", WR | NOTE_LINK | NOTE_ATTRIB),),
     ),
     # Two operations in a row keep their own order: only a lost link is held back,
     # and only past the event that completes its own unlink or rename.
     "chmod-then-unlink": Case(
         ("d/", "d/f", "d/g"),
-        lambda r: both(lambda: os.chmod(r / "d/g", 0o600), lambda: os.unlink(r / "d/f")),
+        both(chmod("d/g", 0o600), unlink("d/f")),
         (("d/g", NOTE_ATTRIB), ("d", WR), ("d/f", NOTE_DELETE)),
     ),
     "empty-then-rmdir": Case(
         ("d/", "d/s/", "d/s/sub/"),
-        lambda r: both(lambda: os.rmdir(r / "d/s/sub"), lambda: os.rmdir(r / "d/s")),
+        both(rmdir("d/s/sub"), rmdir("d/s")),
         (("d/s", WR | NOTE_LINK | NOTE_DELETE), ("d", WR | NOTE_LINK)),
     ),
     "unlink-then-write": Case(
         ("d/", "d/f", "g"),
-        lambda r: both(lambda: os.unlink(r / "d/f"), lambda: (r / "g").write_bytes(b"x")),
+        both(unlink("d/f"), write("g", b"x")),
         (("d/f", NOTE_DELETE), ("g", WR | NOTE_EXTEND)),
     ),
 }
