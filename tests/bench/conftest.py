@@ -16,9 +16,18 @@ from skqbench.servers.base import LOOPBACK
 from support import checkout_env
 
 
+#: ``python -m skqbench.cli`` with Ctrl-C restored: a test run started in the background
+#: (``... &`` in a script, nohup) inherits SIGINT ignored, and Python keeps an inherited
+#: SIG_IGN, so the tests that stop a command with SIGINT would wait for it forever.
+_CLI_MAIN = (
+    "import runpy, signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "runpy.run_module('skqbench.cli', run_name='__main__', alter_sys=True)"
+)
+
+
 def cli(*args: str) -> list[str]:
     """The argv of ``skqueue ARGS`` (the entry point need not be installed)."""
-    return [sys.executable, "-m", "skqbench.cli", *args]
+    return [sys.executable, "-c", _CLI_MAIN, *args]
 
 
 def run_cli(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
