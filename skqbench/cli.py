@@ -27,7 +27,7 @@ from typing import NoReturn, TypeVar
 from skqbench.control import check_control_path, default_control_path, query
 from skqbench.loadgen import ARRIVALS, LoadGenerator, LoadSpec
 from skqbench.protocol import MAX_SERVICE_NS
-from skqbench.servers.base import DESIGNS, ServerConfig, parse_policy
+from skqbench.servers.base import DESIGNS, SERVED, ServerConfig, parse_policy
 from skqbench.servers.harness import run_server
 from skqbench.service import WORK_KINDS, parse_dist, parse_duration_ns
 from skqbench.sweep import Point, SweepPlan, load_results, run_sweep
@@ -392,9 +392,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sv.add_argument(
         "--work",
-        choices=WORK_KINDS,
+        choices=SERVED,
         default="sleep",
-        help="service routine (default %(default)s)",
+        help="service routine, or kv: the key-value store (default %(default)s)",
     )
     sv.add_argument(
         "--sockperf-service",
