@@ -32,7 +32,7 @@ scheduled time), then a 48-byte key (not for HELLO), then for PUT a value of
 a client sends, so a server that prioritises (SKQ's EV_REALTIME) learns the class from
 the connection itself, on the one port every design listens on.  Every request gets one
 reply: the same header layout with a status and the body's length as argument, then
-the body (GET: the value; SEEK: per record the key, ``<I`` length, value).
+the body (GET: the value; SEEK: the records, see :class:`skqbench.kvstore.SeekRecords`).
 """
 
 from __future__ import annotations
@@ -96,7 +96,7 @@ KV_OK, KV_NOT_FOUND = 0, 1
 # server's own caps (ServerConfig.kv_max_value, kv_max_scan) are lower.
 KV_MAX_VALUE = 1 << 20
 KV_MAX_SCAN = 1 << 20
-KV_RECORD = struct.Struct("<I")  # value length before each value of a SEEK reply
+KV_RECORD = struct.Struct("<I")  # a SEEK reply's record count and each value's length
 
 
 @dataclass(frozen=True, slots=True)
