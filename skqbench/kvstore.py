@@ -1,10 +1,11 @@
 """The key-value workload: its data set, its request mix, and the store that serves it.
 
-The store is LMDB (the ``lmdb`` binding, in the bench extra).  It was chosen by measuring
-the GIL stall of store calls on this machine (README, "The key-value store"): py-lmdb
-drops the GIL inside every LMDB call and is the cheapest per GET and per NEXT of the
-stores that install here; the RocksDB bindings that install (rocksdict, aimrocks) hold
-it through their calls and cost 3x (GET) and 2x (NEXT) more.
+The store is LMDB (the ``lmdb`` binding, in the bench extra), chosen by measuring the
+GIL stall and cost of store calls on this machine (``benchmarks/bench_kv_stores.py``,
+README "The key-value experiment"): py-lmdb drops the GIL around every LMDB call, cursor
+steps included, and is the cheapest per GET (6 us) and per NEXT (0.5 us) of the stores
+that install here; rocksdict's iterator keeps the GIL and costs 4x per NEXT, aimrocks
+2.5x, sqlite3 5x.
 
 Keys are 48 bytes.  Value sizes and scan lengths follow the generalized Pareto
 distributions of RocksDB's ``db_bench`` MixGraph model of Facebook's ZippyDB traces
@@ -46,7 +47,7 @@ VALUE_K, VALUE_SIGMA = 0.2615, 25.45
 SCAN_K, SCAN_SIGMA = 2.517, 14.236
 MAX_SCAN = 10_000
 MIX = (("get", 0.83), ("put", 0.14), ("seek", 0.03))
-KEYS_FULL = 1_000_000  # ~90 MB on disk, ~15 s to load here
+KEYS_FULL = 1_000_000  # about 4 s to load here
 KEYS_QUICK = 20_000  # well under a second
 _LOAD_BATCH = 10_000
 _READY = "loaded"  # marker file: a cached store is complete only with it
