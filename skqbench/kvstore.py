@@ -64,13 +64,6 @@ def key_for(index: int) -> bytes:
     return b"k%047d" % index
 
 
-def index_of(key: bytes) -> int:
-    """The record index a key names (ValueError for a key not made by :func:`key_for`)."""
-    if len(key) != KEY_SIZE or key[:1] != b"k" or not key[1:].isdigit():
-        raise ValueError(f"not a data set key: {key!r}")
-    return int(key[1:])
-
-
 def value_for(key: bytes, size: int) -> bytes:
     """The value every writer stores under ``key`` with ``size`` bytes: the key repeated
     (cheap to check, so the generator's checking takes little of the machine)."""
