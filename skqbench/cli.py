@@ -3,6 +3,7 @@
 skqueue bench reproduce [--quick]   the imbalanced-workload comparison, end to end
 skqueue bench sweep ...             any configuration (design x policy x workers)
 skqueue bench load --port P --rate R  one point against a running server, as JSON
+skqueue bench kv [--quick]          one key-value point, latency-sensitive vs background
 skqueue bench crosscheck            our generator vs sockperf, same server and rate
 skqueue bench report DIR            redo plots and table from a results folder
 skqueue serve ...                   run one server design on loopback
@@ -24,11 +25,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import NoReturn, TypeVar
 
+from skqbench import kvstore
 from skqbench.control import check_control_path, default_control_path, query
 from skqbench.loadgen import ARRIVALS, LoadGenerator, LoadSpec
-from skqbench.protocol import MAX_SERVICE_NS
-from skqbench.servers.base import DESIGNS, ServerConfig, parse_policy
-from skqbench.servers.harness import run_server
+from skqbench.protocol import KV_MAX_VALUE, MAX_SERVICE_NS
+from skqbench.servers.base import DESIGNS, SERVED, ServerConfig, parse_policy
+from skqbench.servers.harness import ServerProcess, run_server
 from skqbench.service import WORK_KINDS, parse_dist, parse_duration_ns
 from skqbench.sweep import Point, SweepPlan, load_results, run_sweep
 
@@ -39,6 +41,7 @@ NEEDS: dict[str, tuple[str, ...]] = {
     "sweep": ("hdrh", "matplotlib", "rich"),
     "report": ("matplotlib", "rich"),
     "load": ("hdrh",),
+    "kv": ("hdrh", "lmdb"),
     "crosscheck": ("hdrh",),
 }
 
@@ -50,6 +53,11 @@ REPRO_SKQ_FULL = tuple(
     p + ws for ws in ("", "+ws") for p in ("random", "queue", "cpu", "best2", "queue2", "cpu2")
 )
 REPRO_BASELINES = ("vanilla", "dispatch", "asyncio", "uvloop", "reuseport")
+# The key-value point (issue 14): background mix and latency-sensitive GETs.
+KV_RATE = 1000.0
+KV_RT_RATE = 200.0
+KV_RT_CONNECTIONS = 4
+MAX_KEYS = 100_000_000
 # Base service time: long enough that 4 workers saturate on service time (where
 # scheduling matters) before this 2-core box runs out of CPU for Python dispatch
 # (measured: see benchmarks/reproduce/README.md).
@@ -338,6 +346,69 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(ld, quick=False)
     ld.set_defaults(parser=ld, run=cmd_load)
 
+    kv = bsub.add_parser(
+        "kv", help="one key-value point: latency-sensitive GETs beside the background mix"
+    )
+    kv.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"{kvstore.KEYS_QUICK:,} keys (loads in a second) and 1 s points",
+    )
+    kv.add_argument(
+        "--design",
+        action="append",
+        choices=list(DESIGNS),
+        help="server design, repeatable (default skq and dispatch)",
+    )
+    kv.add_argument(
+        "--policy", type=_policy, default="best2", help="SKQ policy (default %(default)s)"
+    )
+    kv.add_argument(
+        "--workers",
+        type=_workers,
+        default=REPRO_WORKERS,
+        help="worker threads/processes per server (default %(default)s)",
+    )
+    kv.add_argument(
+        "--rate",
+        type=_rate,
+        default=KV_RATE,
+        help="background requests/s, the offered load (default %(default)s)",
+    )
+    kv.add_argument(
+        "--rt-rate",
+        type=_rate,
+        default=KV_RT_RATE,
+        help="latency-sensitive GETs/s over their connections (default %(default)s)",
+    )
+    kv.add_argument(
+        "--rt-connections",
+        type=_connections,
+        default=KV_RT_CONNECTIONS,
+        help="latency-sensitive connections (default %(default)s)",
+    )
+    kv.add_argument(
+        "--keys",
+        type=_number(int, 1, MAX_KEYS, "a key count"),
+        default=None,
+        help=f"records in the store (default {kvstore.KEYS_FULL:,}; "
+        f"{kvstore.KEYS_QUICK:,} with --quick)",
+    )
+    kv.add_argument(
+        "--max-scan",
+        type=_number(int, 1, kvstore.MAX_SCAN, "a scan length"),
+        default=kvstore.MAX_SCAN,
+        help="longest SEEK run the clients ask for and the servers accept (default %(default)s)",
+    )
+    kv.add_argument(
+        "--max-value",
+        type=_number(int, kvstore.VALUE_MAX, KV_MAX_VALUE, "a value size"),
+        default=ServerConfig.kv_max_value,
+        help="largest PUT value in bytes the servers accept (default %(default)s)",
+    )
+    _add_common(kv, quick=True)
+    kv.set_defaults(parser=kv, run=cmd_kv)
+
     cc = bsub.add_parser("crosscheck", help="our generator vs sockperf on the same server")
     cc.add_argument(
         "--design",
@@ -392,9 +463,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sv.add_argument(
         "--work",
-        choices=WORK_KINDS,
+        choices=SERVED,
         default="sleep",
-        help="service routine (default %(default)s)",
+        help="service routine, or kv: the key-value store (default %(default)s)",
     )
     sv.add_argument(
         "--sockperf-service",
@@ -589,6 +660,68 @@ def cmd_load(args: argparse.Namespace) -> int:
     return 0
 
 
+def kv_point(args: argparse.Namespace) -> tuple[list[ServerConfig], LoadSpec]:
+    """The servers and the load of ``skqueue bench kv``."""
+    keys = args.keys or (kvstore.KEYS_QUICK if args.quick else kvstore.KEYS_FULL)
+    configs = [
+        ServerConfig(
+            design,
+            args.workers,
+            args.policy,
+            work="kv",
+            kv_keys=keys,
+            kv_seed=args.seed,
+            kv_max_value=args.max_value,
+            kv_max_scan=args.max_scan,
+        )
+        for design in args.design or ["skq", "dispatch"]
+    ]
+    load = replace(
+        _load_template(args, "fixed:0us", args.quick),
+        rate=args.rate,
+        workload="kv",
+        rt_connections=args.rt_connections,
+        rt_rate=args.rt_rate,
+        kv_keys=keys,
+        kv_seed=args.seed,
+        max_scan=args.max_scan,
+    )
+    return configs, load
+
+
+def cmd_kv(args: argparse.Namespace) -> int:
+    """Load the store (or find it cached), then one point per design, both populations."""
+    configs, load = kv_point(args)
+    start = time.monotonic()
+    path = kvstore.load(kvstore.Dataset(load.kv_keys, load.kv_seed))
+    print(f"store: {load.kv_keys:,} keys in {path} ({time.monotonic() - start:.1f} s)")
+    print(
+        f"background {load.rate:,.0f}/s on {load.connections} connections, "
+        f"latency-sensitive {load.rt_rate:,.0f} GETs/s on {load.rt_connections}"
+    )
+    status = 0
+    with LoadGenerator(args.processes) as gen:
+        for cfg in configs:
+            try:
+                with ServerProcess(cfg) as server:
+                    pops = gen.run_populations(replace(load, port=server.port))
+            except RuntimeError as exc:
+                print(f"{cfg.label}: {exc}", file=sys.stderr)
+                status = 1
+                continue
+            line = [f"{cfg.label:<16}"]
+            for name, what in (("rt", "latency-sensitive"), ("bg", "background")):
+                r = pops[name]
+                line.append(
+                    f"{what} p50 {r.p50_us / 1000:7.2f} ms p99 {r.p99_us / 1000:7.2f} ms "
+                    f"({r.achieved:,.0f}/s, {r.errors + r.timeouts} bad)"
+                )
+                if r.errors or r.timeouts:
+                    status = 1
+            print("  ".join(line), flush=True)
+    return status
+
+
 def cmd_crosscheck(args: argparse.Namespace) -> int:
     """Exit 0 when both tools agree within the stated tolerance, 1 otherwise."""
     from skqbench.crosscheck import SLACK_US, TOLERANCE, crosscheck
@@ -688,7 +821,12 @@ def _needs(args: argparse.Namespace) -> tuple[str, ...]:
     design = getattr(args, "design", None)
     designs = design if isinstance(design, list) else [design]
     starts_uvloop = "uvloop" in designs or command == "reproduce"
-    return NEEDS.get(command, ()) + (("uvloop",) if starts_uvloop else ())
+    opens_store = getattr(args, "work", None) == "kv"
+    return (
+        NEEDS.get(command, ())
+        + (("uvloop",) if starts_uvloop else ())
+        + (("lmdb",) if opens_store else ())
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

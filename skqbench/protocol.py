@@ -22,7 +22,17 @@ flags, total message length) and a payload.  Messages with the pong-request flag
 answered with the same bytes and the client flag cleared; their service time comes from
 the server's own distribution, since sockperf cannot carry one.  A connection's framing
 is recognised from its first byte: ours starts with ``MAGIC``'s low byte (0x01), a
-sockperf sequence number with 0x00.
+sockperf sequence number with 0x00, a key-value request with 0x02.
+
+Key-value requests (:class:`KvRequest`, the workload of :mod:`skqbench.kvstore`) have a
+28-byte header ``<IBBHIQQ`` (:data:`KV_MAGIC`, op, flags, 0, argument, request id,
+scheduled time), then a 48-byte key (not for HELLO), then for PUT a value of
+``argument`` bytes.  The argument of a SEEK is the run of NEXTs.  A HELLO with
+:data:`KV_REALTIME` marks its connection latency-sensitive: it is the first frame such
+a client sends, so a server that prioritises (SKQ's EV_REALTIME) learns the class from
+the connection itself, on the one port every design listens on.  Every request gets one
+reply: the same header layout with a status and the body's length as argument, then
+the body (GET: the value; SEEK: the records, see :class:`skqbench.kvstore.SeekRecords`).
 """
 
 from __future__ import annotations
@@ -31,6 +41,7 @@ import abc
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 MAGIC = 0x514B5301  # "SKQ" + version 1
 FRAME = struct.Struct("<IIQQ")
@@ -74,8 +85,83 @@ SOCKPERF_PONG_REQUEST = 2
 SOCKPERF_MAX_SIZE = 65536
 MIN_HEADER = SOCKPERF_HEADER.size  # reading this much never runs past a frame of either kind
 
-ServiceSource = Callable[[], int]  # the server's own service time, for sockperf messages
-Reply = tuple[int, bytes | None]  # (service time in ns, bytes to send back or None)
+KV_MAGIC = 0x564B5302  # "KV" + version 2: the low byte tells it from the other framings
+KV_HEADER = struct.Struct("<IBBHIQQ")
+KV_KEY_SIZE = 48
+KV_GET, KV_PUT, KV_SEEK, KV_HELLO = 1, 2, 3, 4
+KV_OPS = {KV_GET: "get", KV_PUT: "put", KV_SEEK: "seek", KV_HELLO: "hello"}
+KV_REALTIME = 1  # HELLO flag
+KV_OK, KV_NOT_FOUND = 0, 1
+# Hard limits of the framing, so a header cannot make a server buffer gigabytes; a
+# server's own caps (ServerConfig.kv_max_value, kv_max_scan) are lower.
+KV_MAX_VALUE = 1 << 20
+KV_MAX_SCAN = 1 << 20
+KV_RECORD = struct.Struct("<I")  # a SEEK reply's record count and each value's length
+
+
+@dataclass(frozen=True, slots=True)
+class KvRequest:
+    """One decoded key-value request; ``arg`` is the run of a SEEK."""
+
+    op: int
+    flags: int
+    arg: int
+    request_id: int
+    sched_ns: int
+    key: bytes = b""
+    value: bytes = b""
+
+
+def encode_kv(req: KvRequest) -> bytes:
+    """Pack a request (a PUT's ``arg`` is its value's length)."""
+    arg = len(req.value) if req.op == KV_PUT else req.arg
+    header = KV_HEADER.pack(KV_MAGIC, req.op, req.flags, 0, arg, req.request_id, req.sched_ns)
+    return header + req.key + req.value
+
+
+def _kv_frame_size(op: int, arg: int) -> int:
+    if op not in KV_OPS:
+        raise ProtocolError(f"unknown key-value op {op}")
+    if op == KV_HELLO:
+        return KV_HEADER.size
+    if op == KV_PUT and arg > KV_MAX_VALUE:
+        raise ProtocolError(f"value of {arg} bytes over the framing's {KV_MAX_VALUE}")
+    if op == KV_SEEK and not 1 <= arg <= KV_MAX_SCAN:
+        raise ProtocolError(f"scan of {arg} records")
+    return KV_HEADER.size + KV_KEY_SIZE + (arg if op == KV_PUT else 0)
+
+
+def decode_kv(frame: bytes) -> KvRequest:
+    """Unpack one complete request frame; ProtocolError if it is malformed."""
+    if len(frame) < KV_HEADER.size:
+        raise ProtocolError(f"key-value frame of {len(frame)} bytes")
+    magic, op, flags, pad, arg, rid, sched = KV_HEADER.unpack_from(frame)
+    if magic != KV_MAGIC or pad:
+        raise ProtocolError(f"bad key-value header (magic {magic:#x})")
+    if len(frame) != _kv_frame_size(op, arg):
+        raise ProtocolError(f"key-value frame of {len(frame)} bytes for op {op}")
+    key = frame[KV_HEADER.size : KV_HEADER.size + KV_KEY_SIZE]
+    value = frame[KV_HEADER.size + KV_KEY_SIZE :]
+    return KvRequest(op, flags, arg, rid, sched, key, value)
+
+
+def encode_kv_reply(req: KvRequest, status: int, body: bytes = b"") -> bytes:
+    """The reply to ``req``: its op, id and scheduled time, a status and a body."""
+    header = KV_HEADER.pack(KV_MAGIC, req.op, status, 0, len(body), req.request_id, req.sched_ns)
+    return header + body
+
+
+Job = Callable[[], bytes | None]  # a request's work, returning the reply or None
+
+
+class Handler(Protocol):
+    """What a server offers the framings: the work behind each kind of request."""
+
+    def timed(self, service_ns: int | None, reply: bytes | None) -> Job:
+        """Work ``service_ns`` (None: the server draws it), then send ``reply``."""
+
+    def kv(self, req: KvRequest) -> Job:
+        """Serve a key-value request against the store."""
 
 
 class Framing(abc.ABC):
@@ -88,8 +174,12 @@ class Framing(abc.ABC):
         """Total size of the frame that starts with ``header``; ProtocolError if bad."""
 
     @abc.abstractmethod
-    def respond(self, frame: bytes, server_service_ns: ServiceSource) -> Reply:
-        """(service time, reply or None) for a complete frame."""
+    def respond(self, frame: bytes, handler: Handler) -> Job:
+        """The work (and reply) for a complete frame."""
+
+    def realtime(self, frame: bytes) -> bool:
+        """True for a frame that marks its connection latency-sensitive."""
+        return False
 
 
 class SkqFraming(Framing):
@@ -100,8 +190,8 @@ class SkqFraming(Framing):
     def frame_size(self, header: bytes) -> int:
         return FRAME_SIZE
 
-    def respond(self, frame: bytes, server_service_ns: ServiceSource) -> Reply:
-        return decode(frame).service_ns, frame
+    def respond(self, frame: bytes, handler: Handler) -> Job:
+        return handler.timed(decode(frame).service_ns, frame)
 
 
 class SockperfFraming(Framing):
@@ -115,26 +205,50 @@ class SockperfFraming(Framing):
             raise ProtocolError(f"sockperf message length {length}")
         return int(length)
 
-    def respond(self, frame: bytes, server_service_ns: ServiceSource) -> Reply:
+    def respond(self, frame: bytes, handler: Handler) -> Job:
         seq, flags, length = SOCKPERF_HEADER.unpack_from(frame)
         if not flags & SOCKPERF_PONG_REQUEST:
-            return server_service_ns(), None
+            return handler.timed(None, None)
         header = SOCKPERF_HEADER.pack(seq, flags & ~SOCKPERF_CLIENT, length)
-        return server_service_ns(), header + frame[self.header_size :]
+        return handler.timed(None, header + frame[self.header_size :])
 
 
-_BY_FIRST_BYTE: dict[int, Framing] = {MAGIC & 0xFF: SkqFraming(), 0: SockperfFraming()}
+class KvFraming(Framing):
+    """Key-value requests: a fixed header whose op and argument give the frame's size."""
+
+    header_size = KV_HEADER.size
+
+    def frame_size(self, header: bytes) -> int:
+        magic, op, _, _, arg, _, _ = KV_HEADER.unpack(header)
+        if magic != KV_MAGIC:
+            raise ProtocolError(f"bad key-value magic {magic:#x}")
+        return _kv_frame_size(op, arg)
+
+    def respond(self, frame: bytes, handler: Handler) -> Job:
+        return handler.kv(decode_kv(frame))
+
+    def realtime(self, frame: bytes) -> bool:
+        _, op, flags, *_ = KV_HEADER.unpack_from(frame)
+        return bool(op == KV_HELLO and flags & KV_REALTIME)
+
+
+_BY_FIRST_BYTE: dict[int, Framing] = {
+    MAGIC & 0xFF: SkqFraming(),
+    0: SockperfFraming(),
+    KV_MAGIC & 0xFF: KvFraming(),
+}
 
 
 class Framer:
     """Cuts one connection's byte stream into frames, recognising the protocol first."""
 
-    __slots__ = ("buf", "framing", "size")
+    __slots__ = ("buf", "framing", "realtime", "size")
 
     def __init__(self) -> None:
         self.buf = bytearray()
         self.framing: Framing | None = None
         self.size = 0  # of the frame being read, once its header is in
+        self.realtime = False  # the client said it is latency-sensitive (a KV HELLO)
 
     def wanted(self) -> int:
         """Bytes that complete the current header or frame and not one more."""
@@ -167,7 +281,9 @@ class Framer:
             self.size = 0
         return frames
 
-    def respond(self, frame: bytes, server_service_ns: ServiceSource) -> Reply:
-        """(service time, reply or None) for a frame :meth:`feed` returned."""
+    def respond(self, frame: bytes, handler: Handler) -> Job:
+        """The work for a frame :meth:`feed` returned (noting a realtime HELLO)."""
         assert self.framing is not None
-        return self.framing.respond(frame, server_service_ns)
+        if self.framing.realtime(frame):
+            self.realtime = True
+        return self.framing.respond(frame, handler)

@@ -284,3 +284,42 @@ def gil_max_stall_ns(work: WorkFn, service_ns: int, calls: int = 5) -> int:
         last = now
     worker.join()
     return stall
+
+
+@dataclass(frozen=True)
+class Lateness:
+    """How late a probe thread woke, in ns, while something else ran."""
+
+    p50_ns: int
+    p99_ns: int
+    max_ns: int
+
+
+def probe_lateness(run: Callable[[], None], seconds: float, period_ns: int = 100_000) -> Lateness:
+    """Call ``run`` in a loop for ``seconds`` while a probe thread asks to wake every
+    ``period_ns`` and records how late it ran Python again: a call that holds the GIL
+    shows as lateness as long as itself; one that drops it, as little more than an idle
+    machine's (the baseline: ``run`` that sleeps)."""
+    stop = threading.Event()
+    lates: list[int] = []
+
+    def probe() -> None:
+        precise_timer_slack()
+        due = time.perf_counter_ns() + period_ns
+        while not stop.is_set():
+            wait = due - time.perf_counter_ns()
+            if wait > 0:
+                time.sleep(wait / 1e9)
+            now = time.perf_counter_ns()
+            lates.append(now - due)
+            due = max(due + period_ns, now)
+
+    thread = threading.Thread(target=probe)
+    thread.start()
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        run()
+    stop.set()
+    thread.join()
+    lates.sort()
+    return Lateness(lates[len(lates) // 2], lates[len(lates) * 99 // 100], lates[-1])

@@ -21,7 +21,7 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import cast
 
-from skqbench.protocol import Framer, ProtocolError
+from skqbench.protocol import Framer, Job, ProtocolError
 from skqbench.servers.base import ACCEPT_BACKOFF_S, Server, listen_socket
 
 
@@ -33,7 +33,7 @@ class _FrameProtocol(asyncio.Protocol):
         self.server = server
         self.framer = Framer()
         self.transport: asyncio.Transport | None = None
-        self.pending: deque[tuple[int, bytes | None]] = deque()  # (service_ns, reply)
+        self.pending: deque[Job] = deque()
         self.inflight = 0
         self.reading = True
         self.eof = False
@@ -95,23 +95,23 @@ class _FrameProtocol(asyncio.Protocol):
         close once a client that sent its end of file has every reply."""
         server = self.server
         while self.pending and self.inflight < server.cfg.inflight_limit:
-            service_ns, reply = self.pending.popleft()
             self.inflight += 1
-            fut = server.pool.submit(server.serve_in_pool, service_ns)
-            fut.add_done_callback(functools.partial(server.done_in_pool, self, reply))
+            fut = server.pool.submit(server.serve_in_pool, self.pending.popleft())
+            fut.add_done_callback(functools.partial(server.done_in_pool, self))
         assert self.transport is not None
         if self.eof and not self.inflight:
             self.transport.close()  # after the write buffer is flushed
         else:
             self._update_reading()
 
-    def done(self, reply: bytes | None, fut: Future[None]) -> None:
+    def done(self, fut: Future[bytes | None]) -> None:
         """Loop thread: a request of this connection left the pool."""
         self.inflight -= 1
         assert self.transport is not None
         if self.transport.is_closing():
             return
-        if reply is not None and fut.exception() is None:
+        reply = None if fut.exception() is not None else fut.result()
+        if reply is not None:
             self.transport.write(reply)
         self._submit()
 
@@ -177,12 +177,12 @@ class AsyncioServer(Server):
         if not task.cancelled():
             task.exception()  # a client gone before its transport was made: nothing to do
 
-    def serve_in_pool(self, service_ns: int) -> None:
-        self.serve_request(threading.current_thread().name, service_ns)
+    def serve_in_pool(self, job: Job) -> bytes | None:
+        return self.serve_request(threading.current_thread().name, job)
 
-    def done_in_pool(self, proto: _FrameProtocol, reply: bytes | None, fut: Future[None]) -> None:
+    def done_in_pool(self, proto: _FrameProtocol, fut: Future[bytes | None]) -> None:
         """Pool-thread callback: hand the outcome to the loop thread."""
-        self.loop.call_soon_threadsafe(proto.done, reply, fut)
+        self.loop.call_soon_threadsafe(proto.done, fut)
 
     def stop(self) -> None:
         async def close() -> None:

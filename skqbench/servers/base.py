@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import abc
 import errno
+import functools
 import importlib
 import logging
 import random
@@ -19,8 +20,18 @@ import threading
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from skqbench.protocol import Framer, ProtocolError, Reply, SkqFraming
-from skqbench.service import WorkFn, make_work, parse_dist, parse_duration_ns
+from skqbench.kvstore import MAX_SCAN, VALUE_MAX, Dataset, KvService, Store, load
+from skqbench.protocol import (
+    KV_MAX_SCAN,
+    KV_MAX_VALUE,
+    KV_PUT,
+    KV_SEEK,
+    Framer,
+    Job,
+    KvRequest,
+    ProtocolError,
+)
+from skqbench.service import WORK_KINDS, WorkFn, make_work, parse_dist, parse_duration_ns
 
 LOOPBACK = "127.0.0.1"
 BACKLOG = 4096
@@ -39,6 +50,9 @@ DESIGNS: dict[str, str] = {
     "uvloop": "skqbench.servers.uvloop_pool",
     "reuseport": "skqbench.servers.reuseport",
 }
+
+# What a server serves: timed requests with a work routine, or the key-value store.
+SERVED = (*WORK_KINDS, "kv")
 
 _POLICY = re.compile(r"^(?:(random)|(queue|cpu)(\d*)|(best)(\d+))(?:\+ws(\d*))?$")
 
@@ -93,11 +107,26 @@ class ServerConfig:
     # Pool designs: requests of one connection in the pool at once, so that one
     # pipelining connection cannot take every thread; 0 is workers - 1 (at least 1).
     max_inflight: int = 0
+    # work="kv": the data set (see skqbench.kvstore) and the caps on what one request may
+    # ask for; a request over a cap closes its connection, as a malformed frame does.
+    kv_keys: int = Dataset.keys
+    kv_seed: int = Dataset.seed
+    kv_max_value: int = 4 * VALUE_MAX
+    kv_max_scan: int = MAX_SCAN
 
     def __post_init__(self) -> None:
         if self.design not in DESIGNS:
             raise ValueError(f"unknown design {self.design!r}; choose from {', '.join(DESIGNS)}")
-        for name in ("workers", "max_inflight"):
+        if self.work not in SERVED:
+            raise ValueError(f"unknown work {self.work!r}; choose from {', '.join(SERVED)}")
+        for name in (
+            "workers",
+            "max_inflight",
+            "kv_keys",
+            "kv_seed",
+            "kv_max_value",
+            "kv_max_scan",
+        ):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool):
                 raise TypeError(f"{name} must be an int, not {type(value).__name__}")
@@ -105,6 +134,11 @@ class ServerConfig:
             raise ValueError("workers must be at least 1")
         if self.max_inflight < 0:
             raise ValueError("max_inflight must be 0 (automatic) or more")
+        if not 0 <= self.kv_max_value <= KV_MAX_VALUE or not 1 <= self.kv_max_scan <= KV_MAX_SCAN:
+            raise ValueError(
+                f"kv_max_value must be 0 to {KV_MAX_VALUE}, kv_max_scan 1 to {KV_MAX_SCAN}"
+            )
+        Dataset(self.kv_keys, self.kv_seed)
         if self.design == "skq":
             parse_policy(self.policy)
         parse_dist(self.sockperf_service)
@@ -128,6 +162,11 @@ class ServerConfig:
         return self.max_inflight or max(1, self.workers - 1)
 
     @property
+    def dataset(self) -> Dataset:
+        """The key-value data set (used when ``work`` is ``kv``)."""
+        return Dataset(self.kv_keys, self.kv_seed)
+
+    @property
     def label(self) -> str:
         """Short name for tables and plot legends."""
         what = f"skq {self.policy}" if self.design == "skq" else self.design
@@ -135,11 +174,19 @@ class ServerConfig:
 
 
 class Server(abc.ABC):
-    """One server design.  Subclasses serve :mod:`skqbench.protocol` frames with ``work``."""
+    """One server design.  Subclasses serve :mod:`skqbench.protocol` frames: timed ones
+    with the ``work`` routine, key-value ones (``work="kv"``) against the store.  The
+    server is the framings' :class:`~skqbench.protocol.Handler`; the jobs it returns run
+    in whatever thread the design serves in."""
 
     def __init__(self, cfg: ServerConfig) -> None:
         self.cfg = cfg
-        self.work: WorkFn = make_work(cfg.work)
+        self.work: WorkFn | None = None
+        self.kv_service: KvService | None = None
+        if cfg.work == "kv":
+            self.kv_service = KvService(Store(load(cfg.dataset), cfg.kv_keys))
+        else:
+            self.work = make_work(cfg.work)
         self._sockperf_dist = parse_dist(cfg.sockperf_service)
         self._rng = random.Random(0)
         self._served: dict[str, int] = {}
@@ -159,13 +206,32 @@ class Server(abc.ABC):
         """Service time for a sockperf message (drawn here: the message has none)."""
         return self._sockperf_dist.sample_ns(self._rng, 1.0)
 
-    def respond(self, framer: Framer, frame: bytes) -> Reply:
-        """(service time, reply or None) for a frame; ProtocolError for a client-chosen
-        service time over ``max_service``, which would stall everything queued behind it."""
-        service_ns, reply = framer.respond(frame, self.sockperf_service_ns)
-        if isinstance(framer.framing, SkqFraming) and service_ns > self._max_service_ns:
+    def respond(self, framer: Framer, frame: bytes) -> Job:
+        """The job for a frame; ProtocolError for one this server must not serve."""
+        return framer.respond(frame, self)
+
+    def timed(self, service_ns: int | None, reply: bytes | None) -> Job:
+        """A timed request's job; ProtocolError for a client-chosen service time over
+        ``max_service``, which would stall everything queued behind it."""
+        work = self.work
+        if work is None:
+            raise ProtocolError("timed request to a key-value server")
+        if service_ns is None:
+            service_ns = self.sockperf_service_ns()
+        elif service_ns > self._max_service_ns:
             raise ProtocolError(f"service time {service_ns} ns over max_service")
-        return service_ns, reply
+        return functools.partial(_timed_job, work, service_ns, reply)
+
+    def kv(self, req: KvRequest) -> Job:
+        """A key-value request's job; ProtocolError on a server without the store, or
+        for a PUT or SEEK over this server's caps."""
+        if self.kv_service is None:
+            raise ProtocolError("key-value request to a server without a store")
+        if req.op == KV_PUT and len(req.value) > self.cfg.kv_max_value:
+            raise ProtocolError(f"value of {len(req.value)} bytes over kv_max_value")
+        if req.op == KV_SEEK and req.arg > self.cfg.kv_max_scan:
+            raise ProtocolError(f"scan of {req.arg} records over kv_max_scan")
+        return functools.partial(self.kv_service.serve, req)
 
     def count(self, event: str) -> None:
         """Count a connection-level fault (``protocol_error``, ``slow_reader``,
@@ -192,14 +258,15 @@ class Server(abc.ABC):
                 return socks, True
             socks.append(sock)
 
-    def serve_request(self, worker: str, service_ns: int) -> None:
-        """Run the service routine and count it against ``worker``."""
-        self.work(service_ns)
+    def serve_request(self, worker: str, job: Job) -> bytes | None:
+        """Run a request's job, count it against ``worker``, return its reply."""
+        reply = job()
         try:
             self._served[worker] += 1
         except KeyError:
             with self._served_lock:
                 self._served[worker] = self._served.get(worker, 0) + 1
+        return reply
 
     def stats(self) -> dict[str, Any]:
         """Configuration and requests served per worker (shows imbalance across workers)."""
@@ -212,6 +279,11 @@ class Server(abc.ABC):
             "served_total": sum(served.values()),
             "events": events,
         }
+
+
+def _timed_job(work: WorkFn, service_ns: int, reply: bytes | None) -> bytes | None:
+    work(service_ns)
+    return reply
 
 
 def load_design(name: str) -> type[Server]:
@@ -241,7 +313,7 @@ class Connection:
     worker for all of them.
     """
 
-    __slots__ = ("fd", "framer", "sock")
+    __slots__ = ("fd", "framer", "prioritised", "sock")
 
     def __init__(self, sock: socket.socket) -> None:
         sock.setblocking(False)
@@ -249,6 +321,7 @@ class Connection:
         self.sock = sock
         self.fd = sock.fileno()
         self.framer = Framer()
+        self.prioritised = False  # a design that can has acted on framer.realtime
 
     def serve_one(self, server: Server, worker: str) -> bool:
         """Handle what one readiness event allows; False once the connection must be
@@ -264,8 +337,7 @@ class Connection:
         try:
             frames = self.framer.feed(data)
             for frame in frames:  # never more than one: recv stops at the frame's end
-                service_ns, reply = server.respond(self.framer, frame)
-                server.serve_request(worker, service_ns)
+                reply = server.serve_request(worker, server.respond(self.framer, frame))
                 if reply is not None and not self._send(server, reply):
                     return False
         except ProtocolError:

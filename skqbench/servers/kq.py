@@ -50,6 +50,10 @@ class KqueueServer(Server):
     def register(self, conn: Connection) -> None:
         """Register a new connection."""
 
+    def prioritise(self, kq: skqueue.kqueue, conn: Connection) -> None:
+        """The client said it is latency-sensitive; a design without the machinery to
+        prioritise it (a FIFO queue) does nothing, which is the point of the comparison."""
+
     def rearm(self, kq: skqueue.kqueue, fd: int, conn: Connection | None) -> None:
         """Called after an event on ``fd`` (``conn``, or ``None`` for the listener) was
         handled and the fd is still open."""
@@ -97,6 +101,9 @@ class KqueueServer(Server):
                     else:
                         self.rearm(kq, self.listener.fileno(), None)
                 elif conn.serve_one(self, name):
+                    if conn.framer.realtime and not conn.prioritised:
+                        conn.prioritised = True
+                        self.prioritise(kq, conn)
                     self.rearm(kq, conn.fd, conn)
                 else:
                     self._drop(kq, conn)

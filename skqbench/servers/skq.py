@@ -4,6 +4,8 @@ Sockets are registered once, level-triggered, with no EV_DISPATCH: SKQ gives a d
 event to one thread, which owns it until it waits again, so no re-arm call is needed.
 Each wait asks for one event, so a thread never sits on work an idle thread could take;
 the policy (``ServerConfig.policy``) decides which thread's queue each activation joins.
+A connection that says it is latency-sensitive (a key-value HELLO) is registered with
+EV_REALTIME, so its events go to the realtime FIFO of whichever kevq they join.
 """
 
 from __future__ import annotations
@@ -38,6 +40,17 @@ class SkqServer(KqueueServer):
 
     def register(self, conn: Connection) -> None:
         self.kq.control([read_event(conn.fd, skqueue.EV_ADD, conn)], 0)
+
+    def prioritise(self, kq: skqueue.kqueue, conn: Connection) -> None:
+        """Re-register the socket with EV_REALTIME: a knote's realtime class is fixed when
+        it is added, so it is deleted and added again, in one call."""
+        kq.control(
+            [
+                read_event(conn.fd, skqueue.EV_DELETE),
+                read_event(conn.fd, skqueue.EV_ADD | skqueue.EV_REALTIME, conn),
+            ],
+            0,
+        )
 
     def stats(self) -> dict[str, Any]:
         out = super().stats()

@@ -30,6 +30,12 @@ BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
         ("bench_skq_scaling.py", ["--duration", "0.2", "--pipes", "8"], "skq_scaling", set()),
         ("bench_aio.py", ["--quick"], "bench_aio", set()),
         (
+            "bench_kv_stores.py",
+            ["--keys", "2000", "--seconds", "0.1", "--stores", "lmdb,sqlite"],
+            "kv_stores",
+            {"keys", "switch_us", "results"},
+        ),
+        (
             "bench_asyncio.py",
             ["--connections", "2", "--messages", "50", "--rounds", "1"],
             "asyncio",

@@ -50,6 +50,11 @@ BAD_VALUES: dict[str, list[str]] = {
     "--max-service": ["0ms", "-1s", "soon", "", "99999s"],
     "--send-timeout": ["0ms", "-1s", "soon", "", "99999s"],
     "--max-inflight": ["-1", "1.5", "x", "100000"],
+    "--rt-rate": POSITIVE,
+    "--rt-connections": ["0", "-1", "100000", "1.5", "x"],
+    "--keys": ["0", "-1", "1e3", "1000000000", "x"],
+    "--max-scan": ["0", "-1", "10001", "1.5", "x"],
+    "--max-value": ["0", "1023", "1048577", "1.5", "x"],
 }
 # What a command needs besides the option under test.
 REQUIRED: dict[str, list[str]] = {
@@ -116,7 +121,7 @@ def nothing_runs(monkeypatch: pytest.MonkeyPatch) -> None:
     def accepted(*args: object) -> int:
         raise AssertionError(f"bad value accepted: {args}")
 
-    for name in ("run_plan", "cmd_load", "cmd_crosscheck", "cmd_serve", "cmd_stats"):
+    for name in ("run_plan", "cmd_load", "cmd_kv", "cmd_crosscheck", "cmd_serve", "cmd_stats"):
         monkeypatch.setattr(cli, name, accepted)
 
 

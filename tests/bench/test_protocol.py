@@ -9,11 +9,23 @@ from skqbench.protocol import (
     SOCKPERF_HEADER,
     SOCKPERF_PONG_REQUEST,
     Framer,
+    Job,
+    KvRequest,
     ProtocolError,
     Request,
     decode,
     encode,
 )
+
+
+class Recorder:
+    """A handler that records what a framing asked of the server."""
+
+    def timed(self, service_ns: int | None, reply: bytes | None) -> Job:
+        return lambda: (service_ns, reply)  # type: ignore[return-value]
+
+    def kv(self, req: KvRequest) -> Job:
+        return lambda: req  # type: ignore[return-value]
 
 
 def test_round_trip_keeps_every_field() -> None:
@@ -46,7 +58,7 @@ def test_framer_recognises_both_protocols_across_partial_reads() -> None:
     assert framer.wanted() == 14  # never more than the smallest header
     assert framer.feed(ours[:10]) == []
     assert framer.feed(ours[10:] + ours) == [ours, ours]
-    assert framer.respond(ours, lambda: 0) == (5, ours)
+    assert framer.respond(ours, Recorder())() == (5, ours)
 
     sp = Framer()
     request = SOCKPERF_HEADER.pack(9, SOCKPERF_CLIENT | SOCKPERF_PONG_REQUEST, 20) + b"abcdef"
@@ -56,9 +68,9 @@ def test_framer_recognises_both_protocols_across_partial_reads() -> None:
     assert sp.feed(request[3:15]) == []
     assert sp.wanted() == 5  # the rest of the 20-byte message, not one byte more
     assert sp.feed(request[15:]) == [request]
-    assert sp.respond(silent, lambda: 42) == (42, None)
-    service, reply = sp.respond(request, lambda: 42)
-    assert service == 42 and reply is not None
+    assert sp.respond(silent, Recorder())() == (None, None)  # the server draws the time
+    service, reply = sp.respond(request, Recorder())()  # type: ignore[misc]
+    assert service is None and reply is not None
     assert SOCKPERF_HEADER.unpack(reply[:14]) == (9, SOCKPERF_PONG_REQUEST, 20)
     assert reply[14:] == b"abcdef"
 
