@@ -15,7 +15,6 @@ from skqbench.protocol import FRAME_SIZE, Request, decode, encode
 from skqbench.servers.base import LOOPBACK
 from support import checkout_env
 
-
 #: ``python -m skqbench.cli`` with Ctrl-C restored: a test run started in the background
 #: (``... &`` in a script, nohup) inherits SIGINT ignored, and Python keeps an inherited
 #: SIG_IGN, so the tests that stop a command with SIGINT would wait for it forever.

@@ -26,6 +26,7 @@ from skqbench.protocol import (
     KV_REALTIME,
     KV_SEEK,
     Framer,
+    Job,
     KvRequest,
     ProtocolError,
     Request,
@@ -159,11 +160,11 @@ def test_kv_frames_round_trip_across_partial_reads() -> None:
 
 
 class _Handler:
-    def timed(self, service_ns: int | None, reply: bytes | None) -> object:
+    def timed(self, service_ns: int | None, reply: bytes | None) -> Job:
         raise AssertionError("not a timed frame")
 
-    def kv(self, req: KvRequest) -> object:
-        return lambda: req
+    def kv(self, req: KvRequest) -> Job:
+        return lambda: None
 
 
 @pytest.mark.parametrize(

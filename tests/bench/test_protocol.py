@@ -19,13 +19,24 @@ from skqbench.protocol import (
 
 
 class Recorder:
-    """A handler that records what a framing asked of the server."""
+    """A handler that records what a framing asked of the server, when the job runs."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[int | None, bytes | None] | KvRequest] = []
 
     def timed(self, service_ns: int | None, reply: bytes | None) -> Job:
-        return lambda: (service_ns, reply)  # type: ignore[return-value]
+        def job() -> bytes | None:
+            self.calls.append((service_ns, reply))
+            return reply
+
+        return job
 
     def kv(self, req: KvRequest) -> Job:
-        return lambda: req  # type: ignore[return-value]
+        def job() -> bytes | None:
+            self.calls.append(req)
+            return None
+
+        return job
 
 
 def test_round_trip_keeps_every_field() -> None:
@@ -58,7 +69,9 @@ def test_framer_recognises_both_protocols_across_partial_reads() -> None:
     assert framer.wanted() == 14  # never more than the smallest header
     assert framer.feed(ours[:10]) == []
     assert framer.feed(ours[10:] + ours) == [ours, ours]
-    assert framer.respond(ours, Recorder())() == (5, ours)
+    recorder = Recorder()
+    assert framer.respond(ours, recorder)() == ours
+    assert recorder.calls == [(5, ours)]
 
     sp = Framer()
     request = SOCKPERF_HEADER.pack(9, SOCKPERF_CLIENT | SOCKPERF_PONG_REQUEST, 20) + b"abcdef"
@@ -68,9 +81,11 @@ def test_framer_recognises_both_protocols_across_partial_reads() -> None:
     assert sp.feed(request[3:15]) == []
     assert sp.wanted() == 5  # the rest of the 20-byte message, not one byte more
     assert sp.feed(request[15:]) == [request]
-    assert sp.respond(silent, Recorder())() == (None, None)  # the server draws the time
-    service, reply = sp.respond(request, Recorder())()  # type: ignore[misc]
-    assert service is None and reply is not None
+    recorder = Recorder()
+    assert sp.respond(silent, recorder)() is None
+    reply = sp.respond(request, recorder)()
+    assert reply is not None
+    assert recorder.calls == [(None, None), (None, reply)]  # the server draws the time
     assert SOCKPERF_HEADER.unpack(reply[:14]) == (9, SOCKPERF_PONG_REQUEST, 20)
     assert reply[14:] == b"abcdef"
 
