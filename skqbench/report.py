@@ -341,9 +341,10 @@ def figure(res: SweepResults, key: str, labels: Iterable[str] | None = None) -> 
     ax.set_xlabel("offered load (requests/s)")
     ax.set_ylabel(f"{name} latency (ms, log scale)")
     load = res.plan["load"]
+    simulated = "simulated " if res.plan.get("simulated") else ""
     ax.set_title(
-        f"{name} latency vs offered load: {load['dist']}, {load['connections']} connections, "
-        f"mean service {res.mean_service_us:.0f} us",
+        f"{simulated}{name} latency vs offered load: {load['dist']}, "
+        f"{load['connections']} connections, mean service {res.mean_service_us:.0f} us",
         fontsize=11,
         loc="left",
     )

@@ -50,6 +50,12 @@ BAD_VALUES: dict[str, list[str]] = {
     "--max-service": ["0ms", "-1s", "soon", "", "99999s"],
     "--send-timeout": ["0ms", "-1s", "soon", "", "99999s"],
     "--max-inflight": ["-1", "1.5", "x", "100000"],
+    "--cores": ["0", "-1", "5000", "1.5", "x"],
+    "--realtime": ["-1", "100000", "1.5", "x"],
+    "--rtshare": ["0", "101", "-1", "1.5", "x"],
+    "--freq": ["-1", "1e99", "1.5", "x"],
+    "--cost": ["harvest", "harvest=-1", "harvest=inf", "lock=nan", "foo=1", "=1", ""],
+    "--calibrate": ["x"],  # a flag: given as --calibrate=x
 }
 # What a command needs besides the option under test.
 REQUIRED: dict[str, list[str]] = {
@@ -116,7 +122,7 @@ def nothing_runs(monkeypatch: pytest.MonkeyPatch) -> None:
     def accepted(*args: object) -> int:
         raise AssertionError(f"bad value accepted: {args}")
 
-    for name in ("run_plan", "cmd_load", "cmd_crosscheck", "cmd_serve", "cmd_stats"):
+    for name in ("run_plan", "cmd_load", "cmd_crosscheck", "cmd_serve", "cmd_stats", "cmd_sim_run"):
         monkeypatch.setattr(cli, name, accepted)
 
 
