@@ -70,6 +70,7 @@ FAMILIES: dict[str, Family] = {
     "dispatch": Family(SHARED_GROUP, "#2ca02c", "#9fdc9f", "^"),  # green
     "asyncio": Family(SHARED_GROUP, "#c51b8a", "#f2a5d6", "D"),  # magenta
     "uvloop": Family(SHARED_GROUP, "#6a3d9a", "#cab2d6", "v"),  # purple
+    "kqueue": Family(SHARED_GROUP, "#7f7f7f", "#c7c7c7", "P"),  # grey: simulated only
 }
 OTHER = Family("other", "#404040", "#b0b0b0", "X")
 SKQ_MARKERS = "os^DvP<>Xh"

@@ -2,9 +2,11 @@
 
 Every cost is virtual time in nanoseconds, spent on the CPU core named below.  The
 defaults are what :func:`calibrate` measured on the development machine (2 vCPUs,
-CPython 3.12, skqueue in pure Python); ``skqueue sim run --calibrate`` measures this
-machine instead, and ``--cost NAME=US`` overrides one.  They are the costs of
-*skqueue*, a Python library: a kernel kqueue's are 10 to 50 times smaller.
+CPython, skqueue in pure Python; rounded, from its quieter runs: other jobs share the
+machine and only ever add time); ``skqueue sim run --calibrate`` measures the machine
+it runs on instead, and ``--cost NAME=US`` overrides one.  They are the costs of
+*skqueue*, a Python library: a kernel kqueue's are one to two orders of magnitude
+smaller, so for the paper's machine pass them with ``--cost``.
 
 * ``harvest``: one ``kevent()`` wait that returns an event, on the worker's core.
   Measured: a classic skqueue kqueue with one ready level-triggered socket,
@@ -28,7 +30,6 @@ from __future__ import annotations
 
 import random
 import socket
-import statistics
 import threading
 import time
 from collections.abc import Callable
@@ -63,15 +64,16 @@ class Costs:
         return replace(self, **{name: round(us * 1000)})
 
 
-def _median_ns(step: Callable[[], object], rounds: int = 7, calls: int = 2000) -> int:
-    """The median over rounds of the mean time of one call of step."""
+def _best_ns(step: Callable[[], object], rounds: int = 7, calls: int = 2000) -> int:
+    """The mean time of one call of step, in the least disturbed of rounds (as timeit:
+    other jobs on the machine only ever add time)."""
     means = []
     for _ in range(rounds):
         start = time.perf_counter_ns()
         for _ in range(calls):
             step()
         means.append((time.perf_counter_ns() - start) / calls)
-    return round(statistics.median(means))
+    return round(min(means))
 
 
 class _Stand:
@@ -105,7 +107,7 @@ def _harvest_ns() -> int:
     try:
         kq.control([skqueue.kevent(a.fileno(), skqueue.EVFILT_READ, skqueue.EV_ADD)], 0)
         b.send(b"x")
-        return _median_ns(lambda: kq.control(None, 1, 0))
+        return _best_ns(lambda: kq.control(None, 1, 0))
     finally:
         kq.close()
         a.close()
@@ -123,7 +125,7 @@ def _io_ns() -> int:
             a.send(frame)
             b.recv(64)
 
-        return _median_ns(roundtrip) // 2  # the server's half: one recv, one send
+        return _best_ns(roundtrip) // 2  # the server's half: one recv, one send
     finally:
         a.close()
         b.close()
@@ -134,7 +136,7 @@ def _place_ns() -> int:
     sched = _scheduler((4, 2, 0, 0), [Kevq(lock, c) for c in range(4)])
     stand = cast("Knote", _Stand())
     fallback = Kevq(lock)
-    return _median_ns(lambda: sched.place(stand, fallback))
+    return _best_ns(lambda: sched.place(stand, fallback))
 
 
 def _steal_ns() -> int:
@@ -151,16 +153,17 @@ def _steal_ns() -> int:
         sched.steal_into(thief)
         victim.push(thief.normal.popleft(), False)
 
-    return _median_ns(steal_and_give_back)
+    return _best_ns(steal_and_give_back)
 
 
-def _wakeup_ns(rounds: int = 2000) -> int:
+def _wakeup_ns(rounds: int = 5, trips: int = 1000) -> int:
+    """Half a round trip of two threads that wake each other, least disturbed of rounds."""
     cond = threading.Condition()
     turn = [0]
 
     def other() -> None:
         with cond:
-            for _ in range(rounds):
+            for _ in range(rounds * trips):
                 while turn[0] == 0:
                     cond.wait()
                 turn[0] = 0
@@ -168,16 +171,18 @@ def _wakeup_ns(rounds: int = 2000) -> int:
 
     thread = threading.Thread(target=other)
     thread.start()
-    start = time.perf_counter_ns()
+    halves = []
     with cond:
         for _ in range(rounds):
-            turn[0] = 1
-            cond.notify()
-            while turn[0] == 1:
-                cond.wait()
-    elapsed = time.perf_counter_ns() - start
+            start = time.perf_counter_ns()
+            for _ in range(trips):
+                turn[0] = 1
+                cond.notify()
+                while turn[0] == 1:
+                    cond.wait()
+            halves.append((time.perf_counter_ns() - start) / trips / 2)
     thread.join()
-    return round(elapsed / rounds / 2)
+    return round(min(halves))
 
 
 def calibrate() -> Costs:

@@ -32,6 +32,11 @@ The designs:
 
 What the model leaves out (for ``skqueue sim validate`` to find): the leader thread
 in epoll_wait (activations cost no worker time), the GIL, and time-slicing.
+
+The loop is a heap of (time, sequence, action, argument), not SimPy: on one M/M/4
+workload of 200,000 requests SimPy 4.1.2 (processes and a Resource) ran 46,000
+requests/s on the development machine, a heap loop 100,000 to 204,000 (2.2 to 4.4x,
+the machine being shared), and SimPy would be one more dependency.
 """
 
 from __future__ import annotations
