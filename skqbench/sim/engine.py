@@ -400,10 +400,11 @@ class Simulation:
         self._scan(w)
 
     def _woke(self, w: Worker) -> None:
-        w.woken = False
         self._acquire(w, self._scan_after_sleep)
 
     def _scan_after_sleep(self, w: Worker) -> None:
+        # Only now: a worker queued for its core is still asleep, and woken once.
+        w.woken = False
         w.kevq.sleeping = False
         self._scan(w)
 

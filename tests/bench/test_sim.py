@@ -21,6 +21,12 @@ SKQ_POLICIES = ["random", "queue", "cpu2", "best2", "best2+ws", "queue+ws2"]
 ALL = [replace(SHORT, design=d) for d in DESIGNS if d != "skq"] + [
     replace(SHORT, design="skq", policy=p) for p in SKQ_POLICIES
 ]
+# Workers that queue for their cores, with service on the core and off it.
+CROWDED = [
+    replace(SHORT, design=d, policy="best2+ws", cores=2, work=w)
+    for d in ("skq", "dispatch", "vanilla")
+    for w in ("cpu", "sleep")
+]
 
 
 def _events(out: Outcome) -> int:
@@ -41,7 +47,7 @@ def test_a_seed_gives_the_same_run_twice(cfg: SimConfig) -> None:
     assert other.arrivals != first.arrivals
 
 
-@pytest.mark.parametrize("cfg", ALL, ids=lambda c: c.label)
+@pytest.mark.parametrize("cfg", ALL + CROWDED, ids=lambda c: f"{c.label}-{c.n_cores}-{c.work}")
 def test_every_request_is_served_exactly_once(cfg: SimConfig) -> None:
     # Near capacity, with realtime connections and a FREQ limit: every path is taken.
     cfg = replace(cfg, rate=5000.0, realtime=4, rtshare=50, freq=2000)
