@@ -21,12 +21,12 @@ SKQ_POLICIES = ["random", "queue", "cpu2", "best2", "best2+ws", "queue+ws2"]
 ALL = [replace(SHORT, design=d) for d in DESIGNS if d != "skq"] + [
     replace(SHORT, design="skq", policy=p) for p in SKQ_POLICIES
 ]
-# Workers that queue for their cores, with service on the core and off it.
+# Workers that queue for their cores, with service on the core and off it; bursts.
 CROWDED = [
     replace(SHORT, design=d, policy="best2+ws", cores=2, work=w)
     for d in ("skq", "dispatch", "vanilla")
     for w in ("cpu", "sleep")
-]
+] + [replace(SHORT, design="skq", policy="best2+ws", arrival="pareto")]
 
 
 def _events(out: Outcome) -> int:
