@@ -142,6 +142,7 @@ def test_sim_run_writes_results_plots_and_its_speed(
         assert os.path.getsize(os.path.join(tmp_out, name)) > 0
     with open(os.path.join(tmp_out, "results.json")) as f:
         assert json.load(f)["points"][0]["config"]["realtime"] == 2
+    assert cli.main(["bench", "report", tmp_out]) == 0  # the harness's report reads them
 
 
 def test_a_combination_no_option_rejects_alone_is_one_line_and_exit_2(
