@@ -732,7 +732,7 @@ def sim_plan(args: argparse.Namespace) -> SimPlan:
     """Every design of --design (skq once per --policy) on one simulated machine."""
     costs = Costs()
     if args.calibrate:
-        from skqbench.sim.costs import calibrate
+        from skqbench.sim.calibrate import calibrate
 
         costs = calibrate()
     for name, us in args.cost or []:

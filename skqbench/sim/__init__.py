@@ -1,14 +1,16 @@
 """A server simulated past this machine's two cores, with skqueue's own scheduler deciding.
 
 * :mod:`.engine`: one design at one load on a virtual clock (:func:`simulate`);
-* :mod:`.costs`: the event path's costs, their measured defaults and :func:`calibrate`;
+* :mod:`.costs`: the event path's costs and their measured defaults; :mod:`.calibrate`
+  measures them on the machine it runs on;
 * :mod:`.run`: latency-versus-load sweeps in the real harness's results format
   (``skqueue sim run``).
 """
 
 from __future__ import annotations
 
-from .costs import Costs, calibrate
+from .calibrate import calibrate
+from .costs import Costs
 from .engine import DESIGNS, Outcome, SimConfig, simulate
 from .run import SimPlan, Speed, run_sim
 

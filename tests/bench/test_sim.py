@@ -12,7 +12,8 @@ from dataclasses import replace
 import pytest
 
 from skqbench import cli
-from skqbench.sim.costs import Costs, calibrate
+from skqbench.sim.calibrate import calibrate
+from skqbench.sim.costs import Costs
 from skqbench.sim.engine import DESIGNS, Outcome, SimConfig, simulate
 from skqbench.sweep import load_results
 
