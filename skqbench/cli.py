@@ -6,6 +6,7 @@ skqueue bench load --port P --rate R  one point against a running server, as JSO
 skqueue bench kv [--quick]          one key-value point, latency-sensitive vs background
 skqueue bench crosscheck            our generator vs sockperf, same server and rate
 skqueue bench report DIR            redo plots and table from a results folder
+skqueue sim run ...                 the same plots and table from a simulated server
 skqueue serve ...                   run one server design on loopback
 skqueue stats                       scheduler statistics of a running server
 """
@@ -23,7 +24,10 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import NoReturn, TypeVar
+from typing import TYPE_CHECKING, NoReturn, TypeVar
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 from skqbench import kvstore
 from skqbench.control import check_control_path, default_control_path, query
@@ -32,7 +36,11 @@ from skqbench.protocol import KV_MAX_VALUE, MAX_SERVICE_NS
 from skqbench.servers.base import DESIGNS, SERVED, ServerConfig, parse_policy
 from skqbench.servers.harness import ServerProcess, run_server
 from skqbench.service import WORK_KINDS, parse_dist, parse_duration_ns
-from skqbench.sweep import Point, SweepPlan, load_results, run_sweep
+from skqbench.sim.costs import Costs
+from skqbench.sim.engine import DESIGNS as SIM_DESIGNS
+from skqbench.sim.engine import WORKS, SimConfig
+from skqbench.sim.run import SimPlan, Speed, run_sim
+from skqbench.sweep import Point, Progress, SweepPlan, SweepResults, load_results, run_sweep
 
 BENCH_EXTRA = "pip install 'skqueue[bench]'"
 # Third-party modules (the bench extra) each command imports; checked before it runs.
@@ -43,6 +51,7 @@ NEEDS: dict[str, tuple[str, ...]] = {
     "load": ("hdrh",),
     "kv": ("hdrh", "lmdb"),
     "crosscheck": ("hdrh",),
+    "sim": ("matplotlib", "rich"),
 }
 
 # The main demo (see ``reproduce_plan``): SKQ's imbalanced per-connection classes.
@@ -177,6 +186,7 @@ _rate = _number(float, 0.0, MAX_RATE, "a rate", above=True)
 _connections = _number(int, 1, MAX_CONNECTIONS, "a connection count")
 _processes = _number(int, 1, MAX_PROCESSES, "a process count")
 _workers = _number(int, 1, MAX_WORKERS, "a worker count")
+_seed = _number(int, 0, MAX_SEED, "a seed")
 
 
 def _duration(text: str) -> str:
@@ -227,12 +237,7 @@ def _add_common(p: argparse.ArgumentParser, quick: bool) -> None:
         help="unmeasured seconds before each point (default "
         + ("0.3 with --quick, else 0.5)" if quick else "0.5)"),
     )
-    p.add_argument(
-        "--seed",
-        type=_number(int, 0, MAX_SEED, "a seed"),
-        default=1,
-        help="random seed (default %(default)s)",
-    )
+    p.add_argument("--seed", type=_seed, default=1, help="random seed (default %(default)s)")
 
 
 def _add_sweep_options(p: argparse.ArgumentParser, quick: bool) -> None:
@@ -244,6 +249,14 @@ def _add_sweep_options(p: argparse.ArgumentParser, quick: bool) -> None:
         default="sleep",
         help="server-side service routine (default %(default)s)",
     )
+    _add_slo(p)
+    p.add_argument(
+        "--out", type=_path, default=None, help="report folder (default results/<command>-<time>)"
+    )
+
+
+def _add_slo(p: argparse.ArgumentParser) -> None:
+    """The p99 SLO a report draws and counts low-latency throughput under."""
     slo = p.add_mutually_exclusive_group()
     slo.add_argument(
         "--slo-factor",
@@ -257,8 +270,27 @@ def _add_sweep_options(p: argparse.ArgumentParser, quick: bool) -> None:
         default=None,
         help="p99 SLO in microseconds",
     )
+
+
+def _add_loads(p: argparse.ArgumentParser) -> None:
+    """The offered loads: a list, or evenly spaced steps up to a fraction of capacity."""
+    rates = p.add_mutually_exclusive_group()
+    rates.add_argument(
+        "--rates",
+        type=_rates,
+        help="offered loads in requests/s, comma separated",
+    )
+    rates.add_argument(
+        "--steps",
+        type=_number(int, 1, MAX_STEPS, "a step count"),
+        default=10,
+        help="number of evenly spaced loads up to --max-load (default %(default)s)",
+    )
     p.add_argument(
-        "--out", type=_path, default=None, help="report folder (default results/<command>-<time>)"
+        "--max-load",
+        type=_number(float, 0.0, MAX_LOAD, "a load", above=True),
+        default=1.0,
+        help="highest load as a fraction of workers / mean service time (default %(default)s)",
     )
 
 
@@ -310,24 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="classes:400us",
         help="fixed:T, exp:T, bimodal:LOW:HIGH:P or classes:BASE (default %(default)s)",
     )
-    rates = sw.add_mutually_exclusive_group()
-    rates.add_argument(
-        "--rates",
-        type=_rates,
-        help="offered loads in requests/s, comma separated",
-    )
-    rates.add_argument(
-        "--steps",
-        type=_number(int, 1, MAX_STEPS, "a step count"),
-        default=10,
-        help="number of evenly spaced loads up to --max-load (default %(default)s)",
-    )
-    sw.add_argument(
-        "--max-load",
-        type=_number(float, 0.0, MAX_LOAD, "a load", above=True),
-        default=1.0,
-        help="highest load as a fraction of workers / mean service time (default %(default)s)",
-    )
+    _add_loads(sw)
     _add_sweep_options(sw, quick=False)
     sw.set_defaults(parser=sw, plan=sweep_plan)
 
@@ -516,7 +531,127 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds to wait for a server that is still starting (default %(default)s)",
     )
     st.set_defaults(parser=st, run=cmd_stats)
+
+    sim = sub.add_parser("sim", help="simulate a server on N cores with skqueue's own scheduler")
+    simsub = sim.add_subparsers(dest="sim_command", required=True)
+    sr = simsub.add_parser("run", help="simulated latency vs load, reported as a real sweep")
+    _add_sim_options(sr)
+    sr.set_defaults(parser=sr, run=cmd_sim_run)
     return parser
+
+
+def _cost(text: str) -> tuple[str, float]:
+    """NAME=US: one event-path cost of the simulation, in microseconds."""
+    name, sep, value = text.partition("=")
+    us = _number(float, 0.0, MAX_SECONDS * 1e6, "a number of microseconds")
+    if not sep or name not in Costs.names():
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not NAME=US with NAME one of {', '.join(Costs.names())}"
+        )
+    return name, us(value)
+
+
+def _add_sim_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--design",
+        action="append",
+        choices=SIM_DESIGNS,
+        help="design, repeatable (default vanilla, dispatch and skq; kqueue: the "
+        "legacy single-lock kqueue)",
+    )
+    p.add_argument(
+        "--policy",
+        action="append",
+        type=_policy,
+        help="SKQ policy for the skq design, repeatable (default "
+        + " and ".join(REPRO_SKQ_QUICK)
+        + ")",
+    )
+    p.add_argument(
+        "--workers",
+        type=_workers,
+        default=REPRO_WORKERS,
+        help="worker threads (default %(default)s)",
+    )
+    p.add_argument(
+        "--cores",
+        type=_number(int, 1, MAX_WORKERS, "a core count"),
+        default=None,
+        help="cores the workers are pinned to, round-robin (default one per worker)",
+    )
+    p.add_argument(
+        "--connections",
+        type=_connections,
+        default=REPRO_CONNECTIONS,
+        help="client connections (default %(default)s)",
+    )
+    p.add_argument(
+        "--dist",
+        type=_dist,
+        default=f"classes:{REPRO_BASE_US:g}us",
+        help="fixed:T, exp:T, bimodal:LOW:HIGH:P or classes:BASE (default %(default)s)",
+    )
+    p.add_argument(
+        "--arrival",
+        choices=ARRIVALS,
+        default="poisson",
+        help="arrival process (pareto: mutilate's fb_ia shape; default %(default)s)",
+    )
+    _add_loads(p)
+    p.add_argument(
+        "--duration",
+        type=_seconds,
+        default=1.0,
+        help="measured simulated seconds per point (default %(default)s)",
+    )
+    p.add_argument(
+        "--warmup",
+        type=_seconds_or_zero,
+        default=0.1,
+        help="unmeasured simulated seconds before each point (default %(default)s)",
+    )
+    p.add_argument("--seed", type=_seed, default=1, help="random seed (default %(default)s)")
+    p.add_argument(
+        "--work",
+        choices=WORKS,
+        default="cpu",
+        help="cpu: service holds the worker's core; sleep: it waits off the core, as the "
+        "real servers' sleep routine (default %(default)s)",
+    )
+    p.add_argument(
+        "--realtime",
+        type=_number(int, 0, MAX_CONNECTIONS, "a connection count"),
+        default=0,
+        help="connections registered EV_REALTIME (default %(default)s)",
+    )
+    p.add_argument(
+        "--rtshare",
+        type=_number(int, 1, 100, "a percentage"),
+        default=100,
+        help="KQTUNE_RTSHARE: percent of a wait realtime events may take (default %(default)s)",
+    )
+    p.add_argument(
+        "--freq",
+        type=_number(int, 0, int(MAX_RATE), "an event rate"),
+        default=0,
+        help="KQTUNE_FREQ: events/s per thread that caps a wait's batch (default 0: off)",
+    )
+    p.add_argument(
+        "--cost",
+        action="append",
+        type=_cost,
+        help="NAME=US, repeatable: one event-path cost (harvest, io, place, wakeup, steal, "
+        "lock) in microseconds (defaults: measured, see skqbench/sim/costs.py)",
+    )
+    p.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="measure the costs on this machine first (about a second); --cost still wins",
+    )
+    _add_slo(p)
+    p.add_argument(
+        "--out", type=_path, default=None, help="report folder (default results/sim-<time>)"
+    )
 
 
 # ------------------------------------------------------------------------ commands
@@ -598,6 +733,26 @@ def sweep_plan(args: argparse.Namespace) -> SweepPlan:
 def run_plan(plan: SweepPlan, out_dir: str) -> int:
     """Run a sweep with a progress bar, then write and print the report."""
     from rich.console import Console
+
+    return _run_reported(
+        len(plan.configs),
+        plan.rates,
+        plan.slo_us,
+        out_dir,
+        lambda progress: run_sweep(plan, out_dir, progress),
+        Console(),
+    )
+
+
+def _run_reported(
+    configs: int,
+    rates: list[float],
+    slo_us: float,
+    out_dir: str,
+    sweep: Callable[[Progress], SweepResults],
+    console: Console,
+) -> int:
+    """A sweep (measured or simulated) with a progress bar, then the report."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -608,11 +763,10 @@ def run_plan(plan: SweepPlan, out_dir: str) -> int:
 
     from skqbench.report import write_report
 
-    console = Console()
     console.print(
-        f"[bold]{len(plan.configs)} configurations x up to {len(plan.rates)} loads "
-        f"({plan.rates[0]:,.0f}..{plan.rates[-1]:,.0f}/s), SLO p99 <= "
-        f"{plan.slo_us / 1000:.2f} ms; results in {out_dir}[/bold]"
+        f"[bold]{configs} configurations x up to {len(rates)} loads "
+        f"({rates[0]:,.0f}..{rates[-1]:,.0f}/s), SLO p99 <= "
+        f"{slo_us / 1000:.2f} ms; results in {out_dir}[/bold]"
     )
     with Progress(
         TextColumn("{task.description}"),
@@ -621,7 +775,7 @@ def run_plan(plan: SweepPlan, out_dir: str) -> int:
         TimeElapsedColumn(),
         console=console,
     ) as bar:
-        task = bar.add_task("starting", total=len(plan.configs) * len(plan.rates))
+        task = bar.add_task("starting", total=configs * len(rates))
 
         def progress(label: str, done: int, total: int, point: Point | None) -> None:
             bar.update(task, completed=done, description=label)
@@ -633,7 +787,7 @@ def run_plan(plan: SweepPlan, out_dir: str) -> int:
                     f"p50 {r['p50_us'] / 1000:6.2f} ms p99 {r['p99_us'] / 1000:7.2f} ms{mark}"
                 )
 
-        results = run_sweep(plan, out_dir, progress)
+        results = sweep(progress)
     write_report(results, out_dir, console)
     console.print(
         f"report: {os.path.abspath(out_dir)} (results.json, p99.png, "
@@ -643,6 +797,71 @@ def run_plan(plan: SweepPlan, out_dir: str) -> int:
         console.print("[yellow]interrupted: the report covers the points measured so far[/yellow]")
         return 130
     return 1 if results.errors and not results.points else 0
+
+
+def sim_plan(args: argparse.Namespace) -> SimPlan:
+    """Every design of --design (skq once per --policy) on one simulated machine."""
+    costs = Costs()
+    if args.calibrate:
+        from skqbench.sim.calibrate import calibrate
+
+        costs = calibrate()
+    for name, us in args.cost or []:
+        costs = costs.with_us(name, us)
+    template = SimConfig(
+        workers=args.workers,
+        cores=args.cores or 0,
+        connections=args.connections,
+        dist=args.dist,
+        arrival=args.arrival,
+        duration_s=args.duration,
+        warmup_s=args.warmup,
+        seed=args.seed,
+        realtime=args.realtime,
+        rtshare=args.rtshare,
+        freq=args.freq,
+        work=args.work,
+        costs=costs,
+    )
+    configs = []
+    for design in args.design or ["vanilla", "dispatch", "skq"]:
+        for policy in (args.policy or REPRO_SKQ_QUICK) if design == "skq" else ["best2"]:
+            configs.append(replace(template, design=design, policy=policy))
+    mean_us = parse_dist(args.dist).mean_ns(args.connections) / 1000
+    # Service on the core: no more requests in service than cores.
+    slots = min(args.workers, template.n_cores) if args.work == "cpu" else args.workers
+    rates = args.rates or _capacity_rates(slots, mean_us, args.steps, args.max_load)
+    return SimPlan(configs, rates, slo_factor=args.slo_factor, slo_us=args.slo_us or 0.0)
+
+
+def cmd_sim_run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    try:
+        plan = sim_plan(args)
+    except ValueError as exc:  # a combination no single option could reject
+        args.parser.error(str(exc))
+    console = Console()
+    c = plan.configs[0]
+    console.print(
+        f"simulating {c.workers} workers on {c.n_cores} cores, {c.connections} connections, "
+        f"{c.dist}, {c.duration_s:g} simulated s per point; costs (us): "
+        + ", ".join(f"{k} {v / 1000:g}" for k, v in plan.describe()["costs_ns"].items())
+    )
+    speed: list[Speed] = []
+
+    def sweep(progress: Progress) -> SweepResults:
+        results, run_speed = run_sim(plan, out_dir, progress)
+        speed.append(run_speed)
+        return results
+
+    out_dir = _out_dir(args, "sim")
+    code = _run_reported(len(plan.configs), plan.rates, plan.slo_us, out_dir, sweep, console)
+    for s in speed:
+        console.print(
+            f"simulator: {s.events:,} events in {s.wall_s:.1f} s, {s.per_s:,.0f} simulated events/s"
+        )
+    return code
 
 
 def cmd_load(args: argparse.Namespace) -> int:

@@ -70,6 +70,7 @@ FAMILIES: dict[str, Family] = {
     "dispatch": Family(SHARED_GROUP, "#2ca02c", "#9fdc9f", "^"),  # green
     "asyncio": Family(SHARED_GROUP, "#c51b8a", "#f2a5d6", "D"),  # magenta
     "uvloop": Family(SHARED_GROUP, "#6a3d9a", "#cab2d6", "v"),  # purple
+    "kqueue": Family(SHARED_GROUP, "#7f7f7f", "#c7c7c7", "P"),  # grey: simulated only
 }
 OTHER = Family("other", "#404040", "#b0b0b0", "X")
 SKQ_MARKERS = "os^DvP<>Xh"
@@ -341,9 +342,10 @@ def figure(res: SweepResults, key: str, labels: Iterable[str] | None = None) -> 
     ax.set_xlabel("offered load (requests/s)")
     ax.set_ylabel(f"{name} latency (ms, log scale)")
     load = res.plan["load"]
+    simulated = "simulated " if res.plan.get("simulated") else ""
     ax.set_title(
-        f"{name} latency vs offered load: {load['dist']}, {load['connections']} connections, "
-        f"mean service {res.mean_service_us:.0f} us",
+        f"{simulated}{name} latency vs offered load: {load['dist']}, "
+        f"{load['connections']} connections, mean service {res.mean_service_us:.0f} us",
         fontsize=11,
         loc="left",
     )

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from typing import Any, Protocol
 
 from skqbench.loadgen import LoadGenerator, LoadResult, LoadSpec
 from skqbench.servers.base import ServerConfig
@@ -117,7 +117,15 @@ def load_results(out_dir: str) -> SweepResults:
     return SweepResults.from_json(data)
 
 
-def saturation_reason(res: LoadResult, plan: SweepPlan) -> str:
+class Limits(Protocol):
+    """What decides that a point is saturated (a sweep's plan, or a simulated one)."""
+
+    saturation: float
+    explode: float
+    slo_us: float
+
+
+def saturation_reason(res: LoadResult, plan: Limits) -> str:
     """Why a point counts as saturated, or ``""`` if it does not."""
     if res.errors or res.timeouts:
         return f"{res.errors} errors, {res.timeouts} unanswered"

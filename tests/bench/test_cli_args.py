@@ -55,6 +55,12 @@ BAD_VALUES: dict[str, list[str]] = {
     "--keys": ["0", "-1", "1e3", "1000000000", "x"],
     "--max-scan": ["0", "-1", "10001", "1.5", "x"],
     "--max-value": ["0", "1023", "1048577", "1.5", "x"],
+    "--cores": ["0", "-1", "5000", "1.5", "x"],
+    "--realtime": ["-1", "100000", "1.5", "x"],
+    "--rtshare": ["0", "101", "-1", "1.5", "x"],
+    "--freq": ["-1", "1e99", "1.5", "x"],
+    "--cost": ["harvest", "harvest=-1", "harvest=inf", "lock=nan", "foo=1", "=1", ""],
+    "--calibrate": ["x"],  # a flag: given as --calibrate=x
 }
 # What a command needs besides the option under test.
 REQUIRED: dict[str, list[str]] = {
@@ -121,7 +127,15 @@ def nothing_runs(monkeypatch: pytest.MonkeyPatch) -> None:
     def accepted(*args: object) -> int:
         raise AssertionError(f"bad value accepted: {args}")
 
-    for name in ("run_plan", "cmd_load", "cmd_kv", "cmd_crosscheck", "cmd_serve", "cmd_stats"):
+    for name in (
+        "run_plan",
+        "cmd_load",
+        "cmd_kv",
+        "cmd_crosscheck",
+        "cmd_serve",
+        "cmd_stats",
+        "cmd_sim_run",
+    ):
         monkeypatch.setattr(cli, name, accepted)
 
 

@@ -1,0 +1,127 @@
+"""Simulated latency-versus-load sweeps, in the real harness's results format.
+
+The same rule as :func:`skqbench.sweep.run_sweep`: every configuration sees the same
+offered loads in increasing order and stops at its first saturated point; the results
+are a :class:`~skqbench.sweep.SweepResults`, saved as ``results.json`` after every
+point, so ``skqueue bench report`` and :mod:`skqbench.report` draw them as they draw
+measured ones.  Each point's result also carries the simulator's own figures
+(``sim_events``, ``sim_wall_s``) and the scheduler's statistics.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+from skqbench.service import parse_dist
+from skqbench.sweep import Point, Progress, SweepResults, saturation_reason
+
+from .engine import SimConfig, simulate
+
+
+@dataclass
+class SimPlan:
+    """What to simulate: configurations (their ``rate`` is set per point) x loads."""
+
+    configs: list[SimConfig]
+    rates: list[float]
+    slo_factor: float = 20.0  # SLO = slo_factor x mean service time, unless slo_us is set
+    slo_us: float = 0.0
+    saturation: float = 0.95
+    explode: float = 10.0
+
+    def __post_init__(self) -> None:
+        if not self.configs or not self.rates or any(r <= 0 for r in self.rates):
+            raise ValueError("a simulation needs a configuration and positive rates")
+        self.rates = sorted(self.rates)
+        if not self.slo_us:
+            self.slo_us = self.slo_factor * self.mean_service_us
+
+    @property
+    def mean_service_us(self) -> float:
+        first = self.configs[0]
+        return parse_dist(first.dist).mean_ns(first.connections) / 1000.0
+
+    def describe(self) -> dict[str, Any]:
+        """The plan as results.json keeps it (``load`` as the real harness names it)."""
+        first = self.configs[0]
+        return {
+            "simulated": True,
+            "load": {
+                "dist": first.dist,
+                "connections": first.connections,
+                "arrival": first.arrival,
+                "duration_s": first.duration_s,
+                "warmup_s": first.warmup_s,
+                "drain_s": first.drain_s,
+                "seed": first.seed,
+            },
+            "rates": self.rates,
+            "slo_us": self.slo_us,
+            "saturation": self.saturation,
+            "explode": self.explode,
+            "cores": first.n_cores,
+            "work": first.work,
+            "costs_ns": asdict(first.costs),
+        }
+
+
+@dataclass
+class Speed:
+    """The simulator's own speed over a sweep."""
+
+    events: int = 0
+    wall_s: float = 0.0
+
+    @property
+    def per_s(self) -> float:
+        return self.events / self.wall_s if self.wall_s else 0.0
+
+
+def run_sim(
+    plan: SimPlan, out_dir: str, progress: Progress | None = None
+) -> tuple[SweepResults, Speed]:
+    """Simulate every configuration at increasing rates; Ctrl-C keeps what is done."""
+    results = SweepResults(
+        plan=plan.describe(),
+        slo_us=plan.slo_us,
+        mean_service_us=plan.mean_service_us,
+        labels=[c.label for c in plan.configs],
+    )
+    speed = Speed()
+    total = len(plan.configs) * len(plan.rates)
+    done = 0
+    t0 = time.monotonic()
+    try:
+        for i, template in enumerate(plan.configs):
+            done = i * len(plan.rates)
+            for rate in plan.rates:
+                if progress:
+                    progress(f"{template.label} @ {rate:.0f}/s", done, total, None)
+                outcome = simulate(replace(template, rate=rate))
+                res = outcome.result()
+                why = saturation_reason(res, plan)
+                out = res.to_json()
+                del out["histogram"]  # the simulator keeps every latency, not a histogram
+                out.update(
+                    sim_events=outcome.events, sim_wall_s=outcome.wall_s, stats=outcome.stats
+                )
+                config = asdict(template)
+                del config["rate"]
+                point = Point(template.label, config, out, bool(why), why)
+                results.points.append(point)
+                results.save(out_dir)
+                speed.events += outcome.events
+                speed.wall_s += outcome.wall_s
+                done += 1
+                if progress:
+                    progress(template.label, done, total, point)
+                if why:
+                    break
+    except KeyboardInterrupt:
+        results.interrupted = True
+    finally:
+        results.elapsed_s = round(time.monotonic() - t0, 1)
+        results.save(out_dir)
+    return results, speed

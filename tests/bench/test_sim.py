@@ -1,0 +1,166 @@
+"""The simulator: deterministic by seed, every request served exactly once, the laws a
+queueing model must obey (path costs at low load, head-of-line blocking under a static
+assignment, lock contention), and ``skqueue sim run`` end to end."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import replace
+
+import pytest
+
+from skqbench import cli
+from skqbench.sim.calibrate import calibrate
+from skqbench.sim.costs import Costs
+from skqbench.sim.engine import DESIGNS, Outcome, SimConfig, simulate
+from skqbench.sweep import load_results
+
+SHORT = SimConfig(duration_s=0.3, warmup_s=0.05, connections=32)
+SKQ_POLICIES = ["random", "queue", "cpu2", "best2", "best2+ws", "queue+ws2"]
+ALL = [replace(SHORT, design=d) for d in DESIGNS if d != "skq"] + [
+    replace(SHORT, design="skq", policy=p) for p in SKQ_POLICIES
+]
+# Workers that queue for their cores, with service on the core and off it; bursts.
+CROWDED = [
+    replace(SHORT, design=d, policy="best2+ws", cores=2, work=w)
+    for d in ("skq", "dispatch", "vanilla")
+    for w in ("cpu", "sleep")
+] + [replace(SHORT, design="skq", policy="best2+ws", arrival="pareto")]
+
+
+def _events(out: Outcome) -> int:
+    """Events the kevqs handed out, by their own counters."""
+    return sum(k["events"] for k in out.stats["kevqs"])
+
+
+@pytest.mark.parametrize("cfg", ALL, ids=lambda c: c.label)
+def test_a_seed_gives_the_same_run_twice(cfg: SimConfig) -> None:
+    cfg = replace(cfg, rate=3000.0)
+    first, second = simulate(cfg), simulate(cfg)
+    assert (first.arrivals, first.done, first.events) == (
+        second.arrivals,
+        second.done,
+        second.events,
+    )
+    other = simulate(replace(cfg, seed=2))
+    assert other.arrivals != first.arrivals
+
+
+@pytest.mark.parametrize("cfg", ALL + CROWDED, ids=lambda c: f"{c.label}-{c.n_cores}-{c.work}")
+def test_every_request_is_served_exactly_once(cfg: SimConfig) -> None:
+    # Near capacity, with realtime connections and a FREQ limit: every path is taken.
+    cfg = replace(cfg, rate=5000.0, realtime=4, rtshare=50, freq=2000)
+    out = simulate(cfg)
+    assert len(out.arrivals) > 1000
+    assert all(done >= arrived for arrived, done in zip(out.arrivals, out.done, strict=True))
+    # One event per request, by the kevqs' own counts (a request served twice would
+    # also have raised inside the simulation).
+    assert _events(out) == len(out.arrivals)
+    realtime = sum(k["realtime"] for k in out.stats["kevqs"])
+    assert realtime > 0
+
+
+def test_skq_decisions_are_the_schedulers_own() -> None:
+    out = simulate(replace(SHORT, design="skq", policy="best2+ws", rate=5000.0))
+    stats = out.stats
+    assert stats["policy"] == "best2+ws1"  # Scheduler.name
+    assert stats["placements"] == sum(k["placements"] for k in stats["kevqs"]) > 0
+    assert sum(k["steals"] for k in stats["kevqs"]) > 0
+    assert stats["place_total_us"] == 0  # the virtual clock does not move inside place()
+
+
+@pytest.mark.parametrize("design", DESIGNS)
+def test_at_low_load_p50_is_the_service_time_plus_the_path_costs(design: str) -> None:
+    costs = Costs()
+    cfg = replace(SHORT, design=design, policy="best2", dist="fixed:400us", rate=100.0)
+    res = simulate(cfg).result()
+    path = costs.place + costs.wakeup + costs.harvest + costs.io
+    if design == "kqueue":
+        path += 2 * costs.lock  # the activation and the wait each hold the one lock
+    assert res.p50_us == pytest.approx((400_000 + path) / 1e3, abs=0.5)
+    assert res.timeouts == 0
+
+
+def test_a_static_assignment_blocks_behind_slow_connections_and_stealing_does_not() -> None:
+    # 95/4/1 classes of 400 us at about half of the 4 workers' capacity.
+    cfg = replace(SHORT, connections=64, rate=3000.0, duration_s=1.0)
+    p99 = {
+        label: simulate(c).result().p99_us
+        for label, c in {
+            "vanilla": replace(cfg, design="vanilla"),
+            "skq queue": replace(cfg, design="skq", policy="queue"),
+            "skq best2+ws": replace(cfg, design="skq", policy="best2+ws"),
+            "dispatch": replace(cfg, design="dispatch"),
+        }.items()
+    }
+    assert p99["vanilla"] > 2 * p99["skq best2+ws"], p99
+    assert p99["skq queue"] > 2 * p99["skq best2+ws"], p99  # affinity alone is static too
+    assert p99["skq best2+ws"] < 1.5 * p99["dispatch"], p99
+
+
+def test_the_single_lock_kqueue_saturates_where_a_shared_queue_does_not() -> None:
+    # 16 cores, 50 us requests: the lock (2 holds of 8 us per request) caps the legacy
+    # kqueue near 60k/s, far below the workers' capacity.
+    cfg = replace(SHORT, workers=16, dist="fixed:50us", rate=100_000.0, duration_s=0.1)
+    legacy = simulate(replace(cfg, design="kqueue")).result()
+    shared = simulate(replace(cfg, design="dispatch")).result()
+    assert shared.p99_us < 1_000  # 50 us of service and the path, queueing a little
+    assert legacy.p99_us > 20_000  # the lock's queue grows all through the run
+
+
+def test_sleep_work_leaves_the_core_to_the_other_workers() -> None:
+    # 4 workers on 1 core: service on the core serialises them, sleeping service does not.
+    cfg = replace(SHORT, cores=1, dist="fixed:400us", rate=4000.0, design="dispatch")
+    on_core = simulate(replace(cfg, work="cpu")).result()
+    off_core = simulate(replace(cfg, work="sleep")).result()
+    assert on_core.p50_us > 10_000  # 1.6 x one core's capacity: the queue only grows
+    assert off_core.p50_us < 1_000
+
+
+def test_calibration_measures_every_cost() -> None:
+    costs = calibrate()
+    assert all(0 < getattr(costs, name) < 10_000_000 for name in Costs.names())
+    assert costs.lock == costs.harvest
+
+
+# The command --------------------------------------------------------------------------
+def test_sim_run_writes_results_plots_and_its_speed(
+    tmp_out: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["sim", "run", "--rates", "1000,3000", "--duration", "0.2", "--out", tmp_out]
+    argv += ["--design", "vanilla", "--design", "skq", "--policy", "best2+ws"]
+    argv += ["--cost", "wakeup=5", "--realtime", "2"]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"simulator: [\d,]+ events in [\d.]+ s, [\d,]+ simulated events/s", out)
+    res = load_results(tmp_out)
+    assert res.plan["simulated"] and res.plan["costs_ns"]["wakeup"] == 5000
+    assert res.labels == ["vanilla x4", "skq best2+ws x4"]
+    assert [p.result["offered"] for p in res.points] == [1000, 3000, 1000, 3000]
+    for name in ("p99.png", "p50.png", "p99-story.png", "summary.md"):
+        assert os.path.getsize(os.path.join(tmp_out, name)) > 0
+    with open(os.path.join(tmp_out, "results.json")) as f:
+        assert json.load(f)["points"][0]["config"]["realtime"] == 2
+    assert cli.main(["bench", "report", tmp_out]) == 0  # the harness's report reads them
+
+
+def test_a_combination_no_option_rejects_alone_is_one_line_and_exit_2(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["sim", "run", "--connections", "10", "--realtime", "20"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2
+    assert err.startswith("skqueue sim run: error: ") and err.count("\n") == 1, err
+
+
+def test_help_lists_only_the_options_sim_run_has(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        cli.main(["sim", "run", "--help"])
+    shown = set(re.findall(r"(?<![\w-])--[a-z][a-z-]*", capsys.readouterr().out))
+    run = cli.build_parser().parse_args(["sim", "run"]).parser
+    options = {s for a in run._actions for s in a.option_strings if s.startswith("--")}
+    assert shown == options
+    assert "--processes" not in shown and "--calibrate" in shown
