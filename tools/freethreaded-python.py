@@ -62,13 +62,16 @@ def prefix_dir() -> Path:
     return Path(cache).expanduser().absolute() / "skqueue" / "python3.13t"
 
 
-def works(python: Path) -> bool:
-    """True if ``python`` runs without the GIL and has every module the tests need."""
+def problem(python: Path) -> str | None:
+    """Why ``python`` is unfit (GIL on, a needed module missing), or None if it works."""
     if not python.exists():
-        return False
+        return f"{python} does not exist"
     check = f"import sys, {', '.join(REQUIRED_MODULES)}; assert not sys._is_gil_enabled()"
-    result = subprocess.run([str(python), "-c", check], capture_output=True, check=False)
-    return result.returncode == 0
+    result = subprocess.run([str(python), "-c", check], capture_output=True, text=True, check=False)
+    if result.returncode == 0:
+        return None
+    lines = result.stderr.strip().splitlines()
+    return lines[-1] if lines else f"exit {result.returncode}"
 
 
 # -- reading the machine's apt sources ---------------------------------------------------
@@ -250,7 +253,6 @@ class Build:
         if not trees:
             raise Failure(f"{tarball.name} holds no Python-3.13.* tree")
         tree = trees[0]
-        self.replace_prefix()
         jobs = str(len(os.sched_getaffinity(0)))
         self.step(
             "configure --disable-gil",
@@ -264,7 +266,7 @@ class Build:
 def main() -> int:
     prefix = prefix_dir()
     python = prefix / "bin" / "python3.13t"
-    if works(python):
+    if problem(python) is None:
         print(python)
         return 0
     try:
@@ -275,10 +277,11 @@ def main() -> int:
         with tempfile.TemporaryDirectory(prefix="skqueue-ft-", dir=prefix.parent) as tmp:
             build = Build(prefix, Path(tmp))
             build.log_path.write_text(f"mirror: {mirror.uris[0]}, suite {SUITE}\n")
+            build.replace_prefix()
             build.build(build.fetch_source(mirror))
-        if not works(python):
-            missing = f"{', '.join(REQUIRED_MODULES)} (a missing -dev package?)"
-            raise Failure(f"{python} was built but lacks the GIL-free check or one of {missing}")
+        unfit = problem(python)
+        if unfit is not None:
+            raise Failure(f"{python} was built but fails its check: {unfit} (a -dev package?)")
     except Failure as failure:
         print(f"freethreaded-python: error: {failure}", file=sys.stderr)
         return 1
