@@ -33,7 +33,7 @@ SUITE = "trixie"
 SOURCE_PACKAGE = "python3.13"
 # What the test suite imports beyond the core (pip needs ssl too); a build that silently
 # skipped one of these for lack of headers is not a working interpreter.
-REQUIRED_MODULES = ("ssl", "ctypes", "sqlite3", "zlib", "bz2", "lzma", "hashlib")
+REQUIRED_MODULES = ("ssl", "ctypes", "sqlite3", "zlib", "bz2", "lzma")
 # Written into the prefix before anything is installed there, so a later run may remove
 # a prefix it made (even a half-installed one) but never a directory it did not make.
 MARKER = ".skqueue-freethreaded"
