@@ -43,13 +43,24 @@ def test_generator_agrees_with_sockperf() -> None:
     push our tail above sockperf's, and that is what is asserted.
     """
     runs = []
-    for _ in range(3):  # a busy machine can stall either tool in one run; a defect, all three
+    for _ in range(5):  # a busy machine can stall either tool in one run; a defect, every run
         res = crosscheck("vanilla", rate=400, service="fixed:1ms", duration_s=3)
         print(res)
         runs.append(res)
-        if _agrees(res):
-            break
-    assert _agrees(runs[-1]), runs
+        if _reference_sound(res) and _agrees(res):
+            return
+    if not any(_reference_sound(res) for res in runs):
+        pytest.skip(f"sockperf itself was starved in all {len(runs)} runs: {runs}")
+    pytest.fail(f"no run with a sound sockperf reference agreed: {runs}")
+
+
+def _reference_sound(res: CrossCheck) -> bool:
+    """sockperf (C, the reference) saw the 1 ms service near its real p50 (~1.1 ms).
+
+    Nothing our generator does can slow sockperf's own run; when sockperf's p50 is
+    double the service time, the machine starved it, and the run compares nothing.
+    """
+    return res.sockperf_p50_us < 2000
 
 
 def _agrees(res: CrossCheck) -> bool:
