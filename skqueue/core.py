@@ -19,10 +19,12 @@ import os
 import threading
 import time
 import warnings
+import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from .backend.epoll import EpollBackend
+from .backend.epoll import EpollBackend, Poller
+from .backend.watcher import InotifyWatcher
 from .constants import (
     EV_ADD,
     EV_CLEAR,
@@ -39,13 +41,15 @@ from .constants import (
 )
 from .event import C_INT_MAX, checked, event, kevent
 from .filters import registry
-from .filters.base import (
+from .knote import (
     KN_ACTIVE,
     KN_DETACHED,
     KN_DISABLED,
     KN_KEPT_FLAGS,
     KN_QUEUED,
-    KN_REARMED,
+    KN_REPORTED,
+    REPORT_REARMED,
+    SKIP,
     Filter,
     Knote,
 )
@@ -70,6 +74,7 @@ class KqueueCore:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.backend = EpollBackend()
+        self.watcher = InotifyWatcher(self.backend)
         self.knotes: dict[tuple[int, int], Knote] = {}
         self.filters: dict[int, Filter] = {}
         self.closed = False
@@ -85,17 +90,68 @@ class KqueueCore:
         self.rtshare = 100  # KQTUNE_RTSHARE
         self.freq = 0  # KQTUNE_FREQ
         self.realtime_knotes = 0
-        # While a classic wait harvests into an empty queue, a filter may deliver a
-        # plain event straight into this list (up to direct_room events) instead of
-        # queueing it: same event, no queue round trip.  None at every other time.
-        self.direct: list[kevent] | None = None
-        self.direct_room = 0
-        self.harvests = 0  # counts the harvests that deliver directly
+        # While a classic wait harvests into an empty queue, a handler may have a
+        # ready knote reported straight from the harvest (report_now), up to _room
+        # of them, instead of queueing it: same event, no queue round trip.  None
+        # at every other time.
+        self._reported: list[Knote] | None = None
+        self._room = 0
         self.enqueues = 0  # activations queued so far (EV_CLEAR on a kqueue's fd)
         self.abandoned = False  # a fork() child's copy (see abandon)
         # Called before each kevent() takes the lock: lets a filter bring in what has
         # happened but is not counted yet (the SIGNAL filter reads the signal pipe).
         self.before_wait: Callable[[], None] | None = None
+
+    def fileno(self) -> int:
+        """The kqueue's own descriptor (the epoll set's)."""
+        return self.backend.fileno()
+
+    # What a filter sees (knote.KqueueHost) --------------------------------------------
+    @property
+    def poller(self) -> Poller:
+        return self.backend
+
+    def owned(self, kn: Knote) -> bool:
+        return kn.owner is not None
+
+    def nested_kqueue(self, fd: int) -> KqueueCore | None:
+        return handles.core_behind(fd)
+
+    def set_before_wait(self, hook: Callable[[], None] | None) -> None:
+        self.before_wait = hook
+
+    def post(self, ev: kevent, hook: object) -> Knote:
+        with self.lock:
+            if self.closed:
+                raise OSError(errno.EBADF, f"{os.strerror(errno.EBADF)}: the kqueue is closed")
+            ops = self.filter_for(ev.filter)
+            if ops is None:
+                raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
+            kn = Knote(ops, ev)
+            kn.hook = hook
+            ops.attach(kn)
+            self.knotes[(kn.ident, kn.filter)] = kn
+        return kn
+
+    def drop_from_thread(self, kn: Knote) -> None:
+        with self.lock:
+            self.drop(kn)
+
+    def activate_from_thread(self, find: Callable[[], Knote | None]) -> None:
+        with self.lock:
+            if self.closed:
+                return
+            kn = find()
+            if kn is not None:
+                self.activate(kn)
+
+    def report_now(self, kn: Knote, fill: Callable[[Knote], bool]) -> bool:
+        reported = self._reported
+        if reported is None or len(reported) >= self._room or not fill(kn):
+            return False
+        kn.status |= KN_REPORTED
+        reported.append(kn)
+        return True
 
     # Filters ------------------------------------------------------------------------
     def filter_for(self, filt: int) -> Filter | None:
@@ -228,12 +284,6 @@ class KqueueCore:
         if status & (KN_QUEUED | KN_DETACHED | KN_DISABLED) or kn.owner is not None:
             return
         self._enqueue(kn)
-
-    def activate_locked(self, kn: Knote) -> None:
-        """activate() for callers that do not hold the lock (other threads)."""
-        with self.lock:
-            if not self.closed:
-                self.activate(kn)
 
     def _enqueue(self, kn: Knote) -> None:
         sched = self.sched
@@ -380,22 +430,26 @@ class KqueueCore:
         """Run the handlers of what epoll reported, for a wait that takes nevents.
 
         On a classic kqueue whose queue is empty, the first nevents activations
-        that need no queueing go straight into the returned list: they would be
-        queued and taken off again by this very wait.  A queue that holds events
-        (they come first) or realtime knotes (they would jump the list) keeps the
-        ordinary path.
+        that need no queueing (report_now) go straight into the returned list: they
+        would be queued and taken off again by this very wait.  A queue that holds
+        events (they come first) or realtime knotes (they would jump the list)
+        keeps the ordinary path.
         """
-        direct: list[kevent] = []
         if self.sched is not None or kevq.normal or kevq.rt or self.realtime_knotes:
             self.backend.dispatch(ready)
-            return direct
-        self.direct, self.direct_room = direct, nevents
-        self.harvests += 1
+            return []
+        reported: list[Knote] = []
+        self._reported, self._room = reported, nevents
         try:
             self.backend.dispatch(ready)
         finally:
-            self.direct = None
-        return direct
+            self._reported = None
+            for kn in reported:
+                kn.status &= ~KN_REPORTED
+        return [
+            event(kn.ident, kn.filter, kn.flags | kn.oflags, kn.fflags, kn.data, kn.udata)
+            for kn in reported
+        ]
 
     def _hand_over_lead(self, me: Kevq) -> None:
         """Someone must poll while we work: wake an idle waiter to lead."""
@@ -436,7 +490,8 @@ class KqueueCore:
                 continue
             if multi:
                 kn.owner = kevq
-            if not kn.ops.deliver(kn):
+            delivery = kn.ops.deliver(kn)
+            if delivery is SKIP:
                 # Not ready after all: no longer owned, so let the filter re-arm it.
                 kn.owner = None
                 if not kn.status & KN_DETACHED:
@@ -457,10 +512,8 @@ class KqueueCore:
                     kn.ops.clear(kn)
                 if flags & EV_DISPATCH:
                     kn.status |= KN_DISABLED
-            if kn.status & KN_REARMED:
-                # Classic mode, and its delivery already re-armed it: nothing to release.
-                kn.status &= ~KN_REARMED
-                continue
+            if delivery is REPORT_REARMED:
+                continue  # classic mode, and its delivery re-armed it: nothing to release
             kn.owner = kevq
             kevq.owned.append(kn)
         if not multi:
@@ -524,6 +577,7 @@ class KqueueCore:
         self.abandoned = self.closed = True
         for ops in set(self.filters.values()):
             ops.abandon()
+        self.watcher.abandon()
         self.backend.close()
 
     def close(self) -> None:
@@ -540,11 +594,12 @@ class KqueueCore:
                 return
             self.closed = True
             failures: list[BaseException] = []
+            for ops in set(self.filters.values()):
+                _attempt(failures, ops.close)
             for kn in list(self.knotes.values()):
                 _attempt(failures, self.drop, kn)
             self.knotes.clear()
-            for ops in set(self.filters.values()):
-                _attempt(failures, ops.close)
+            _attempt(failures, self.watcher.close)
             kevqs = [self.shared, *(self.sched.kevqs if self.sched else [])]
             for kevq in kevqs:
                 kevq.cond.notify_all()
@@ -576,6 +631,54 @@ class KqueueCore:
                     "kevqs": [self.shared.stats()],
                 }
             return {"multi": True, **common, **self.sched.stats()}
+
+
+class HandleTable:
+    """fd -> core for every open handle (``kqueue.fromfd``, a watched kqueue's fd)."""
+
+    def __init__(self) -> None:
+        self._by_fd: weakref.WeakValueDictionary[int, KqueueCore] = weakref.WeakValueDictionary()
+        self._lock = threading.Lock()
+
+    def add(self, fd: int, core: KqueueCore) -> None:
+        """fd is a new handle of core."""
+        with self._lock:
+            core.handles += 1
+            self._by_fd[fd] = core
+
+    def discard(
+        self, fd: int, take: Callable[[], KqueueCore | None]
+    ) -> tuple[KqueueCore | None, bool]:
+        """Close the handle fd: take() detaches it from its core (None: closed already).
+
+        Returns that core and whether this was its last handle.  take() runs under
+        the table's lock, since a handle may be closed from several threads at once.
+        """
+        with self._lock:
+            core = take()
+            if core is None:
+                return None, False
+            if self._by_fd.get(fd) is core:
+                del self._by_fd[fd]
+            core.handles -= 1
+            return core, core.handles <= 0
+
+    def core_behind(self, fd: int) -> KqueueCore | None:
+        """The open skqueue kqueue whose handle is fd, if any."""
+        with self._lock:
+            core = self._by_fd.get(fd)
+        return None if core is None or core.closed else core
+
+    def forget_all(self) -> list[tuple[int, KqueueCore]]:
+        """In a fork() child: empty the table and return what it held."""
+        self._lock = threading.Lock()  # another thread may have held it at the fork
+        held = list(self._by_fd.items())
+        self._by_fd.clear()
+        return held
+
+
+#: Every open handle of this process.
+handles = HandleTable()
 
 
 def _undo_attach(kn: Knote) -> None:

@@ -47,7 +47,7 @@ from . import zerocopy
 from .jobs import OP_READ, QUEUED, Job, JobTable, errno_of
 
 if TYPE_CHECKING:
-    from ..filters.base import Knote
+    from ..knote import Knote
 
 SWEEP = 0.25
 _FLAGS = socket.MSG_DONTWAIT | socket.MSG_NOSIGNAL

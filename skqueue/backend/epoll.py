@@ -13,10 +13,32 @@ import os
 import select
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 from . import syscalls
 
+#: Runs in the harvest, with the kqueue lock held, given the fd's ready events.
 Handler = Callable[[int], None]
+
+
+class Poller(Protocol):
+    """The kqueue's one route to epoll_ctl and its alarm, as a filter may use them."""
+
+    #: Called when the alarm set by arm_alarm fires (the TIMER filter's expiry).
+    alarm_handler: Callable[[], None]
+
+    def add(self, fd: int, events: int, handler: Handler) -> None:
+        """Watch fd with this mask; handler(events) runs in the harvest (lock held)."""
+
+    def modify(self, fd: int, events: int) -> None:
+        """Change fd's mask (OSError ENOENT/EBADF when fd no longer names the item)."""
+
+    def remove(self, fd: int) -> None:
+        """Stop watching fd (an fd the kernel already forgot is fine)."""
+
+    def arm_alarm(self, deadline_ns: int) -> None:
+        """Make the kqueue look at alarm_handler by deadline_ns (CLOCK_MONOTONIC)."""
+
 
 # Sub-50 ms waits go through the alarm timerfd: epoll_wait's timeout is in
 # milliseconds (rounded up), which would make a 10 us wait 100 times too long.
