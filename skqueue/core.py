@@ -422,7 +422,7 @@ class KqueueCore:
             self.leader_polling = False
             self.leader = None
         if self.closed:
-            self._finish_close()
+            self.backend.close()
             return []
         return self._harvest(kevq, ready, nevents)
 
@@ -606,14 +606,9 @@ class KqueueCore:
             if self.leader is not None:
                 self.backend.wake()  # the leader closes the backend on its way out
             else:
-                _attempt(failures, self._finish_close)
+                _attempt(failures, self.backend.close)
         for exc in failures:
             warnings.warn(f"kqueue close: {exc!r}", RuntimeWarning, stacklevel=3)
-
-    def _finish_close(self) -> None:
-        if self.backend.epoll.closed:
-            return
-        self.backend.close()
 
     def stats(self) -> dict[str, Any]:
         with self.lock:

@@ -187,24 +187,32 @@ class FdFilter(Filter):
             # FreeBSD refuses WRITE on a pipe whose other end is closed (pipe_kqfilter);
             # a FIFO keeps its ends, so a new reader may still come.
             raise OSError(errno.EPIPE, os.strerror(errno.EPIPE))
-        if new:
-            if watch.kind != REGULAR:
-                try:
-                    self.kq.poller.add(fd, select.EPOLLONESHOT, self._handler(watch))
-                except PermissionError:  # epoll refuses some files: always ready
-                    watch.kind = REGULAR
-                watch.armed = 0
-            if watch.kind == SOCKET:
-                watch.sndbuf = _sndbuf(fd)
-            self.watches[fd] = watch
+        if new and watch.kind == SOCKET:
+            watch.sndbuf = _sndbuf(fd)
         if kn.filter == EVFILT_READ:
             watch.read = kn
-            if watch.kind == REGULAR:  # FreeBSD wakes READ on a file when it grows
-                watch.growth = self._watch_growth(kn)
         else:
             watch.write = kn
-        kn.hook = watch
         watch.update_mode()
+        if new and watch.kind != REGULAR:
+            # One epoll_ctl(ADD), with the mask the knote needs from the start.
+            edge, mask = watch.want_edge, self._mask(watch, None)
+            try:
+                self.kq.poller.add(
+                    fd,
+                    mask | (select.EPOLLET if edge else select.EPOLLONESHOT),
+                    self._handler(watch),
+                )
+            except PermissionError:  # epoll refuses some files: always ready
+                watch.kind = REGULAR
+                watch.update_mode()
+            else:
+                watch.armed, watch.edge = mask, edge
+        if new:
+            self.watches[fd] = watch
+        if kn.filter == EVFILT_READ and watch.kind == REGULAR:
+            watch.growth = self._watch_growth(kn)  # FreeBSD wakes READ on a file when it grows
+        kn.hook = watch
 
     def _watch_growth(self, kn: Knote) -> Subscription | None:
         """Recheck READ on a regular file when it is written (READ at EOF wakes up).
@@ -292,17 +300,7 @@ class FdFilter(Filter):
         """Put the epoll mask in line with the knotes; False if the fd is gone."""
         if watch.kind == REGULAR:
             return True
-        edge = watch.want_edge
-        blockers = _NOT_ENABLED if edge else _NOT_WAITING
-        mask = 0
-        for kn, bits in ((watch.read, _IN), (watch.write, _OUT)):
-            if (
-                kn is not None
-                and kn is not exclude
-                and not kn.status & blockers
-                and (edge or not self._owned(kn))
-            ):
-                mask |= bits
+        edge, mask = watch.want_edge, self._mask(watch, exclude)
         if not force and mask == watch.armed and edge == watch.edge:
             return True
         try:
@@ -314,6 +312,20 @@ class FdFilter(Filter):
         watch.armed = mask
         watch.edge = edge
         return True
+
+    def _mask(self, watch: FdWatch, exclude: Knote | None) -> int:
+        """The epoll bits watch's knotes (but exclude) need now."""
+        blockers = _NOT_ENABLED if watch.want_edge else _NOT_WAITING
+        mask = 0
+        for kn, bits in ((watch.read, _IN), (watch.write, _OUT)):
+            if (
+                kn is not None
+                and kn is not exclude
+                and not kn.status & blockers
+                and (watch.want_edge or not self._owned(kn))
+            ):
+                mask |= bits
+        return mask
 
     def recheck(self, kn: Knote) -> None:
         watch: FdWatch = kn.hook
