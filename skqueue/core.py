@@ -38,6 +38,12 @@ from .constants import (
     EV_REALTIME,
     EV_RECEIPT,
     EV_SYSFLAGS,
+    FKQMULTI,
+    FKQTUNE,
+    KQSCHED_PARSE,
+    KQTUNE_FREQ,
+    KQTUNE_PARSE,
+    KQTUNE_RTSHARE,
 )
 from .event import C_INT_MAX, checked, event, kevent
 from .filters import registry
@@ -56,12 +62,17 @@ from .knote import (
 from .sched.kevq import Kevq, realtime_budget
 from .sched.policy import Scheduler
 from .sched.threads import ThreadKevqs
+from .sched.world import real_scheduler
 from .tunables import tunables
 
 _HARVEST_BATCH = 256
 _PEEK_LOCK_TIMEOUT = 0.05  # seconds pending() waits for another kqueue's lock
 _SLICE = 86_400.0  # seconds: the longest single sleep of a wait (a day)
 _RARE_FLAGS = EV_REALTIME | EV_ONESHOT | EV_CLEAR | EV_DISPATCH
+
+
+def _einval(message: str) -> OSError:
+    return OSError(errno.EINVAL, f"{os.strerror(errno.EINVAL)}: {message}")
 
 
 def _closed_error() -> ValueError:
@@ -165,6 +176,33 @@ class KqueueCore:
                 if other is cls:
                     self.filters[number] = ops
         return ops
+
+    # ioctl -------------------------------------------------------------------------
+    def ioctl(self, request: int, arg: int) -> None:
+        """SKQ's ioctls: FKQMULTI (make_multi) and FKQTUNE; any other is ENOTTY."""
+        if request == FKQMULTI:
+            self.make_multi(*KQSCHED_PARSE(arg))
+        elif request == FKQTUNE:
+            obj, val = KQTUNE_PARSE(arg)
+            with self.lock:
+                if obj == KQTUNE_RTSHARE and 1 <= val <= 100:
+                    self.rtshare = val
+                elif obj == KQTUNE_FREQ:
+                    self.freq = val
+                else:
+                    raise _einval(f"tunable {obj} value {val}")
+        else:
+            raise OSError(errno.ENOTTY, os.strerror(errno.ENOTTY))
+
+    def make_multi(self, sched: int, sargs: int, feat: int, fargs: int) -> None:
+        """Turn this kqueue into an SKQ one (FKQMULTI): once, before its first kevent()."""
+        with self.lock:
+            if self.sched is not None or self.initialised:
+                raise _einval("a kqueue turns multi-threaded once, before its first kevent() call")
+            try:
+                self.sched = real_scheduler(sched, sargs, feat, fargs)
+            except ValueError as exc:
+                raise _einval(str(exc)) from None
 
     # Changes ------------------------------------------------------------------------
     def control(
@@ -291,7 +329,7 @@ class KqueueCore:
         kevq.push(kn, bool(kn.flags & EV_REALTIME))
         kn.status |= KN_QUEUED
         self.enqueues += 1
-        if kevq.cond._waiters or not self.in_wait or self.leader is not None:  # type: ignore[attr-defined]
+        if kevq.cond.unwoken or not self.in_wait or self.leader is not None:
             self._wake(kevq)
         if sched is not None and sched.steal and (not kevq.waiting or len(kevq) > 1):
             # Work would sit behind a busy thread: wake an idle one to steal it.
@@ -304,7 +342,7 @@ class KqueueCore:
     def _wake(self, kevq: Kevq) -> None:
         # Not kevq.sleeping: the classic kevq has many sleepers, and one already
         # notified (but not yet running) must not swallow the next wake-up.
-        if kevq.cond._waiters:  # type: ignore[attr-defined]
+        if kevq.cond.unwoken:
             kevq.cond.notify()
         elif kevq is self.leader and self.leader_polling:
             self.backend.wake()
@@ -401,7 +439,7 @@ class KqueueCore:
                 and (not self.closed)
             ):
                 self.backend.wake()  # events left queued: keep fileno() readable
-            if self.leader is None and (sched is not None or kevq.cond._waiters):  # type: ignore[attr-defined]
+            if self.leader is None and (sched is not None or kevq.cond.unwoken):
                 self._hand_over_lead(kevq)
 
     def _lead(self, kevq: Kevq, remaining: float | None, nevents: int) -> list[kevent]:

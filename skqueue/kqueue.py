@@ -11,19 +11,12 @@ from typing import Any
 
 from ._timeout import timeout_ns
 from .constants import (
-    FKQMULTI,
-    FKQTUNE,
     KQ_SCHED_BEST,
     KQ_SCHED_FEAT_WS,
-    KQSCHED_PARSE,
-    KQTUNE_FREQ,
-    KQTUNE_PARSE,
-    KQTUNE_RTSHARE,
 )
 from .core import KqueueCore, handles
 from .event import kevent
 from .sched.policy import POLICY_NAMES
-from .sched.world import real_scheduler
 
 __all__ = ["kqueue"]
 
@@ -39,10 +32,6 @@ def _after_fork_in_child() -> None:
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
-def _einval(message: str) -> OSError:
-    return OSError(errno.EINVAL, f"{os.strerror(errno.EINVAL)}: {message}")
 
 
 def _byte(name: str, value: object) -> int:
@@ -125,7 +114,7 @@ class kqueue:
         self._attach(core, core.fileno(), owns_fd=False)
         if multi is not None:
             try:
-                self._make_multi(*multi)
+                core.make_multi(*multi)
             except BaseException:
                 self.close()
                 raise
@@ -256,30 +245,7 @@ class kqueue:
         core = self._core
         if core is None or core.closed:  # a fork() child must not touch the lock
             raise ValueError("I/O operation on closed kqueue object")
-        if request == FKQMULTI:
-            self._make_multi(*KQSCHED_PARSE(arg))
-        elif request == FKQTUNE:
-            obj, val = KQTUNE_PARSE(arg)
-            with core.lock:
-                if obj == KQTUNE_RTSHARE and 1 <= val <= 100:
-                    core.rtshare = val
-                elif obj == KQTUNE_FREQ:
-                    core.freq = val
-                else:
-                    raise _einval(f"tunable {obj} value {val}")
-        else:
-            raise OSError(errno.ENOTTY, os.strerror(errno.ENOTTY))
-
-    def _make_multi(self, sched: int, sargs: int, feat: int, fargs: int) -> None:
-        core = self._core
-        assert core is not None
-        with core.lock:
-            if core.sched is not None or core.initialised:
-                raise _einval("a kqueue turns multi-threaded once, before its first kevent() call")
-            try:
-                core.sched = real_scheduler(sched, sargs, feat, fargs)
-            except ValueError as exc:
-                raise _einval(str(exc)) from None
+        core.ioctl(request, arg)
 
     def leave(self) -> None:
         """The calling thread stops serving this kqueue; its queued events move on."""
