@@ -1,13 +1,91 @@
 """The kqueue engine: knote table, change processing, activation, and the wait.
 
-One lock guards a kqueue's state.  Threads that wait follow the
-leader/followers pattern: a waiter whose queue is empty becomes the leader if
-nobody is, releases the lock, blocks in epoll_wait, and on return runs the
-handlers of what became ready (which activate knotes and place them on kevqs,
-waking exactly the threads that own those kevqs).  Other waiters sleep on their
-own kevq's condition.  A classic kqueue has one shared kevq and releases each
-delivered knote at once; a multi (SKQ) kqueue has a kevq per waiting thread and
-releases a thread's knotes when that thread next waits.
+Theory of operation
+===================
+
+A kqueue is one ``KqueueCore``: the knote table (``knotes``, keyed by (ident,
+filter)), one filter instance per filter kind (``filters``), the backend (the
+epoll set, its wake-up eventfd and alarm timerfd), the shared inotify watcher,
+and the kevqs.  A classic kqueue has one kevq (``shared``) and releases each
+delivered knote at once; an SKQ ("multi") kqueue has a kevq per waiting thread,
+a scheduler that places every activation on one of them, and releases a thread's
+knotes when that thread next waits (``_release_owned``).
+
+Waiting follows leader/followers: a waiter whose kevq is empty becomes the leader
+if nobody is, releases the lock, blocks in epoll_wait, and on return runs the
+handlers of what became ready (``_harvest``).  Handlers activate knotes, which
+places them and wakes exactly the thread that owns the kevq (its ``WaitQueue``);
+other waiters sleep on their own kevq's queue.  On a classic kqueue whose queue is
+empty a handler may instead have a ready knote reported straight from the harvest
+(``report_now``), the fast path of the common plain READ: the core keeps the list
+and builds the ``kevent`` objects, here and in ``_scan`` alone.
+
+Knote states
+------------
+
+``kn.status`` holds the KN_* bits of ``skqueue.knote``; ``kn.kevq`` is the kevq
+it is queued on and ``kn.owner`` the kevq that owns it.  Only the core changes
+them, with the lock held; filters may read the bits (and one may clear
+KN_ACTIVE, below)::
+
+    bit / field   set by                           cleared by
+    KN_ACTIVE     activate()                       a delivery (_scan); touch() taking
+                                                   back what was pending (TIMER re-add)
+    KN_QUEUED     _enqueue (+ kn.kevq)             _scan's pop, _disable, drop, re-placement
+    KN_DISABLED   EV_DISABLE, EV_DISPATCH delivery EV_ENABLE (re-queued if ACTIVE)
+    KN_DETACHED   drop() (terminal)                never: the knote is out of the table
+    KN_REPORTED   report_now, in a classic harvest the end of that harvest
+    owner         _scan (SKQ: before deliver();    _release_owned, a SKIP, EV_ONESHOT
+                  classic: after, until the end
+                  of the scan)
+
+The legal moves: a new knote is attached with status 0, then enters the table.
+``activate`` sets ACTIVE and queues the knote unless it is QUEUED, DISABLED,
+DETACHED or owned (an owned knote is queued again at its release, if still
+ACTIVE; else its filter re-checks it).  ``_scan`` pops a knote (QUEUED off),
+skips it if DISABLED or DETACHED, and asks ``deliver()``: SKIP clears ACTIVE and
+lets the filter re-arm it; REPORT makes an event and the knote owned until its
+release; REPORT_REARMED (classic only: the delivery re-armed it) makes an event and
+needs no release.  EV_ONESHOT drops it, EV_CLEAR lets the filter reset it,
+EV_DISPATCH sets DISABLED.  A REPORTED knote is neither QUEUED nor owned.
+
+Locks
+-----
+
+Order, outermost first; nothing takes them the other way round:
+
+1. the signal hub's ``reader_lock`` (``SignalHub.drain``, the hub thread): it then
+   takes kqueue locks through ``activate_from_thread``, so ``before_wait`` runs
+   before ``control()`` takes the lock, never under it;
+2. the kqueue lock (``self.lock``; every kevq's ``WaitQueue`` is a condition on it);
+3. under it, only short leaf locks: the handle table's, the signal hub's ``lock``
+   (watch/unwatch from attach/detach), the AIO job table's (``kqueue_closed`` at
+   close).  The AIO machinery releases its table lock before it posts, fires or
+   retires a knote (``JobTable.section``).
+
+The scheduler (``sched/``) has no lock: it runs under the kqueue lock.  Another
+kqueue's lock is taken under ours only by a nested kqueue's READ (``pending``),
+with a timeout, so two kqueues watching each other cannot deadlock.
+
+With the lock held run: change processing (every filter method), the harvest
+(every backend handler), every scan, placement, stealing, waking and close.  It
+is released only by the leader around epoll_wait, by a sleeper inside
+``WaitQueue.wait``, and around the ``before_wait`` hook.
+
+Filters
+-------
+
+A filter sees its kqueue as a ``knote.KqueueHost`` and nothing more.  In its
+methods and in the handlers it gives the poller (lock held) it may fill its
+knotes' report fields and ``hook``, read their status bits, and call
+``activate``, ``drop``, ``drop_fd``, ``report_now`` (from a handler), ``owned``,
+``nested_kqueue``, ``set_before_wait`` and its poller and watcher, also on the knote
+being delivered (``deliver`` may drop it and answer SKIP).  It may not change
+status bits (but clear KN_ACTIVE in ``touch``), touch ``kevq`` or ``owner``, block, or call ``post`` and the ``*_from_thread``
+verbs, which take the lock: those are for other threads (AIO workers, the signal
+hub), which hold no kqueue lock.  ``attach`` refuses by raising OSError and then
+has taken nothing; ``detach`` must not fail; ``close`` runs before the knotes are
+dropped, ``abandon`` (fork child) may close fds only.
 """
 
 from __future__ import annotations
