@@ -19,7 +19,7 @@ from .constants import EV_CLEAR, EV_DISPATCH, EV_ONESHOT, EV_REALTIME, EV_RECEIP
 
 if TYPE_CHECKING:
     from .backend.epoll import Poller
-    from .backend.watcher import Callback, Subscription
+    from .backend.watcher import Watcher
     from .event import kevent
     from .sched.kevq import Kevq
 
@@ -88,19 +88,6 @@ class Knote:
 
     def __repr__(self) -> str:
         return f"<Knote ident={self.ident} filter={self.filter} status={self.status:#x}>"
-
-
-class Watcher(Protocol):
-    """The kqueue's shared file watcher (one inotify instance for every filter)."""
-
-    def subscribe(self, fd: int, callback: Callback) -> Subscription:
-        """Call callback(mask, name) for changes to the file open on fd (OSError: none)."""
-
-    def unsubscribe(self, sub: Subscription) -> None:
-        """Forget sub; the last subscription gives the kernel object back."""
-
-    def hold(self, activation: Callable[[], None]) -> None:
-        """Run activation after the next event of the batch when that event ends its operation."""
 
 
 class NestedKqueue(Protocol):

@@ -16,7 +16,7 @@ import os
 import select
 from collections import Counter
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from . import syscalls
 from .syscalls import (
@@ -64,6 +64,19 @@ class Subscription:
     def __init__(self, wd: int, callback: Callback) -> None:
         self.wd = wd
         self.callback = callback
+
+
+class Watcher(Protocol):
+    """The kqueue's shared file watcher (one inotify instance for every filter)."""
+
+    def subscribe(self, fd: int, callback: Callback) -> Subscription:
+        """Call callback(mask, name) for changes to the file open on fd (OSError: none)."""
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        """Forget sub; the last subscription gives the kernel object back."""
+
+    def hold(self, activation: Callable[[], None]) -> None:
+        """Run activation after the next event of the batch when that event ends its operation."""
 
 
 class InotifyWatcher:
