@@ -14,7 +14,7 @@ import enum
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .backend.syscalls import current_cpu
+from .backend.cpu import current_cpu
 from .constants import EV_CLEAR, EV_DISPATCH, EV_ONESHOT, EV_REALTIME, EV_RECEIPT
 
 if TYPE_CHECKING:

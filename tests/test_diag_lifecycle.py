@@ -26,7 +26,7 @@ import pytest
 
 import skqueue
 from skqueue import kevent
-from skqueue.backend import syscalls as sc
+from skqueue.backend import sockdiag as sc
 from skqueue.constants import (
     EV_ADD,
     EVFILT_PROC,
@@ -85,7 +85,7 @@ def test_thread_end_and_exit_leave_no_unclosed_socket() -> None:
     sock_diag's is left for the garbage collector to close (ResourceWarning)."""
     code = """
 import gc, socket, threading
-from skqueue.backend import syscalls as sc
+from skqueue.backend import sockdiag as sc
 with socket.create_server(("127.0.0.1", 0)) as listener:
     threads = [
         threading.Thread(target=sc.accept_queue_length, args=(listener.fileno(),))

@@ -62,3 +62,19 @@ def test_example_runs_and_reports(name: str) -> None:
     lines = iter(proc.stdout.splitlines())
     for pattern in EXPECTED[name]:
         assert any(re.match(pattern, line) for line in lines), (pattern, proc.stdout)
+
+
+def test_readme_first_snippet_runs() -> None:
+    """The README's first Python block is a whole program: it runs and reports the read."""
+    readme = (ROOT / "README.md").read_text()
+    snippet = re.search(r"```python\n(.*?)```", readme, re.S)
+    assert snippet is not None
+    done = subprocess.run(
+        [sys.executable, "-c", snippet.group(1)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["-1 5 my connection"]

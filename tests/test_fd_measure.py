@@ -18,7 +18,7 @@ import pytest
 
 import skqueue
 from skqueue import kevent
-from skqueue.backend import syscalls
+from skqueue.backend import sockdiag
 from skqueue.constants import EV_ADD, EV_EOF, EVFILT_READ, EVFILT_WRITE
 from support import one
 
@@ -51,12 +51,34 @@ def test_listener_at_the_fd_limit_keeps_its_knote(kq: skqueue.kqueue) -> None:
         assert kq.control(None, 8, 0) == []  # this thread's kevq exists before the limit
         clients = [socket.create_connection(listener.getsockname()) for _ in range(2)]
         try:
-            syscalls._diag_pool.close()  # so the measurement must open a netlink socket
+            sockdiag._diag_pool.close()  # so the measurement must open a netlink socket
             with fd_table_full():
                 for _ in range(2):  # delivered, and still there to deliver again
                     ev = one(kq, WAIT)
                     assert (ev.ident, ev.flags) == (listener.fileno(), 0)
                     assert ev.data >= 1
+            ev = one(kq, WAIT)
+            assert (ev.ident, ev.data) == (listener.fileno(), len(clients))  # exact again
+        finally:
+            for client in clients:
+                client.close()
+
+
+def test_listener_whose_sock_diag_never_answers_keeps_its_knote(
+    kq: skqueue.kqueue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unanswered sock_diag request is a failed measurement: bounded, not a hang."""
+    monkeypatch.setattr(sockdiag, "_DIAG_REPLY_TIMEOUT", 0.2)
+    quiet, peer = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    with socket.create_server(("127.0.0.1", 0), backlog=16) as listener, quiet, peer:
+        kq.control([kevent(listener.fileno(), EVFILT_READ, EV_ADD)], 0)
+        clients = [socket.create_connection(listener.getsockname()) for _ in range(2)]
+        try:
+            sockdiag._diag_pool.give_back(sockdiag._DiagLink(quiet))  # taken next
+            ev = one(kq, WAIT)
+            assert (ev.ident, ev.flags) == (listener.fileno(), 0)
+            assert ev.data == 1  # poll's "some", not the count
+            assert quiet.fileno() == -1  # the unanswered socket was dropped
             ev = one(kq, WAIT)
             assert (ev.ident, ev.data) == (listener.fileno(), len(clients))  # exact again
         finally:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 import skqueue
-from skqueue.backend.syscalls import IN_UNMOUNT
+from skqueue.backend.inotify import IN_UNMOUNT
 from skqueue.constants import (
     EV_ADD,
     EV_CLEAR,

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 import pytest
 
 import skqueue
-from skqueue.backend.syscalls import ProcConnector
+from skqueue.backend.proc_connector import ProcConnector
 from skqueue.constants import (
     EV_ADD,
     EV_DELETE,

@@ -43,8 +43,8 @@ from ..constants import (
 from ..event import kevent
 from ..kqueue import kqueue
 from ..tunables import tunables
-from . import zerocopy
 from .jobs import OP_READ, QUEUED, Job, JobTable, errno_of
+from .zerocopy import ANCBUF, MSG_ZEROCOPY, Ledger, enable_zerocopy, parse_notice
 
 if TYPE_CHECKING:
     from ..knote import Knote
@@ -66,7 +66,7 @@ class SocketState:
         self.sock = socket.socket(fileno=fd)
         self.reads: deque[Job] = deque()
         self.writes: deque[Job] = deque()
-        self.ledger = zerocopy.Ledger()
+        self.ledger = Ledger()
         self.zc_ok: bool | None = None  # SO_ZEROCOPY accepted; None = not tried yet
 
     def idle(self) -> bool:
@@ -226,7 +226,7 @@ class SocketEngine:
         if not tunables.tx_zcopy or job.nbytes < max(1, tunables.tx_zcopy_min):
             return False
         if state.zc_ok is None:
-            state.zc_ok = zerocopy.enable(state.sock)
+            state.zc_ok = enable_zerocopy(state.sock)
         return state.zc_ok
 
     def _send(self, state: SocketState, job: Job) -> bool:
@@ -235,7 +235,7 @@ class SocketEngine:
         assert view is not None
         stats = self.stats
         while job.sent < job.nbytes:
-            flags = _FLAGS | (zerocopy.MSG_ZEROCOPY if job.zc else 0)
+            flags = _FLAGS | (MSG_ZEROCOPY if job.zc else 0)
             try:
                 n = state.sock.send(view[job.sent : job.nbytes], flags)
             except (BlockingIOError, InterruptedError):
@@ -268,14 +268,14 @@ class SocketEngine:
         while state.ledger.sends:
             try:
                 _, ancdata, _, _ = state.sock.recvmsg(
-                    0, zerocopy.ANCBUF, socket.MSG_ERRQUEUE | socket.MSG_DONTWAIT
+                    0, ANCBUF, socket.MSG_ERRQUEUE | socket.MSG_DONTWAIT
                 )
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:
                 return  # a dead socket: the pump's next step fails the jobs
             for level, kind, data in ancdata:
-                notice = zerocopy.parse(level, kind, data)
+                notice = parse_notice(level, kind, data)
                 if notice is None:
                     continue
                 stats["zc_notices"] += 1

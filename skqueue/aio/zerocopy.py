@@ -42,7 +42,7 @@ class Notice:
     copied: bool
 
 
-def parse(level: int, kind: int, data: bytes) -> Notice | None:
+def parse_notice(level: int, kind: int, data: bytes) -> Notice | None:
     """A zero-copy notice from one control message of ``recvmsg(MSG_ERRQUEUE)``."""
     if (level, kind) not in _RECVERR or len(data) < _EXTENDED_ERR.size:
         return None
@@ -52,7 +52,7 @@ def parse(level: int, kind: int, data: bytes) -> Notice | None:
     return Notice(info, last, bool(code & SO_EE_CODE_ZEROCOPY_COPIED))
 
 
-def enable(sock: socket.socket) -> bool:
+def enable_zerocopy(sock: socket.socket) -> bool:
     """Turn SO_ZEROCOPY on; False where the kernel refuses (AF_UNIX, old kernels)."""
     if sock.type != socket.SOCK_STREAM or sock.family not in (socket.AF_INET, socket.AF_INET6):
         return False

@@ -1,7 +1,7 @@
 """The Linux backend: one epoll set per kqueue, plus a wake-up eventfd and an alarm timerfd.
 
-Everything a kqueue watches in the kernel (user fds, the timer alarm, signalfd,
-inotify, pidfds) is an item in this epoll set; the epoll fd is the kqueue's
+Everything a kqueue watches in the kernel (user fds, the timer alarm, inotify,
+the proc connector, pidfds) is an item in this epoll set; the epoll fd is the kqueue's
 ``fileno()``, so a kqueue can itself be watched by another poller.
 """
 
@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-from . import syscalls
+from .timerfd import timerfd_create, timerfd_read, timerfd_settime_ns
 
 #: Runs in the harvest, with the kqueue lock held, given the fd's ready events.
 Handler = Callable[[int], None]
@@ -63,7 +63,7 @@ class EpollBackend:
         self._wake_fd = self._alarm_fd = -1
         try:
             self._wake_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
-            self._alarm_fd = syscalls.timerfd_create()
+            self._alarm_fd = timerfd_create()
             self._epoll.register(self._wake_fd, select.EPOLLIN)
             self._epoll.register(self._alarm_fd, select.EPOLLIN)
         except BaseException:  # at the fd limit, say: leave no fd behind
@@ -106,7 +106,7 @@ class EpollBackend:
             elif fd == wake_fd:
                 self._drain_wake()
             elif fd == alarm_fd:
-                syscalls.timerfd_read(alarm_fd)
+                timerfd_read(alarm_fd)
                 self._alarm_ns = 0
                 self.alarm_handler()
 
@@ -126,7 +126,7 @@ class EpollBackend:
         if self._alarm_ns and self._alarm_ns <= deadline_ns:
             return
         self._alarm_ns = deadline_ns
-        syscalls.timerfd_settime_ns(self._alarm_fd, max(deadline_ns, 1))
+        timerfd_settime_ns(self._alarm_fd, max(deadline_ns, 1))
 
     def close(self) -> None:
         """Close the epoll set and the backend's own fds; a second call does nothing."""

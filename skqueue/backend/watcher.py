@@ -18,8 +18,8 @@ from collections import Counter
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
-from . import syscalls
-from .syscalls import (
+from . import inotify
+from .inotify import (
     IN_ATTRIB,
     IN_CREATE,
     IN_DELETE,
@@ -91,10 +91,10 @@ class InotifyWatcher:
     def subscribe(self, fd: int, callback: Callback) -> Subscription:
         """Watch the file open on fd; raises OSError (ENOSPC: watch limit) on failure."""
         if self.fd < 0:
-            self.fd = syscalls.inotify_init()
+            self.fd = inotify.inotify_init()
             self.poller.add(self.fd, select.EPOLLIN, self._on_ready)
         try:
-            wd = syscalls.inotify_add_watch(self.fd, f"/proc/self/fd/{fd}", _MASK)
+            wd = inotify.inotify_add_watch(self.fd, f"/proc/self/fd/{fd}", _MASK)
         except OSError:
             self._close_if_idle()
             raise
@@ -108,7 +108,7 @@ class InotifyWatcher:
             subs.remove(sub)
             if not subs:
                 del self.subs[sub.wd]
-                syscalls.inotify_rm_watch(self.fd, sub.wd)
+                inotify.inotify_rm_watch(self.fd, sub.wd)
         sub.wd = -1
         self._close_if_idle()
 
@@ -128,7 +128,7 @@ class InotifyWatcher:
             self.close()
 
     def _on_ready(self, events: int) -> None:
-        batch = syscalls.read_inotify(self.fd)
+        batch = inotify.read_inotify(self.fd)
         # A rename inside one directory shows both halves on its watch with one cookie.
         halves = Counter((ev.wd, ev.cookie) for ev in batch if ev.mask & _MOVED)
         for ev in batch:

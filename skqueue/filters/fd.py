@@ -22,10 +22,12 @@ import stat
 import termios
 import weakref
 from array import array
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from ..backend import syscalls
-from ..backend.syscalls import IN_MODIFY, IN_Q_OVERFLOW
+from ..backend.fdinfo import getsockopt_int, pipe_capacity, socket_outq
+from ..backend.inotify import IN_MODIFY, IN_Q_OVERFLOW
+from ..backend.sockdiag import accept_queue_length
 from ..constants import EV_CLEAR, EV_DISPATCH, EV_EOF, EV_ONESHOT, EVFILT_READ, NOTE_LOWAT
 from ..knote import (
     KN_DETACHED,
@@ -138,7 +140,7 @@ def _wants_edge(kn: Knote) -> bool:
 def _kind_of(fd: int, mode: int) -> int:
     if stat.S_ISSOCK(mode):
         try:
-            listening = syscalls.getsockopt_int(fd, socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
+            listening = getsockopt_int(fd, socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
         except OSError:
             return SOCKET
         return LISTENER if listening else SOCKET
@@ -416,84 +418,115 @@ class FdFilter(Filter):
             return _guess(kn, watch.fd)
 
     def _measure(self, kn: Knote, watch: FdWatch) -> bool:
-        """Fill data/fflags/oflags as FreeBSD does and say whether kn is ready."""
-        fd, kind = watch.fd, watch.kind
+        """Fill data/fflags/oflags as FreeBSD does and say whether kn is ready.
+
+        What ``data`` counts depends on the filter and the kind of file; the
+        _READ_MEASURES and _WRITE_MEASURES tables pick the measurement.
+        """
         revents = watch.revents
-        if kind == FIFO:
+        if watch.kind == FIFO:
             # Whether the other end is gone, asked now: the bits epoll reported are
             # shared by both directions and the first delivery clears them.
-            revents = (revents & ~_UNUSUAL) | (_poll_now(fd) & _UNUSUAL)
+            revents = (revents & ~_UNUSUAL) | (_poll_now(watch.fd) & _UNUSUAL)
         kn.oflags = 0
         kn.fflags = 0
         lowat = kn.sdata if kn.sfflags & NOTE_LOWAT and kn.sdata > 0 else 1
         if kn.filter == EVFILT_READ:
             watch.revents &= ~(_IN | _ERR)
-            if kind == REGULAR:
-                kn.data = _check_identity(watch).st_size - os.lseek(fd, 0, os.SEEK_CUR)
-                return kn.data >= lowat
-            if kind == LISTENER:
-                kn.data = syscalls.accept_queue_length(fd)
-                return kn.data >= lowat
-            if kind == KQUEUE:
-                inner = watch.nested() if watch.nested is not None else None
-                pending = inner.pending() if inner is not None else None
-                if inner is not None and pending is not None:
-                    kn.data = pending  # FreeBSD's kq_count
-                    if kn.flags & EV_CLEAR:
-                        # FreeBSD reports a watched kqueue again only when it queues
-                        # a new event, not each time its fd is seen readable.
-                        fresh = inner.enqueues != watch.seen_enqueues
-                        watch.seen_enqueues = inner.enqueues
-                        return fresh and pending >= lowat
-                    return pending >= lowat
-            kn.data = self._readable(fd)
-            # EPOLLERR on a pipe means this is a write end whose reader is gone:
-            # FreeBSD's READ on that end reports EV_EOF (asyncio relies on it).
-            if revents & _HUP or (kind == FIFO and revents & _ERR):
-                # fflags stays 0 on a socket: FreeBSD copies so_error into it, but
-                # Linux has no way to read SO_ERROR without clearing it (a MSG_PEEK
-                # recv clears it too, and neither TCP_INFO nor sock_diag carries it),
-                # and the program's own recv/connect/getsockopt must still see it.
-                kn.oflags = EV_EOF
-            elif revents & _ERR and kind == SOCKET:
-                return True  # a transient (UDP) error: readable, recv() reports it
-            if kind in (OTHER, KQUEUE) and kn.data == 0:
-                return bool(revents & (_IN | _HUP | _ERR))
-            if kind == SOCKET and not kn.data and not kn.oflags and revents & select.EPOLLIN:
-                # FIONREAD says 0 but epoll says readable: maybe an empty datagram,
-                # which FreeBSD reports (data 0).  Without this epoll would spin.
-                return not kn.sfflags & NOTE_LOWAT and _empty_message(fd)
-            return kn.data >= lowat or bool(kn.oflags)
+            return _READ_MEASURES[watch.kind](self, kn, watch, revents, lowat)
         watch.revents &= ~(_OUT | _ERR)
-        if kind == REGULAR:
-            _check_identity(watch)
-            kn.data = 0
-            return True
-        if kind == SOCKET:
-            outq = syscalls.socket_outq(fd)
-            if outq >= watch.sndbuf:  # the kernel may have grown the buffer since
-                watch.sndbuf = _sndbuf(fd)
-            kn.data = max(0, watch.sndbuf - outq)
-            if revents & select.EPOLLHUP:
-                kn.oflags = EV_EOF  # fflags 0, as for READ: SO_ERROR is the program's
-            elif revents & _ERR:
-                return True  # a transient (UDP) error: writable, send() reports it
-        elif kind == FIFO:
-            if revents & select.EPOLLHUP and not revents & _ERR:
-                # A read end whose writer is gone.  FreeBSD's pipes run both ways and
-                # this end's own buffer, which nobody writes into here, is empty.
-                kn.data = syscalls.pipe_capacity(fd)
-            else:
-                kn.data = syscalls.pipe_capacity(fd) - self._readable(fd)
-            if revents & (_ERR | select.EPOLLHUP):
-                # The other end is gone.  Closing one end of a pipe(2) pipe clears the
-                # knotes FreeBSD hangs on it: they fire once more, EV_ONESHOT, with
-                # the space as it was; a FIFO keeps its knotes for the next peer.
-                kn.oflags = EV_EOF | EV_ONESHOT if watch.anonymous else EV_EOF
-        else:
-            kn.data = 0
-            return bool(revents & (_OUT | _ERR | select.EPOLLHUP))
+        return _WRITE_MEASURES[watch.kind](self, kn, watch, revents, lowat)
+
+    # READ: bytes (or connections, or events) waiting --------------------------------
+    def _read_file(self, kn: Knote, watch: FdWatch, revents: int, lowat: int) -> bool:
+        kn.data = _check_identity(watch).st_size - os.lseek(watch.fd, 0, os.SEEK_CUR)
+        return kn.data >= lowat
+
+    def _read_listener(self, kn: Knote, watch: FdWatch, revents: int, lowat: int) -> bool:
+        kn.data = accept_queue_length(watch.fd)
+        return kn.data >= lowat
+
+    def _read_kqueue(self, kn: Knote, watch: FdWatch, revents: int, lowat: int) -> bool:
+        inner = watch.nested() if watch.nested is not None else None
+        pending = inner.pending() if inner is not None else None
+        if inner is None or pending is None:  # gone: an fd like any other
+            return self._read_other(kn, watch, revents, lowat)
+        kn.data = pending  # FreeBSD's kq_count
+        if kn.flags & EV_CLEAR:
+            # FreeBSD reports a watched kqueue again only when it queues
+            # a new event, not each time its fd is seen readable.
+            fresh = inner.enqueues != watch.seen_enqueues
+            watch.seen_enqueues = inner.enqueues
+            return fresh and pending >= lowat
+        return pending >= lowat
+
+    def _read_socket(self, kn: Knote, watch: FdWatch, revents: int, lowat: int) -> bool:
+        kn.data = self._readable(watch.fd)
+        if revents & _HUP:
+            # fflags stays 0 on a socket: FreeBSD copies so_error into it, but
+            # Linux has no way to read SO_ERROR without clearing it (a MSG_PEEK
+            # recv clears it too, and neither TCP_INFO nor sock_diag carries it),
+            # and the program's own recv/connect/getsockopt must still see it.
+            kn.oflags = EV_EOF
+        elif revents & _ERR:
+            return True  # a transient (UDP) error: readable, recv() reports it
+        elif not kn.data and revents & select.EPOLLIN:
+            # FIONREAD says 0 but epoll says readable: maybe an empty datagram,
+            # which FreeBSD reports (data 0).  Without this epoll would spin.
+            return not kn.sfflags & NOTE_LOWAT and _empty_message(watch.fd)
         return kn.data >= lowat or bool(kn.oflags)
+
+    def _read_fifo(self, kn: Knote, watch: FdWatch, revents: int, lowat: int) -> bool:
+        kn.data = self._readable(watch.fd)
+        # EPOLLERR on a pipe means this is a write end whose reader is gone:
+        # FreeBSD's READ on that end reports EV_EOF (asyncio relies on it).
+        if revents & (_HUP | _ERR):
+            kn.oflags = EV_EOF
+        return kn.data >= lowat or bool(kn.oflags)
+
+    def _read_other(self, kn: Knote, watch: FdWatch, revents: int, lowat: int) -> bool:
+        kn.data = self._readable(watch.fd)
+        if revents & _HUP:
+            kn.oflags = EV_EOF
+        if kn.data == 0:  # a device that does not count: epoll's word stands
+            return bool(revents & (_IN | _HUP | _ERR))
+        return kn.data >= lowat or bool(kn.oflags)
+
+    # WRITE: room in the send buffer ----------------------------------------------------
+    def _write_file(self, kn: Knote, watch: FdWatch, revents: int, lowat: int) -> bool:
+        _check_identity(watch)
+        kn.data = 0
+        return True
+
+    def _write_socket(self, kn: Knote, watch: FdWatch, revents: int, lowat: int) -> bool:
+        outq = socket_outq(watch.fd)
+        if outq >= watch.sndbuf:  # the kernel may have grown the buffer since
+            watch.sndbuf = _sndbuf(watch.fd)
+        kn.data = max(0, watch.sndbuf - outq)
+        if revents & select.EPOLLHUP:
+            kn.oflags = EV_EOF  # fflags 0, as for READ: SO_ERROR is the program's
+        elif revents & _ERR:
+            return True  # a transient (UDP) error: writable, send() reports it
+        return kn.data >= lowat or bool(kn.oflags)
+
+    def _write_fifo(self, kn: Knote, watch: FdWatch, revents: int, lowat: int) -> bool:
+        fd = watch.fd
+        if revents & select.EPOLLHUP and not revents & _ERR:
+            # A read end whose writer is gone.  FreeBSD's pipes run both ways and
+            # this end's own buffer, which nobody writes into here, is empty.
+            kn.data = pipe_capacity(fd)
+        else:
+            kn.data = pipe_capacity(fd) - self._readable(fd)
+        if revents & (_ERR | select.EPOLLHUP):
+            # The other end is gone.  Closing one end of a pipe(2) pipe clears the
+            # knotes FreeBSD hangs on it: they fire once more, EV_ONESHOT, with
+            # the space as it was; a FIFO keeps its knotes for the next peer.
+            kn.oflags = EV_EOF | EV_ONESHOT if watch.anonymous else EV_EOF
+        return kn.data >= lowat or bool(kn.oflags)
+
+    def _write_other(self, kn: Knote, watch: FdWatch, revents: int, lowat: int) -> bool:
+        kn.data = 0  # a device or listener: no buffer to count, epoll's word stands
+        return bool(revents & (_OUT | _ERR | select.EPOLLHUP))
 
     def _readable(self, fd: int) -> int:
         """FIONREAD; a file that does not know it counts as 0."""
@@ -505,6 +538,28 @@ class FdFilter(Filter):
                 return 0
             raise
         return buf[0]
+
+
+# How READ and WRITE measure each kind of file: fill kn's data (and oflags) and say
+# whether kn is ready; the arguments are the filter, kn, its watch, the epoll bits to
+# judge by and the low-water mark.
+_Measure = Callable[[FdFilter, Knote, FdWatch, int, int], bool]
+_READ_MEASURES: dict[int, _Measure] = {
+    SOCKET: FdFilter._read_socket,
+    LISTENER: FdFilter._read_listener,
+    FIFO: FdFilter._read_fifo,
+    REGULAR: FdFilter._read_file,
+    OTHER: FdFilter._read_other,
+    KQUEUE: FdFilter._read_kqueue,
+}
+_WRITE_MEASURES: dict[int, _Measure] = {
+    SOCKET: FdFilter._write_socket,
+    LISTENER: FdFilter._write_other,
+    FIFO: FdFilter._write_fifo,
+    REGULAR: FdFilter._write_file,
+    OTHER: FdFilter._write_other,
+    KQUEUE: FdFilter._write_other,  # refused at attach: a kqueue has only READ
+}
 
 
 def _pipe_device() -> int:
@@ -557,11 +612,11 @@ def _empty_message(fd: int) -> bool:
     that arrived since the harvest (Linux clears it on any recv) and needs a dup,
     which fails at the fd limit.
     """
-    if syscalls.getsockopt_int(fd, socket.SOL_SOCKET, socket.SO_TYPE) == socket.SOCK_STREAM:
+    if getsockopt_int(fd, socket.SOL_SOCKET, socket.SO_TYPE) == socket.SOCK_STREAM:
         return False  # no such thing on a stream: another reader took the data
     return bool(_poll_now(fd) & (select.POLLIN | select.POLLERR))
 
 
 def _sndbuf(fd: int) -> int:
     """SO_SNDBUF, which Linux autotunes upward as a TCP connection runs."""
-    return syscalls.getsockopt_int(fd, socket.SOL_SOCKET, socket.SO_SNDBUF)
+    return getsockopt_int(fd, socket.SOL_SOCKET, socket.SO_SNDBUF)

@@ -39,7 +39,8 @@ import os
 import select
 from typing import TYPE_CHECKING
 
-from ..backend import syscalls
+from ..backend.pidfd import exit_status
+from ..backend.proc_connector import ProcConnector
 from ..constants import EV_CLEAR, EV_EOF, EV_ONESHOT, NOTE_EXEC, NOTE_EXIT, NOTE_FORK, NOTE_TRACK
 from ..knote import KN_DETACHED, REPORT, SKIP, Delivery, Filter, Knote, KqueueHost
 
@@ -71,7 +72,7 @@ class ProcFilter(Filter):
 
     def __init__(self, kq: KqueueHost) -> None:
         super().__init__(kq)
-        self.connector: syscalls.ProcConnector | None = None
+        self.connector: ProcConnector | None = None
         self.following: dict[int, Knote] = {}  # pid -> knote that wants FORK/EXEC
         self.pidfds: set[int] = set()  # open pidfds, for abandon()
 
@@ -129,7 +130,7 @@ class ProcFilter(Filter):
             self.following[kn.ident] = kn
             if self.connector is None:
                 try:
-                    self.connector = syscalls.ProcConnector.open()
+                    self.connector = ProcConnector.open()
                 except OSError:
                     return  # best effort: the platform cannot tell (see the docstring)
                 fd = self.connector.fileno()
@@ -167,7 +168,7 @@ class ProcFilter(Filter):
         if self.connector is not None:
             self._connector_ready(0)  # its FORK/EXEC were queued before the exit
         state.exited = True
-        status = syscalls.exit_status(state.pidfd)
+        status = exit_status(state.pidfd)
         state.status = 0 if status is None else status
         self._close_pidfd(state)  # not held until delivery: the knote may stay disabled
         self._follow(kn)

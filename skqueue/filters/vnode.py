@@ -54,7 +54,7 @@ import os
 import stat
 from typing import TYPE_CHECKING
 
-from ..backend.syscalls import (
+from ..backend.inotify import (
     IN_ATTRIB,
     IN_CREATE,
     IN_DELETE,

@@ -16,7 +16,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..backend.syscalls import current_cpu, getsockopt_int
+from ..backend.cpu import current_cpu
+from ..backend.fdinfo import getsockopt_int
 from .policy import Scheduler
 from .topology import Topology
 

@@ -55,11 +55,13 @@ def test_parse_reads_only_zero_copy_notices() -> None:
     raw = zerocopy._EXTENDED_ERR.pack(
         0, zerocopy.SO_EE_ORIGIN_ZEROCOPY, 0, zerocopy.SO_EE_CODE_ZEROCOPY_COPIED, 0, 7, 9
     )
-    assert zerocopy.parse(socket.IPPROTO_IP, zerocopy.IP_RECVERR, raw) == Notice(7, 9, True)
-    assert zerocopy.parse(socket.IPPROTO_IPV6, zerocopy.IPV6_RECVERR, raw) == Notice(7, 9, True)
+    assert zerocopy.parse_notice(socket.IPPROTO_IP, zerocopy.IP_RECVERR, raw) == Notice(7, 9, True)
+    assert zerocopy.parse_notice(socket.IPPROTO_IPV6, zerocopy.IPV6_RECVERR, raw) == Notice(
+        7, 9, True
+    )
     icmp = zerocopy._EXTENDED_ERR.pack(errno.EHOSTUNREACH, 2, 3, 1, 0, 0, 0)
-    assert zerocopy.parse(socket.IPPROTO_IP, zerocopy.IP_RECVERR, icmp) is None
-    assert zerocopy.parse(socket.SOL_SOCKET, 1, raw) is None
+    assert zerocopy.parse_notice(socket.IPPROTO_IP, zerocopy.IP_RECVERR, icmp) is None
+    assert zerocopy.parse_notice(socket.SOL_SOCKET, 1, raw) is None
 
 
 def test_64mib_zero_copy_write_to_a_slow_reader() -> None:

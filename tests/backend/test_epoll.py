@@ -10,7 +10,7 @@ import socket
 import pytest
 
 import skqueue
-from skqueue.backend import epoll, syscalls
+from skqueue.backend import epoll
 from skqueue.backend.epoll import EpollBackend
 from skqueue.constants import EV_ADD, EVFILT_READ
 
@@ -29,7 +29,7 @@ def test_init_failure_leaks_no_fd(monkeypatch: pytest.MonkeyPatch, step: str) ->
     if step == "eventfd":
         monkeypatch.setattr(epoll.os, "eventfd", _fail)
     else:
-        monkeypatch.setattr(syscalls, "timerfd_create", _fail)
+        monkeypatch.setattr(epoll, "timerfd_create", _fail)
     before = _open_fds()
     with pytest.raises(OSError) as info:
         EpollBackend()

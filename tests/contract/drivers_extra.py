@@ -10,7 +10,7 @@ import tempfile
 import textwrap
 
 import skqueue
-from skqueue.backend.syscalls import ProcConnector
+from skqueue.backend.proc_connector import ProcConnector
 from skqueue.constants import (
     EV_ADD,
     EV_CLEAR,

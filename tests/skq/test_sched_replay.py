@@ -93,7 +93,7 @@ def no_real_world(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
     for name in ("monotonic_ns", "perf_counter_ns", "time_ns", "monotonic", "perf_counter"):
         monkeypatch.setattr(time, name, forbidden)
-    monkeypatch.setattr("skqueue.backend.syscalls.current_cpu", forbidden)
+    monkeypatch.setattr("skqueue.backend.cpu.current_cpu", forbidden)
     yield
 
 
