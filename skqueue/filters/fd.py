@@ -197,8 +197,9 @@ class FdFilter(Filter):
             watch.write = kn
         watch.update_mode()
         if new and watch.kind != REGULAR:
-            # One epoll_ctl(ADD), with the mask the knote needs from the start.
-            edge, mask = watch.want_edge, self._mask(watch, None)
+            # One epoll_ctl(ADD), with the mask the knote needs from the start: a new
+            # watch has this knote only, enabled and not owned.
+            edge, mask = watch.want_edge, _IN if kn.filter == EVFILT_READ else _OUT
             try:
                 self.kq.poller.add(
                     fd,
@@ -302,7 +303,17 @@ class FdFilter(Filter):
         """Put the epoll mask in line with the knotes; False if the fd is gone."""
         if watch.kind == REGULAR:
             return True
-        edge, mask = watch.want_edge, self._mask(watch, exclude)
+        edge = watch.want_edge
+        blockers = _NOT_ENABLED if edge else _NOT_WAITING
+        mask = 0
+        for kn, bits in ((watch.read, _IN), (watch.write, _OUT)):
+            if (
+                kn is not None
+                and kn is not exclude
+                and not kn.status & blockers
+                and (edge or not self._owned(kn))
+            ):
+                mask |= bits
         if not force and mask == watch.armed and edge == watch.edge:
             return True
         try:
@@ -314,20 +325,6 @@ class FdFilter(Filter):
         watch.armed = mask
         watch.edge = edge
         return True
-
-    def _mask(self, watch: FdWatch, exclude: Knote | None) -> int:
-        """The epoll bits watch's knotes (but exclude) need now."""
-        blockers = _NOT_ENABLED if watch.want_edge else _NOT_WAITING
-        mask = 0
-        for kn, bits in ((watch.read, _IN), (watch.write, _OUT)):
-            if (
-                kn is not None
-                and kn is not exclude
-                and not kn.status & blockers
-                and (watch.want_edge or not self._owned(kn))
-            ):
-                mask |= bits
-        return mask
 
     def recheck(self, kn: Knote) -> None:
         watch: FdWatch = kn.hook
@@ -372,10 +369,11 @@ class FdFilter(Filter):
 
     def deliver(self, kn: Knote) -> Delivery:
         watch: FdWatch = kn.hook
+        owned = self._owned(kn)
         if (
             watch.plain is kn
+            and not owned
             and not watch.revents & _UNUSUAL
-            and not self._owned(kn)
             and self._deliver_plain(kn)
         ):
             return REPORT_REARMED
@@ -393,7 +391,7 @@ class FdFilter(Filter):
         else:
             # Re-arm (classic) or keep disarmed while owned (SKQ); the MOD also
             # proves the fd still names the file it was registered on.
-            exclude = kn if ready and self._owned(kn) else None
+            exclude = kn if ready and owned else None
             if not self._rearm(watch, exclude, force=True):
                 self.kq.drop_fd(watch.fd)
                 return SKIP
