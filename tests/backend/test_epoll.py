@@ -27,7 +27,7 @@ def _fail(*args: object) -> int:
 def test_init_failure_leaks_no_fd(monkeypatch: pytest.MonkeyPatch, step: str) -> None:
     """At the fd limit the eventfd or the timerfd fails: the epoll fd is closed too."""
     if step == "eventfd":
-        monkeypatch.setattr(epoll.os, "eventfd", _fail)
+        monkeypatch.setattr(os, "eventfd", _fail)
     else:
         monkeypatch.setattr(epoll, "timerfd_create", _fail)
     before = _open_fds()
@@ -71,7 +71,7 @@ def test_new_fd_is_one_epoll_ctl(monkeypatch: pytest.MonkeyPatch) -> None:
         created.append(_CountingEpoll(real_epoll()))
         return created[-1]
 
-    monkeypatch.setattr(epoll.select, "epoll", counting_epoll)
+    monkeypatch.setattr(select, "epoll", counting_epoll)
     a, b = socket.socketpair()
     with a, b, skqueue.kqueue() as kq:
         counter = created[-1]
