@@ -84,9 +84,9 @@ being delivered (``deliver`` may drop it and answer SKIP).  It may not change
 status bits (but clear KN_ACTIVE in ``touch``), touch ``kevq`` or ``owner``,
 block, or call ``post`` and the ``*_from_thread`` verbs, which take the lock:
 those are for other threads (AIO workers, the signal hub), which hold no kqueue
-lock.  ``attach`` refuses by raising OSError and then
-has taken nothing; ``detach`` must not fail; ``close`` runs before the knotes are
-dropped, ``abandon`` (fork child) may close fds only.
+lock.  ``attach`` refuses by raising OSError and then has taken nothing;
+``detach`` must not fail; ``close`` runs before the knotes are dropped,
+``abandon`` (fork child) may close fds only.
 """
 
 from __future__ import annotations
