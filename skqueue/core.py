@@ -26,7 +26,7 @@ Knote states
 ``kn.status`` holds the KN_* bits of ``skqueue.knote``; ``kn.kevq`` is the kevq
 it is queued on and ``kn.owner`` the kevq that owns it.  Only the core changes
 them, with the lock held; filters may read the bits (and one may clear
-KN_ACTIVE, below)::
+KN_ACTIVE, below).  KN_OWNED is set exactly while ``owner`` is::
 
     bit / field   set by                           cleared by
     KN_ACTIVE     activate()                       a delivery (_scan); touch() taking
@@ -35,8 +35,8 @@ KN_ACTIVE, below)::
     KN_DISABLED   EV_DISABLE, EV_DISPATCH delivery EV_ENABLE (re-queued if ACTIVE)
     KN_DETACHED   drop() (terminal)                never: the knote is out of the table
     KN_REPORTED   report_now, in a classic harvest the end of that harvest
-    owner         _scan (SKQ: before deliver();    _release_owned, a SKIP, EV_ONESHOT
-                  classic: after, until the end
+    KN_OWNED,     _scan (SKQ: before deliver();    _release_owned, a SKIP, EV_ONESHOT
+    owner         classic: after, until the end
                   of the scan)
 
 The legal moves: a new knote is attached with status 0, then enters the table.
@@ -78,7 +78,7 @@ Filters
 A filter sees its kqueue as a ``knote.KqueueHost`` and nothing more.  In its
 methods and in the handlers it gives the poller (lock held) it may fill its
 knotes' report fields and ``hook``, read their status bits, and call
-``activate``, ``drop``, ``drop_fd``, ``report_now`` (from a handler), ``owned``,
+``activate``, ``drop``, ``drop_fd``, ``report_now`` (from a handler),
 ``nested_kqueue``, ``set_before_wait`` and its poller and watcher, also on the knote
 being delivered (``deliver`` may drop it and answer SKIP).  It may not change
 status bits (but clear KN_ACTIVE in ``touch``), touch ``kevq`` or ``owner``,
@@ -131,6 +131,7 @@ from .knote import (
     KN_DETACHED,
     KN_DISABLED,
     KN_KEPT_FLAGS,
+    KN_OWNED,
     KN_QUEUED,
     KN_REPORTED,
     REPORT_REARMED,
@@ -200,9 +201,6 @@ class KqueueCore:
     @property
     def poller(self) -> Poller:
         return self.backend
-
-    def owned(self, kn: Knote) -> bool:
-        return kn.owner is not None
 
     def nested_kqueue(self, fd: int) -> KqueueCore | None:
         return handles.core_behind(fd)
@@ -398,7 +396,7 @@ class KqueueCore:
         """The filter says kn has something to report (lock held)."""
         status = kn.status
         kn.status = status | KN_ACTIVE
-        if status & (KN_QUEUED | KN_DETACHED | KN_DISABLED) or kn.owner is not None:
+        if status & (KN_QUEUED | KN_DETACHED | KN_DISABLED | KN_OWNED):
             return
         self._enqueue(kn)
 
@@ -601,18 +599,20 @@ class KqueueCore:
             else:
                 break
             status = kn.status & ~KN_QUEUED
-            kn.status = status
             kn.kevq = None
             if status & (KN_DISABLED | KN_DETACHED):
+                kn.status = status
                 continue
             if multi:
                 kn.owner = kevq
+                status |= KN_OWNED
+            kn.status = status
             delivery = kn.ops.deliver(kn)
             if delivery is SKIP:
                 # Not ready after all: no longer owned, so let the filter re-arm it.
                 kn.owner = None
                 if not kn.status & KN_DETACHED:
-                    kn.status &= ~KN_ACTIVE
+                    kn.status &= ~(KN_ACTIVE | KN_OWNED)
                     kn.ops.recheck(kn)
                 continue
             flags = kn.flags | kn.oflags
@@ -632,6 +632,7 @@ class KqueueCore:
             if delivery is REPORT_REARMED:
                 continue  # classic mode, and its delivery re-armed it: nothing to release
             kn.owner = kevq
+            kn.status |= KN_OWNED
             kevq.owned.append(kn)
         if not multi:
             self._release_owned(kevq)
@@ -647,7 +648,8 @@ class KqueueCore:
             if kn.owner is not kevq:
                 continue
             kn.owner = None
-            status = kn.status
+            status = kn.status & ~KN_OWNED
+            kn.status = status
             if status & KN_DETACHED:
                 continue
             if status & KN_ACTIVE:

@@ -29,6 +29,7 @@ KN_QUEUED = 0x02  # sitting in a kevq
 KN_DISABLED = 0x04  # EV_DISABLE or delivered with EV_DISPATCH
 KN_DETACHED = 0x08  # deleted; any reference left behind is stale
 KN_REPORTED = 0x10  # reported straight from the current harvest (see KqueueHost.report_now)
+KN_OWNED = 0x20  # delivered to a kevq (kn.owner) that keeps it until its next wait
 
 #: The registration flags a knote keeps (action bits are not stored).
 KN_KEPT_FLAGS = EV_ONESHOT | EV_CLEAR | EV_DISPATCH | EV_RECEIPT | EV_REALTIME
@@ -152,9 +153,6 @@ class KqueueHost(Protocol):
 
     def drop_from_thread(self, kn: Knote) -> None:
         """drop() for a thread that holds no kqueue lock."""
-
-    def owned(self, kn: Knote) -> bool:
-        """Is kn delivered to a thread that keeps it until its next wait (SKQ)?"""
 
     def nested_kqueue(self, fd: int) -> NestedKqueue | None:
         """The open skqueue kqueue whose fd this is, if any."""

@@ -32,6 +32,7 @@ from ..constants import EV_CLEAR, EV_DISPATCH, EV_EOF, EV_ONESHOT, EVFILT_READ, 
 from ..knote import (
     KN_DETACHED,
     KN_DISABLED,
+    KN_OWNED,
     KN_QUEUED,
     KN_REPORTED,
     REPORT,
@@ -153,7 +154,7 @@ def _kind_of(fd: int, mode: int) -> int:
 
 # A one-shot item is armed only for knotes waiting for the kernel; an edge item
 # also while its knotes are queued or owned, so that data arriving meanwhile is seen.
-_NOT_WAITING = KN_DISABLED | KN_QUEUED | KN_DETACHED
+_NOT_WAITING = KN_DISABLED | KN_QUEUED | KN_DETACHED | KN_OWNED
 _NOT_ENABLED = KN_DISABLED | KN_DETACHED
 
 
@@ -166,7 +167,6 @@ class FdFilter(Filter):
         super().__init__(kq)
         self.watches: dict[int, FdWatch] = {}
         self._modify = kq.poller.modify
-        self._owned = kq.owned
         self._int_buf = array("i", [0])  # ioctl scratch; filter calls hold the kqueue lock
 
     # Registration ----------------------------------------------------------------
@@ -307,12 +307,7 @@ class FdFilter(Filter):
         blockers = _NOT_ENABLED if edge else _NOT_WAITING
         mask = 0
         for kn, bits in ((watch.read, _IN), (watch.write, _OUT)):
-            if (
-                kn is not None
-                and kn is not exclude
-                and not kn.status & blockers
-                and (edge or not self._owned(kn))
-            ):
+            if kn is not None and kn is not exclude and not kn.status & blockers:
                 mask |= bits
         if not force and mask == watch.armed and edge == watch.edge:
             return True
@@ -369,7 +364,7 @@ class FdFilter(Filter):
 
     def deliver(self, kn: Knote) -> Delivery:
         watch: FdWatch = kn.hook
-        owned = self._owned(kn)
+        owned = kn.status & KN_OWNED
         if (
             watch.plain is kn
             and not owned
