@@ -1,13 +1,92 @@
 """The kqueue engine: knote table, change processing, activation, and the wait.
 
-One lock guards a kqueue's state.  Threads that wait follow the
-leader/followers pattern: a waiter whose queue is empty becomes the leader if
-nobody is, releases the lock, blocks in epoll_wait, and on return runs the
-handlers of what became ready (which activate knotes and place them on kevqs,
-waking exactly the threads that own those kevqs).  Other waiters sleep on their
-own kevq's condition.  A classic kqueue has one shared kevq and releases each
-delivered knote at once; a multi (SKQ) kqueue has a kevq per waiting thread and
-releases a thread's knotes when that thread next waits.
+Theory of operation
+===================
+
+A kqueue is one ``KqueueCore``: the knote table (``knotes``, keyed by (ident,
+filter)), one filter instance per filter kind (``filters``), the backend (the
+epoll set, its wake-up eventfd and alarm timerfd), the shared inotify watcher,
+and the kevqs.  A classic kqueue has one kevq (``shared``) and releases each
+delivered knote at once; an SKQ ("multi") kqueue has a kevq per waiting thread,
+a scheduler that places every activation on one of them, and releases a thread's
+knotes when that thread next waits (``_release_owned``).
+
+Waiting follows leader/followers: a waiter whose kevq is empty becomes the leader
+if nobody is, releases the lock, blocks in epoll_wait, and on return runs the
+handlers of what became ready (``_harvest``).  Handlers activate knotes, which
+places them and wakes exactly the thread that owns the kevq (its ``WaitQueue``);
+other waiters sleep on their own kevq's queue.  On a classic kqueue whose queue is
+empty a handler may instead have a ready knote reported straight from the harvest
+(``report_now``), the fast path of the common plain READ: the core keeps the list
+and builds the ``kevent`` objects, here and in ``_scan`` alone.
+
+Knote states
+------------
+
+``kn.status`` holds the KN_* bits of ``skqueue.knote``; ``kn.kevq`` is the kevq
+it is queued on and ``kn.owner`` the kevq that owns it.  Only the core changes
+them, with the lock held; filters may read the bits (and one may clear
+KN_ACTIVE, below).  KN_OWNED is set exactly while ``owner`` is::
+
+    bit / field   set by                           cleared by
+    KN_ACTIVE     activate()                       a delivery (_scan); touch() taking
+                                                   back what was pending (TIMER re-add)
+    KN_QUEUED     _enqueue (+ kn.kevq)             _scan's pop, _disable, drop, re-placement
+    KN_DISABLED   EV_DISABLE, EV_DISPATCH delivery EV_ENABLE (re-queued if ACTIVE)
+    KN_DETACHED   drop() (terminal)                never: the knote is out of the table
+    KN_REPORTED   report_now, in a classic harvest the end of that harvest
+    KN_OWNED,     _scan (SKQ: before deliver();    _release_owned, a SKIP, EV_ONESHOT
+    owner         classic: after, until the end
+                  of the scan)
+
+The legal moves: a new knote is attached with status 0, then enters the table.
+``activate`` sets ACTIVE and queues the knote unless it is QUEUED, DISABLED,
+DETACHED or owned (an owned knote is queued again at its release, if still
+ACTIVE; else its filter re-checks it).  ``_scan`` pops a knote (QUEUED off),
+skips it if DISABLED or DETACHED, and asks ``deliver()``: SKIP clears ACTIVE and
+lets the filter re-arm it; REPORT makes an event and the knote owned until its
+release; REPORT_REARMED (classic only: the delivery re-armed it) makes an event and
+needs no release.  EV_ONESHOT drops it, EV_CLEAR lets the filter reset it,
+EV_DISPATCH sets DISABLED.  A REPORTED knote is neither QUEUED nor owned.
+
+Locks
+-----
+
+Order, outermost first; nothing takes them the other way round:
+
+1. the signal hub's ``reader_lock`` (``SignalHub.drain``, the hub thread): it then
+   takes kqueue locks through ``activate_from_thread``, so ``before_wait`` runs
+   before ``control()`` takes the lock, never under it;
+2. the kqueue lock (``self.lock``; every kevq's ``WaitQueue`` is a condition on it);
+3. under it, only short leaf locks: the handle table's, the signal hub's ``lock``
+   (watch/unwatch from attach/detach), the AIO job table's (``kqueue_closed`` at
+   close).  The AIO machinery releases its table lock before it posts, fires or
+   retires a knote (``JobTable.section``).
+
+The scheduler (``sched/``) has no lock: it runs under the kqueue lock.  Another
+kqueue's lock is taken under ours only by a nested kqueue's READ (``pending``),
+with a timeout, so two kqueues watching each other cannot deadlock.
+
+With the lock held run: change processing (every filter method), the harvest
+(every backend handler), every scan, placement, stealing, waking and close.  It
+is released only by the leader around epoll_wait, by a sleeper inside
+``WaitQueue.wait``, and around the ``before_wait`` hook.
+
+Filters
+-------
+
+A filter sees its kqueue as a ``knote.KqueueHost`` and nothing more.  In its
+methods and in the handlers it gives the poller (lock held) it may fill its
+knotes' report fields and ``hook``, read their status bits, and call
+``activate``, ``drop``, ``drop_fd``, ``report_now`` (from a handler),
+``nested_kqueue``, ``set_before_wait`` and its poller and watcher, also on the knote
+being delivered (``deliver`` may drop it and answer SKIP).  It may not change
+status bits (but clear KN_ACTIVE in ``touch``), touch ``kevq`` or ``owner``,
+block, or call ``post`` and the ``*_from_thread`` verbs, which take the lock:
+those are for other threads (AIO workers, the signal hub), which hold no kqueue
+lock.  ``attach`` refuses by raising OSError and then has taken nothing;
+``detach`` must not fail; ``close`` runs before the knotes are dropped,
+``abandon`` (fork child) may close fds only.
 """
 
 from __future__ import annotations
@@ -19,10 +98,12 @@ import os
 import threading
 import time
 import warnings
+import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from .backend.epoll import EpollBackend
+from .backend.epoll import EpollBackend, Poller
+from .backend.watcher import InotifyWatcher
 from .constants import (
     EV_ADD,
     EV_CLEAR,
@@ -36,28 +117,42 @@ from .constants import (
     EV_REALTIME,
     EV_RECEIPT,
     EV_SYSFLAGS,
+    FKQMULTI,
+    FKQTUNE,
+    KQSCHED_PARSE,
+    KQTUNE_FREQ,
+    KQTUNE_PARSE,
+    KQTUNE_RTSHARE,
 )
 from .event import C_INT_MAX, checked, event, kevent
 from .filters import registry
-from .filters.base import (
+from .knote import (
     KN_ACTIVE,
     KN_DETACHED,
     KN_DISABLED,
     KN_KEPT_FLAGS,
+    KN_OWNED,
     KN_QUEUED,
-    KN_REARMED,
+    KN_REPORTED,
+    REPORT_REARMED,
+    SKIP,
     Filter,
     Knote,
 )
 from .sched.kevq import Kevq, realtime_budget
 from .sched.policy import Scheduler
 from .sched.threads import ThreadKevqs
+from .sched.world import real_scheduler
 from .tunables import tunables
 
 _HARVEST_BATCH = 256
 _PEEK_LOCK_TIMEOUT = 0.05  # seconds pending() waits for another kqueue's lock
 _SLICE = 86_400.0  # seconds: the longest single sleep of a wait (a day)
 _RARE_FLAGS = EV_REALTIME | EV_ONESHOT | EV_CLEAR | EV_DISPATCH
+
+
+def _einval(message: str) -> OSError:
+    return OSError(errno.EINVAL, f"{os.strerror(errno.EINVAL)}: {message}")
 
 
 def _closed_error() -> ValueError:
@@ -70,6 +165,7 @@ class KqueueCore:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.backend = EpollBackend()
+        self.watcher = InotifyWatcher(self.backend)
         self.knotes: dict[tuple[int, int], Knote] = {}
         self.filters: dict[int, Filter] = {}
         self.closed = False
@@ -85,17 +181,65 @@ class KqueueCore:
         self.rtshare = 100  # KQTUNE_RTSHARE
         self.freq = 0  # KQTUNE_FREQ
         self.realtime_knotes = 0
-        # While a classic wait harvests into an empty queue, a filter may deliver a
-        # plain event straight into this list (up to direct_room events) instead of
-        # queueing it: same event, no queue round trip.  None at every other time.
-        self.direct: list[kevent] | None = None
-        self.direct_room = 0
-        self.harvests = 0  # counts the harvests that deliver directly
+        # While a classic wait harvests into an empty queue, a handler may have a
+        # ready knote reported straight from the harvest (report_now), up to _room
+        # of them, instead of queueing it: same event, no queue round trip.  None
+        # at every other time.
+        self._reported: list[Knote] | None = None
+        self._room = 0
         self.enqueues = 0  # activations queued so far (EV_CLEAR on a kqueue's fd)
         self.abandoned = False  # a fork() child's copy (see abandon)
         # Called before each kevent() takes the lock: lets a filter bring in what has
         # happened but is not counted yet (the SIGNAL filter reads the signal pipe).
         self.before_wait: Callable[[], None] | None = None
+
+    def fileno(self) -> int:
+        """The kqueue's own descriptor (the epoll set's)."""
+        return self.backend.fileno()
+
+    # What a filter sees (knote.KqueueHost) --------------------------------------------
+    @property
+    def poller(self) -> Poller:
+        return self.backend
+
+    def nested_kqueue(self, fd: int) -> KqueueCore | None:
+        return handles.core_behind(fd)
+
+    def set_before_wait(self, hook: Callable[[], None] | None) -> None:
+        self.before_wait = hook
+
+    def post(self, ev: kevent, hook: object) -> Knote:
+        with self.lock:
+            if self.closed:
+                raise OSError(errno.EBADF, f"{os.strerror(errno.EBADF)}: the kqueue is closed")
+            ops = self.filter_for(ev.filter)
+            if ops is None:
+                raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
+            kn = Knote(ops, ev)
+            kn.hook = hook
+            ops.attach(kn)
+            self.knotes[(kn.ident, kn.filter)] = kn
+        return kn
+
+    def drop_from_thread(self, kn: Knote) -> None:
+        with self.lock:
+            self.drop(kn)
+
+    def activate_from_thread(self, find: Callable[[], Knote | None]) -> None:
+        with self.lock:
+            if self.closed:
+                return
+            kn = find()
+            if kn is not None:
+                self.activate(kn)
+
+    def report_now(self, kn: Knote, fill: Callable[[Knote], bool]) -> bool:
+        reported = self._reported
+        if reported is None or len(reported) >= self._room or not fill(kn):
+            return False
+        kn.status |= KN_REPORTED
+        reported.append(kn)
+        return True
 
     # Filters ------------------------------------------------------------------------
     def filter_for(self, filt: int) -> Filter | None:
@@ -109,6 +253,33 @@ class KqueueCore:
                 if other is cls:
                     self.filters[number] = ops
         return ops
+
+    # ioctl -------------------------------------------------------------------------
+    def ioctl(self, request: int, arg: int) -> None:
+        """SKQ's ioctls: FKQMULTI (make_multi) and FKQTUNE; any other is ENOTTY."""
+        if request == FKQMULTI:
+            self.make_multi(*KQSCHED_PARSE(arg))
+        elif request == FKQTUNE:
+            obj, val = KQTUNE_PARSE(arg)
+            with self.lock:
+                if obj == KQTUNE_RTSHARE and 1 <= val <= 100:
+                    self.rtshare = val
+                elif obj == KQTUNE_FREQ:
+                    self.freq = val
+                else:
+                    raise _einval(f"tunable {obj} value {val}")
+        else:
+            raise OSError(errno.ENOTTY, os.strerror(errno.ENOTTY))
+
+    def make_multi(self, sched: int, sargs: int, feat: int, fargs: int) -> None:
+        """Turn this kqueue into an SKQ one (FKQMULTI): once, before its first kevent()."""
+        with self.lock:
+            if self.sched is not None or self.initialised:
+                raise _einval("a kqueue turns multi-threaded once, before its first kevent() call")
+            try:
+                self.sched = real_scheduler(sched, sargs, feat, fargs)
+            except ValueError as exc:
+                raise _einval(str(exc)) from None
 
     # Changes ------------------------------------------------------------------------
     def control(
@@ -225,15 +396,9 @@ class KqueueCore:
         """The filter says kn has something to report (lock held)."""
         status = kn.status
         kn.status = status | KN_ACTIVE
-        if status & (KN_QUEUED | KN_DETACHED | KN_DISABLED) or kn.owner is not None:
+        if status & (KN_QUEUED | KN_DETACHED | KN_DISABLED | KN_OWNED):
             return
         self._enqueue(kn)
-
-    def activate_locked(self, kn: Knote) -> None:
-        """activate() for callers that do not hold the lock (other threads)."""
-        with self.lock:
-            if not self.closed:
-                self.activate(kn)
 
     def _enqueue(self, kn: Knote) -> None:
         sched = self.sched
@@ -241,7 +406,7 @@ class KqueueCore:
         kevq.push(kn, bool(kn.flags & EV_REALTIME))
         kn.status |= KN_QUEUED
         self.enqueues += 1
-        if kevq.cond._waiters or not self.in_wait or self.leader is not None:  # type: ignore[attr-defined]
+        if kevq.cond.unwoken or not self.in_wait or self.leader is not None:
             self._wake(kevq)
         if sched is not None and sched.steal and (not kevq.waiting or len(kevq) > 1):
             # Work would sit behind a busy thread: wake an idle one to steal it.
@@ -254,7 +419,7 @@ class KqueueCore:
     def _wake(self, kevq: Kevq) -> None:
         # Not kevq.sleeping: the classic kevq has many sleepers, and one already
         # notified (but not yet running) must not swallow the next wake-up.
-        if kevq.cond._waiters:  # type: ignore[attr-defined]
+        if kevq.cond.unwoken:
             kevq.cond.notify()
         elif kevq is self.leader and self.leader_polling:
             self.backend.wake()
@@ -351,7 +516,7 @@ class KqueueCore:
                 and (not self.closed)
             ):
                 self.backend.wake()  # events left queued: keep fileno() readable
-            if self.leader is None and (sched is not None or kevq.cond._waiters):  # type: ignore[attr-defined]
+            if self.leader is None and (sched is not None or kevq.cond.unwoken):
                 self._hand_over_lead(kevq)
 
     def _lead(self, kevq: Kevq, remaining: float | None, nevents: int) -> list[kevent]:
@@ -372,7 +537,7 @@ class KqueueCore:
             self.leader_polling = False
             self.leader = None
         if self.closed:
-            self._finish_close()
+            self.backend.close()
             return []
         return self._harvest(kevq, ready, nevents)
 
@@ -380,22 +545,26 @@ class KqueueCore:
         """Run the handlers of what epoll reported, for a wait that takes nevents.
 
         On a classic kqueue whose queue is empty, the first nevents activations
-        that need no queueing go straight into the returned list: they would be
-        queued and taken off again by this very wait.  A queue that holds events
-        (they come first) or realtime knotes (they would jump the list) keeps the
-        ordinary path.
+        that need no queueing (report_now) go straight into the returned list: they
+        would be queued and taken off again by this very wait.  A queue that holds
+        events (they come first) or realtime knotes (they would jump the list)
+        keeps the ordinary path.
         """
-        direct: list[kevent] = []
         if self.sched is not None or kevq.normal or kevq.rt or self.realtime_knotes:
             self.backend.dispatch(ready)
-            return direct
-        self.direct, self.direct_room = direct, nevents
-        self.harvests += 1
+            return []
+        reported: list[Knote] = []
+        self._reported, self._room = reported, nevents
         try:
             self.backend.dispatch(ready)
         finally:
-            self.direct = None
-        return direct
+            self._reported = None
+            for kn in reported:
+                kn.status &= ~KN_REPORTED
+        return [
+            event(kn.ident, kn.filter, kn.flags | kn.oflags, kn.fflags, kn.data, kn.udata)
+            for kn in reported
+        ]
 
     def _hand_over_lead(self, me: Kevq) -> None:
         """Someone must poll while we work: wake an idle waiter to lead."""
@@ -430,17 +599,20 @@ class KqueueCore:
             else:
                 break
             status = kn.status & ~KN_QUEUED
-            kn.status = status
             kn.kevq = None
             if status & (KN_DISABLED | KN_DETACHED):
+                kn.status = status
                 continue
             if multi:
                 kn.owner = kevq
-            if not kn.ops.deliver(kn):
+                status |= KN_OWNED
+            kn.status = status
+            delivery = kn.ops.deliver(kn)
+            if delivery is SKIP:
                 # Not ready after all: no longer owned, so let the filter re-arm it.
                 kn.owner = None
                 if not kn.status & KN_DETACHED:
-                    kn.status &= ~KN_ACTIVE
+                    kn.status &= ~(KN_ACTIVE | KN_OWNED)
                     kn.ops.recheck(kn)
                 continue
             flags = kn.flags | kn.oflags
@@ -457,11 +629,10 @@ class KqueueCore:
                     kn.ops.clear(kn)
                 if flags & EV_DISPATCH:
                     kn.status |= KN_DISABLED
-            if kn.status & KN_REARMED:
-                # Classic mode, and its delivery already re-armed it: nothing to release.
-                kn.status &= ~KN_REARMED
-                continue
+            if delivery is REPORT_REARMED:
+                continue  # classic mode, and its delivery re-armed it: nothing to release
             kn.owner = kevq
+            kn.status |= KN_OWNED
             kevq.owned.append(kn)
         if not multi:
             self._release_owned(kevq)
@@ -477,7 +648,8 @@ class KqueueCore:
             if kn.owner is not kevq:
                 continue
             kn.owner = None
-            status = kn.status
+            status = kn.status & ~KN_OWNED
+            kn.status = status
             if status & KN_DETACHED:
                 continue
             if status & KN_ACTIVE:
@@ -524,6 +696,7 @@ class KqueueCore:
         self.abandoned = self.closed = True
         for ops in set(self.filters.values()):
             ops.abandon()
+        self.watcher.abandon()
         self.backend.close()
 
     def close(self) -> None:
@@ -540,25 +713,21 @@ class KqueueCore:
                 return
             self.closed = True
             failures: list[BaseException] = []
+            for ops in set(self.filters.values()):
+                _attempt(failures, ops.close)
             for kn in list(self.knotes.values()):
                 _attempt(failures, self.drop, kn)
             self.knotes.clear()
-            for ops in set(self.filters.values()):
-                _attempt(failures, ops.close)
+            _attempt(failures, self.watcher.close)
             kevqs = [self.shared, *(self.sched.kevqs if self.sched else [])]
             for kevq in kevqs:
                 kevq.cond.notify_all()
             if self.leader is not None:
                 self.backend.wake()  # the leader closes the backend on its way out
             else:
-                _attempt(failures, self._finish_close)
+                _attempt(failures, self.backend.close)
         for exc in failures:
             warnings.warn(f"kqueue close: {exc!r}", RuntimeWarning, stacklevel=3)
-
-    def _finish_close(self) -> None:
-        if self.backend.epoll.closed:
-            return
-        self.backend.close()
 
     def stats(self) -> dict[str, Any]:
         with self.lock:
@@ -576,6 +745,54 @@ class KqueueCore:
                     "kevqs": [self.shared.stats()],
                 }
             return {"multi": True, **common, **self.sched.stats()}
+
+
+class HandleTable:
+    """fd -> core for every open handle (``kqueue.fromfd``, a watched kqueue's fd)."""
+
+    def __init__(self) -> None:
+        self._by_fd: weakref.WeakValueDictionary[int, KqueueCore] = weakref.WeakValueDictionary()
+        self._lock = threading.Lock()
+
+    def add(self, fd: int, core: KqueueCore) -> None:
+        """fd is a new handle of core."""
+        with self._lock:
+            core.handles += 1
+            self._by_fd[fd] = core
+
+    def discard(
+        self, fd: int, take: Callable[[], KqueueCore | None]
+    ) -> tuple[KqueueCore | None, bool]:
+        """Close the handle fd: take() detaches it from its core (None: closed already).
+
+        Returns that core and whether this was its last handle.  take() runs under
+        the table's lock, since a handle may be closed from several threads at once.
+        """
+        with self._lock:
+            core = take()
+            if core is None:
+                return None, False
+            if self._by_fd.get(fd) is core:
+                del self._by_fd[fd]
+            core.handles -= 1
+            return core, core.handles <= 0
+
+    def core_behind(self, fd: int) -> KqueueCore | None:
+        """The open skqueue kqueue whose handle is fd, if any."""
+        with self._lock:
+            core = self._by_fd.get(fd)
+        return None if core is None or core.closed else core
+
+    def forget_all(self) -> list[tuple[int, KqueueCore]]:
+        """In a fork() child: empty the table and return what it held."""
+        self._lock = threading.Lock()  # another thread may have held it at the fork
+        held = list(self._by_fd.items())
+        self._by_fd.clear()
+        return held
+
+
+#: Every open handle of this process.
+handles = HandleTable()
 
 
 def _undo_attach(kn: Knote) -> None:

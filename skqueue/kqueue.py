@@ -5,60 +5,33 @@ from __future__ import annotations
 import errno
 import operator
 import os
-import threading
-import weakref
 from collections.abc import Iterable
 from types import TracebackType
 from typing import Any
 
 from ._timeout import timeout_ns
 from .constants import (
-    FKQMULTI,
-    FKQTUNE,
     KQ_SCHED_BEST,
     KQ_SCHED_FEAT_WS,
-    KQSCHED_PARSE,
-    KQTUNE_FREQ,
-    KQTUNE_PARSE,
-    KQTUNE_RTSHARE,
 )
-from .core import KqueueCore
+from .core import KqueueCore, handles
 from .event import kevent
 from .sched.policy import POLICY_NAMES
-from .sched.world import real_scheduler
 
 __all__ = ["kqueue"]
-
-# fd -> core, so that kqueue.fromfd(fd) finds the registrations behind fd.
-_by_fd: weakref.WeakValueDictionary[int, KqueueCore] = weakref.WeakValueDictionary()
-_by_fd_lock = threading.Lock()
 
 
 def _after_fork_in_child() -> None:
     """Every kqueue appears closed in a fork() child, as select.kqueue objects do."""
-    global _by_fd_lock
-    _by_fd_lock = threading.Lock()  # another thread may have held it at the fork
-    handles = list(_by_fd.items())
-    for fd, core in handles:
-        if not core.closed and fd != core.backend.fileno():
+    held = handles.forget_all()
+    for fd, core in held:
+        if not core.closed and fd != core.fileno():
             os.close(fd)  # a fromfd() handle's own descriptor
-    for _, core in handles:
+    for _, core in held:
         core.abandon()
-    _by_fd.clear()
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
-def core_behind(fd: int) -> KqueueCore | None:
-    """The open skqueue kqueue whose handle is fd, if any."""
-    with _by_fd_lock:
-        core = _by_fd.get(fd)
-    return None if core is None or core.closed else core
-
-
-def _einval(message: str) -> OSError:
-    return OSError(errno.EINVAL, f"{os.strerror(errno.EINVAL)}: {message}")
 
 
 def _byte(name: str, value: object) -> int:
@@ -138,10 +111,10 @@ class kqueue:
         self._core: KqueueCore | None = None
         multi = _scheduler_args(sched, sargs, feat, fargs, steal)
         core = KqueueCore()
-        self._attach(core, core.backend.fileno(), owns_fd=False)
+        self._attach(core, core.fileno(), owns_fd=False)
         if multi is not None:
             try:
-                self._make_multi(*multi)
+                core.make_multi(*multi)
             except BaseException:
                 self.close()
                 raise
@@ -151,9 +124,7 @@ class kqueue:
         self._fd = fd
         self._core = core
         self._owns_fd = owns_fd
-        with _by_fd_lock:
-            core.handles += 1
-            _by_fd[fd] = core
+        handles.add(fd, core)
 
     @classmethod
     def fromfd(cls, fd: int) -> kqueue:
@@ -164,12 +135,12 @@ class kqueue:
         kqueue goes away with its last handle.  OSError(EBADF) when fd is not an
         open skqueue kqueue.
         """
-        core = core_behind(fd)
+        core = handles.core_behind(fd)
         if core is None:
             raise OSError(errno.EBADF, f"{os.strerror(errno.EBADF)}: not a skqueue kqueue")
         handle = cls.__new__(cls)
         handle._core = None  # so that __del__ is harmless if the dup fails
-        handle._attach(core, os.dup(core.backend.fileno()), owns_fd=True)
+        handle._attach(core, os.dup(core.fileno()), owns_fd=True)
         return handle
 
     # File-like surface ------------------------------------------------------------
@@ -194,14 +165,14 @@ class kqueue:
 
         Closing twice is harmless; waiters in :meth:`control` get ValueError.
         """
-        with _by_fd_lock:  # handles may be closed from several threads at once
+
+        def take() -> KqueueCore | None:
             core, self._core = self._core, None
-            if core is None:
-                return
-            if _by_fd.get(self._fd) is core:
-                del _by_fd[self._fd]
-            core.handles -= 1
-            last = core.handles <= 0
+            return core
+
+        core, last = handles.discard(self._fd, take)
+        if core is None:
+            return
         if self._owns_fd and not core.abandoned:
             os.close(self._fd)
         if last:
@@ -274,30 +245,7 @@ class kqueue:
         core = self._core
         if core is None or core.closed:  # a fork() child must not touch the lock
             raise ValueError("I/O operation on closed kqueue object")
-        if request == FKQMULTI:
-            self._make_multi(*KQSCHED_PARSE(arg))
-        elif request == FKQTUNE:
-            obj, val = KQTUNE_PARSE(arg)
-            with core.lock:
-                if obj == KQTUNE_RTSHARE and 1 <= val <= 100:
-                    core.rtshare = val
-                elif obj == KQTUNE_FREQ:
-                    core.freq = val
-                else:
-                    raise _einval(f"tunable {obj} value {val}")
-        else:
-            raise OSError(errno.ENOTTY, os.strerror(errno.ENOTTY))
-
-    def _make_multi(self, sched: int, sargs: int, feat: int, fargs: int) -> None:
-        core = self._core
-        assert core is not None
-        with core.lock:
-            if core.sched is not None or core.initialised:
-                raise _einval("a kqueue turns multi-threaded once, before its first kevent() call")
-            try:
-                core.sched = real_scheduler(sched, sargs, feat, fargs)
-            except ValueError as exc:
-                raise _einval(str(exc)) from None
+        core.ioctl(request, arg)
 
     def leave(self) -> None:
         """The calling thread stops serving this kqueue; its queued events move on."""

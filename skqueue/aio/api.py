@@ -57,7 +57,7 @@ from .jobs import (
 from .sockets import SocketEngine
 
 if TYPE_CHECKING:
-    from ..filters.base import Knote
+    from ..knote import Knote
 
 __all__ = [
     "AIO_ALLDONE",

@@ -21,11 +21,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..filters import aio as aiofilter
-from ..filters.base import KN_DETACHED
+from ..knote import KN_DETACHED
 from ..kqueue import kqueue
 
 if TYPE_CHECKING:
-    from ..filters.base import Knote
+    from ..knote import Knote
 
 # lio_listio opcodes and modes, aio_cancel answers: FreeBSD's values.
 LIO_NOP = 0x0

@@ -47,7 +47,7 @@ from .jobs import OP_READ, QUEUED, Job, JobTable, errno_of
 from .zerocopy import ANCBUF, MSG_ZEROCOPY, Ledger, enable_zerocopy, parse_notice
 
 if TYPE_CHECKING:
-    from ..filters.base import Knote
+    from ..knote import Knote
 
 SWEEP = 0.25
 _FLAGS = socket.MSG_DONTWAIT | socket.MSG_NOSIGNAL

@@ -13,10 +13,32 @@ import os
 import select
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 from .timerfd import timerfd_create, timerfd_read, timerfd_settime_ns
 
+#: Runs in the harvest, with the kqueue lock held, given the fd's ready events.
 Handler = Callable[[int], None]
+
+
+class Poller(Protocol):
+    """The kqueue's one route to epoll_ctl and its alarm, as a filter may use them."""
+
+    #: Called when the alarm set by arm_alarm fires (the TIMER filter's expiry).
+    alarm_handler: Callable[[], None]
+
+    def add(self, fd: int, events: int, handler: Handler) -> None:
+        """Watch fd with this mask; handler(events) runs in the harvest (lock held)."""
+
+    def modify(self, fd: int, events: int) -> None:
+        """Change fd's mask (OSError ENOENT/EBADF when fd no longer names the item)."""
+
+    def remove(self, fd: int) -> None:
+        """Stop watching fd (an fd the kernel already forgot is fine)."""
+
+    def arm_alarm(self, deadline_ns: int) -> None:
+        """Make the kqueue look at alarm_handler by deadline_ns (CLOCK_MONOTONIC)."""
+
 
 # Sub-50 ms waits go through the alarm timerfd: epoll_wait's timeout is in
 # milliseconds (rounded up), which would make a 10 us wait 100 times too long.
@@ -24,35 +46,44 @@ _PRECISE_BELOW = 0.05
 
 
 class EpollBackend:
-    """epoll set with a handler per fd; the handlers run in the harvesting thread."""
+    """epoll set with a handler per fd; the handlers run in the harvesting thread.
+
+    add, modify and remove are the only calls of epoll_ctl on a kqueue's items.
+    """
 
     def __init__(self) -> None:
-        self.epoll = select.epoll()
+        self._epoll = select.epoll()
         self._handlers: dict[int, Handler] = {}
-        self._wake_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self._woken = False
-        self._alarm_fd = timerfd_create()
         self._alarm_ns = 0  # deadline currently armed, 0 = none
         self.alarm_handler: Callable[[], None] = lambda: None
-        self.epoll.register(self._wake_fd, select.EPOLLIN)
-        self.epoll.register(self._alarm_fd, select.EPOLLIN)
+        # epoll_ctl(MOD) is the per-delivery re-arm of a level knote: epoll's own
+        # method, so that it costs no Python frame of ours.
+        self.modify: Callable[[int, int], None] = self._epoll.modify
+        self._wake_fd = self._alarm_fd = -1
+        try:
+            self._wake_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+            self._alarm_fd = timerfd_create()
+            self._epoll.register(self._wake_fd, select.EPOLLIN)
+            self._epoll.register(self._alarm_fd, select.EPOLLIN)
+        except BaseException:  # at the fd limit, say: leave no fd behind
+            self.close()
+            raise
 
     def fileno(self) -> int:
-        return self.epoll.fileno()
+        return self._epoll.fileno()
 
     # Registration -----------------------------------------------------------------
     def add(self, fd: int, events: int, handler: Handler) -> None:
-        self.epoll.register(fd, events)
+        """Watch fd with its final mask: one epoll_ctl(ADD)."""
+        self._epoll.register(fd, events)
         self._handlers[fd] = handler
-
-    def modify(self, fd: int, events: int) -> None:
-        self.epoll.modify(fd, events)
 
     def remove(self, fd: int) -> None:
         """Forget fd; tolerate an fd the kernel already dropped because it was closed."""
         self._handlers.pop(fd, None)
         try:
-            self.epoll.unregister(fd)
+            self._epoll.unregister(fd)
         except OSError as exc:
             if exc.errno not in (errno.EBADF, errno.ENOENT, errno.EPERM):
                 raise
@@ -63,7 +94,7 @@ class EpollBackend:
         if timeout is not None and 0 < timeout < _PRECISE_BELOW:
             self.arm_alarm(time.monotonic_ns() + int(timeout * 1e9))
             timeout = None
-        return self.epoll.poll(-1 if timeout is None else timeout, maxevents)
+        return self._epoll.poll(-1 if timeout is None else timeout, maxevents)
 
     def dispatch(self, ready: list[tuple[int, int]]) -> None:
         """Run the handler of every ready fd (the caller holds the kqueue lock)."""
@@ -98,7 +129,11 @@ class EpollBackend:
         timerfd_settime_ns(self._alarm_fd, max(deadline_ns, 1))
 
     def close(self) -> None:
-        self.epoll.close()
-        os.close(self._wake_fd)
-        os.close(self._alarm_fd)
+        """Close the epoll set and the backend's own fds; a second call does nothing."""
+        if self._epoll.closed:
+            return
+        self._epoll.close()
+        for fd in (self._wake_fd, self._alarm_fd):
+            if fd >= 0:
+                os.close(fd)
         self._handlers.clear()

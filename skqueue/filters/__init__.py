@@ -1,4 +1,4 @@
-"""Filters: one module per kqueue filter, behind the interface in ``base``."""
+"""Filters: one module per kqueue filter, behind the interface in ``skqueue.knote``."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from ..constants import (
     EVFILT_VNODE,
     EVFILT_WRITE,
 )
+from ..knote import Filter
 from .aio import AioFilter
-from .base import Filter
 from .fd import FdFilter
 from .proc import ProcFilter
 from .signal import SignalFilter

@@ -12,14 +12,11 @@ from __future__ import annotations
 
 import errno
 import os
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from ..constants import EV_ADD, EV_CLEAR, EV_DISPATCH, EV_EOF, EV_ONESHOT, EVFILT_AIO
 from ..event import kevent
-from .base import Filter, Knote
-
-if TYPE_CHECKING:
-    from ..core import KqueueCore
+from ..knote import REPORT, SKIP, Delivery, Filter, Knote, KqueueHost
 
 #: The only flags a sigevent may ask for (FreeBSD's sigev_notify_kevent_flags).
 SIGEV_KEVENT_FLAGS = EV_ONESHOT | EV_CLEAR | EV_DISPATCH
@@ -49,24 +46,26 @@ class _Hook:
 class AioFilter(Filter):
     """One instance per kqueue serves EVFILT_AIO and EVFILT_LIO."""
 
-    def __init__(self, core: KqueueCore) -> None:
-        super().__init__(core)
+    def __init__(self, kq: KqueueHost) -> None:
+        super().__init__(kq)
         # Targets with a knote here, told when the kqueue closes.
         self.targets: set[AioTarget] = set()
 
     def attach(self, kn: Knote) -> None:
-        raise OSError(errno.EPERM, "EVFILT_AIO/EVFILT_LIO knotes come from aio_* calls")
+        # Only post() gives a knote its hook first (FreeBSD's EV_FLAG1, kernel only).
+        if not isinstance(kn.hook, _Hook):
+            raise OSError(errno.EPERM, "EVFILT_AIO/EVFILT_LIO knotes come from aio_* calls")
+        self.targets.add(kn.hook.target)
 
     def detach(self, kn: Knote) -> None:
-        if not self.core.closed:  # at close the targets are still needed by close()
-            self.targets.discard(kn.hook.target)
+        self.targets.discard(kn.hook.target)
 
-    def deliver(self, kn: Knote) -> bool:
+    def deliver(self, kn: Knote) -> Delivery:
         target = kn.hook.target
         kn.data = target.error
         kn.fflags = 0
         kn.oflags = EV_EOF if kn.filter == EVFILT_AIO else 0  # as filt_aio / filt_lio
-        return bool(target.finished)
+        return REPORT if target.finished else SKIP
 
     def clear(self, kn: Knote) -> None:
         kn.hook.consumed = True
@@ -75,7 +74,7 @@ class AioFilter(Filter):
     def recheck(self, kn: Knote) -> None:
         hook: _Hook = kn.hook
         if hook.target.finished and not hook.consumed:
-            self.core.activate(kn)
+            self.kq.activate(kn)
 
     def close(self) -> None:
         targets, self.targets = list(self.targets), set()
@@ -84,30 +83,19 @@ class AioFilter(Filter):
 
 
 def post(
-    core: KqueueCore, target: AioTarget, filt: int, ident: int, flags: int, udata: object
+    kq: KqueueHost, target: AioTarget, filt: int, ident: int, flags: int, udata: object
 ) -> Knote:
-    """Make the knote through which target reports to core (core.lock not held)."""
+    """Make the knote through which target reports to kq (its lock not held)."""
     if flags & ~SIGEV_KEVENT_FLAGS:
         raise OSError(errno.EINVAL, f"{os.strerror(errno.EINVAL)}: sigevent flags {flags:#x}")
-    with core.lock:
-        if core.closed:
-            raise OSError(errno.EBADF, f"{os.strerror(errno.EBADF)}: the kqueue is closed")
-        ops = core.filter_for(filt)
-        assert isinstance(ops, AioFilter)
-        kn = Knote(ops, kevent(ident, filt, EV_ADD | flags, 0, 0, udata))
-        kn.hook = _Hook(target)
-        core.knotes[(ident, filt)] = kn
-        ops.targets.add(target)
-    return kn
+    return kq.post(kevent(ident, filt, EV_ADD | flags, 0, 0, udata), _Hook(target))
 
 
 def notify(kn: Knote) -> None:
-    """The target finished: queue its event (core.lock not held)."""
-    kn.ops.core.activate_locked(kn)
+    """The target finished: queue its event (the kqueue lock not held)."""
+    kn.ops.kq.activate_from_thread(lambda: kn)
 
 
 def retire(kn: Knote) -> None:
-    """The target was reaped: its knote goes (core.lock not held)."""
-    core = kn.ops.core
-    with core.lock:
-        core.drop(kn)
+    """The target was reaped: its knote goes (the kqueue lock not held)."""
+    kn.ops.kq.drop_from_thread(kn)

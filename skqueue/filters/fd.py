@@ -26,16 +26,30 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ..backend.fdinfo import getsockopt_int, pipe_capacity, socket_outq
+from ..backend.inotify import IN_MODIFY, IN_Q_OVERFLOW
 from ..backend.sockdiag import accept_queue_length
 from ..constants import EV_CLEAR, EV_DISPATCH, EV_EOF, EV_ONESHOT, EVFILT_READ, NOTE_LOWAT
-from ..event import kevent
+from ..knote import (
+    KN_DETACHED,
+    KN_DISABLED,
+    KN_OWNED,
+    KN_QUEUED,
+    KN_REPORTED,
+    REPORT,
+    REPORT_REARMED,
+    SKIP,
+    Delivery,
+    Filter,
+    Knote,
+    KqueueHost,
+    NestedKqueue,
+)
 from ..sched.world import incoming_cpu
-from .base import KN_DETACHED, KN_DISABLED, KN_QUEUED, KN_REARMED, Filter, Knote
-from .vnode import Subscription, unwatch_growth, watch_growth
 
 if TYPE_CHECKING:
     from ..backend.epoll import Handler
-    from ..core import KqueueCore
+    from ..backend.watcher import Subscription
+    from ..event import kevent
 
 _IN = select.EPOLLIN | select.EPOLLRDHUP
 _OUT = select.EPOLLOUT
@@ -64,7 +78,6 @@ class FdWatch:
         "edge",
         "fd",
         "growth",
-        "harvest",
         "identity",
         "kind",
         "nested",
@@ -83,15 +96,8 @@ class FdWatch:
         self.identity = (st.st_dev, st.st_ino)
         self.kind = _kind_of(fd, st.st_mode)
         self.anonymous = self.kind == FIFO and st.st_dev == _pipe_device()  # pipe(2), not mkfifo
-        self.nested: weakref.ref[KqueueCore] | None = None  # the skqueue kqueue behind fd
+        self.nested: weakref.ref[NestedKqueue] | None = None  # the skqueue kqueue behind fd
         self.seen_enqueues = -1  # nested.enqueues when an EV_CLEAR READ last looked
-        if self.kind == OTHER:
-            from ..kqueue import core_behind  # the kqueue module imports this one
-
-            inner = core_behind(fd)
-            if inner is not None:
-                self.kind = KQUEUE
-                self.nested = weakref.ref(inner)
         self.read: Knote | None = None
         self.write: Knote | None = None
         self.armed = -1  # mask in the kernel; -1 = unknown (forces a MOD)
@@ -102,7 +108,6 @@ class FdWatch:
         self.unsettled = False  # epoll says ready, our measure disagrees
         self.growth: Subscription | None = None  # inotify watch waking READ on a file
         self.plain: Knote | None = None  # the knote deliver()'s fast path may serve
-        self.harvest = -1  # core.harvests when last delivered straight from a harvest
 
     def update_mode(self) -> None:
         # An unsettled fd would make a level item report again at once, for ever
@@ -149,7 +154,7 @@ def _kind_of(fd: int, mode: int) -> int:
 
 # A one-shot item is armed only for knotes waiting for the kernel; an edge item
 # also while its knotes are queued or owned, so that data arriving meanwhile is seen.
-_NOT_WAITING = KN_DISABLED | KN_QUEUED | KN_DETACHED
+_NOT_WAITING = KN_DISABLED | KN_QUEUED | KN_DETACHED | KN_OWNED
 _NOT_ENABLED = KN_DISABLED | KN_DETACHED
 
 
@@ -158,10 +163,10 @@ class FdFilter(Filter):
 
     is_fd = True
 
-    def __init__(self, core: KqueueCore) -> None:
-        super().__init__(core)
+    def __init__(self, kq: KqueueHost) -> None:
+        super().__init__(kq)
         self.watches: dict[int, FdWatch] = {}
-        self._epoll_modify = core.backend.epoll.modify
+        self._modify = kq.poller.modify
         self._int_buf = array("i", [0])  # ioctl scratch; filter calls hold the kqueue lock
 
     # Registration ----------------------------------------------------------------
@@ -173,30 +178,60 @@ class FdFilter(Filter):
         new = watch is None
         if watch is None:
             watch = FdWatch(fd, os.fstat(fd))
+            if watch.kind == OTHER:
+                inner = self.kq.nested_kqueue(fd)
+                if inner is not None:
+                    watch.kind = KQUEUE
+                    watch.nested = weakref.ref(inner)
         if watch.kind == KQUEUE and kn.filter != EVFILT_READ:
             raise OSError(errno.EINVAL, "a kqueue has only EVFILT_READ")
         if watch.anonymous and kn.filter != EVFILT_READ and _poll_now(fd) & _UNUSUAL:
             # FreeBSD refuses WRITE on a pipe whose other end is closed (pipe_kqfilter);
             # a FIFO keeps its ends, so a new reader may still come.
             raise OSError(errno.EPIPE, os.strerror(errno.EPIPE))
-        if new:
-            if watch.kind != REGULAR:
-                try:
-                    self.core.backend.add(fd, select.EPOLLONESHOT, self._handler(watch))
-                except PermissionError:  # epoll refuses some files: always ready
-                    watch.kind = REGULAR
-                watch.armed = 0
-            if watch.kind == SOCKET:
-                watch.sndbuf = _sndbuf(fd)
-            self.watches[fd] = watch
+        if new and watch.kind == SOCKET:
+            watch.sndbuf = _sndbuf(fd)
         if kn.filter == EVFILT_READ:
             watch.read = kn
-            if watch.kind == REGULAR:  # FreeBSD wakes READ on a file when it grows
-                watch.growth = watch_growth(self.core, fd, lambda: self.recheck(kn))
         else:
             watch.write = kn
-        kn.hook = watch
         watch.update_mode()
+        if new and watch.kind != REGULAR:
+            # One epoll_ctl(ADD), with the mask the knote needs from the start: a new
+            # watch has this knote only, enabled and not owned.
+            edge, mask = watch.want_edge, _IN if kn.filter == EVFILT_READ else _OUT
+            try:
+                self.kq.poller.add(
+                    fd,
+                    mask | (select.EPOLLET if edge else select.EPOLLONESHOT),
+                    self._handler(watch),
+                )
+            except PermissionError:  # epoll refuses some files: always ready
+                watch.kind = REGULAR
+                watch.update_mode()
+            else:
+                watch.armed, watch.edge = mask, edge
+        if new:
+            self.watches[fd] = watch
+        if kn.filter == EVFILT_READ and watch.kind == REGULAR:
+            watch.growth = self._watch_growth(kn)  # FreeBSD wakes READ on a file when it grows
+        kn.hook = watch
+
+    def _watch_growth(self, kn: Knote) -> Subscription | None:
+        """Recheck READ on a regular file when it is written (READ at EOF wakes up).
+
+        None when inotify cannot watch it (watch limit): the knote then falls
+        back to being re-checked at registration and release only.
+        """
+
+        def on_event(mask: int, name: str) -> None:
+            if mask & (IN_MODIFY | IN_Q_OVERFLOW):
+                self.recheck(kn)
+
+        try:
+            return self.kq.watcher.subscribe(kn.ident, on_event)
+        except OSError:
+            return None
 
     def touch(self, kn: Knote, ev: kevent) -> None:
         super().touch(kn, ev)
@@ -207,7 +242,7 @@ class FdFilter(Filter):
         if watch.read is kn:
             watch.read = None
             if watch.growth is not None:
-                unwatch_growth(self.core, watch.growth)
+                self.kq.watcher.unsubscribe(watch.growth)
                 watch.growth = None
         elif watch.write is kn:
             watch.write = None
@@ -215,7 +250,7 @@ class FdFilter(Filter):
         if watch.read is None and watch.write is None:
             del self.watches[watch.fd]
             if watch.kind != REGULAR:
-                self.core.backend.remove(watch.fd)
+                self.kq.poller.remove(watch.fd)
         else:
             self._rearm(watch, None)
 
@@ -232,27 +267,23 @@ class FdFilter(Filter):
 
     # Readiness ---------------------------------------------------------------------
     def _handler(self, watch: FdWatch) -> Handler:
-        core = self.core
-        activate = core.activate
+        activate = self.kq.activate
+        report_now = self.kq.report_now
         deliver_plain = self._deliver_plain
 
         def on_ready(events: int) -> None:
             r = watch.plain
-            direct = core.direct
-            if direct is not None and r is not None:
-                if watch.harvest == core.harvests:
-                    # Delivered and re-armed earlier in this harvest; this is a second
-                    # report of the number (an item orphaned by dup + close fires under
-                    # it too).  The re-armed item reports whatever is still pending.
+            if r is not None:
+                if r.status & KN_REPORTED:
+                    # Reported earlier in this harvest; this is a second report of the
+                    # number (an item orphaned by dup + close fires under it too).  The
+                    # re-armed item reports whatever is still pending.
                     return
                 if (
                     not (events | watch.revents) & _UNUSUAL
                     and not r.status & _NOT_WAITING
-                    and len(direct) < core.direct_room
-                    and deliver_plain(r, watch)
+                    and report_now(r, deliver_plain)
                 ):
-                    watch.harvest = core.harvests
-                    direct.append(kevent(r.ident, EVFILT_READ, r.flags, 0, r.data, r.udata))
                     return
             edge = watch.edge
             if not edge:
@@ -276,17 +307,12 @@ class FdFilter(Filter):
         blockers = _NOT_ENABLED if edge else _NOT_WAITING
         mask = 0
         for kn, bits in ((watch.read, _IN), (watch.write, _OUT)):
-            if (
-                kn is not None
-                and kn is not exclude
-                and not kn.status & blockers
-                and (edge or kn.owner is None)
-            ):
+            if kn is not None and kn is not exclude and not kn.status & blockers:
                 mask |= bits
         if not force and mask == watch.armed and edge == watch.edge:
             return True
         try:
-            self._epoll_modify(watch.fd, mask | (select.EPOLLET if edge else select.EPOLLONESHOT))
+            self._modify(watch.fd, mask | (select.EPOLLET if edge else select.EPOLLONESHOT))
         except OSError as exc:
             if exc.errno in _GONE:
                 return False
@@ -301,12 +327,12 @@ class FdFilter(Filter):
         if watch.kind == REGULAR or (watch.edge and not kn.flags & EV_CLEAR):
             ready = self._measure_or_guess(kn, watch)
             if ready is None:
-                self.core.drop_fd(watch.fd)
+                self.kq.drop_fd(watch.fd)
                 return
             if ready:
-                self.core.activate(kn)
+                self.kq.activate(kn)
         if not self._rearm(watch, None):
-            self.core.drop_fd(watch.fd)
+            self.kq.drop_fd(watch.fd)
 
     def activation_cpu(self, kn: Knote) -> int:
         watch: FdWatch = kn.hook
@@ -317,15 +343,16 @@ class FdFilter(Filter):
         return super().activation_cpu(kn)
 
     # Delivery ------------------------------------------------------------------------
-    def _deliver_plain(self, kn: Knote, watch: FdWatch) -> bool:
+    def _deliver_plain(self, kn: Knote) -> bool:
         """The short path of a lone level READ on a socket or pipe: one FIONREAD and
         the re-arm.  False when anything is unusual; the general path sorts it out."""
+        watch: FdWatch = kn.hook
         fd, buf = watch.fd, self._int_buf
         try:
             _ioctl(fd, _FIONREAD, buf)
             if buf[0] <= 0:
                 return False
-            self._epoll_modify(fd, _IN_ONESHOT)  # also the identity check
+            self._modify(fd, _IN_ONESHOT)  # also the identity check
         except OSError:
             return False
         if watch.revents:
@@ -335,37 +362,37 @@ class FdFilter(Filter):
         kn.data, kn.fflags, kn.oflags = buf[0], 0, 0
         return True
 
-    def deliver(self, kn: Knote) -> bool:
+    def deliver(self, kn: Knote) -> Delivery:
         watch: FdWatch = kn.hook
+        owned = kn.status & KN_OWNED
         if (
             watch.plain is kn
-            and kn.owner is None
+            and not owned
             and not watch.revents & _UNUSUAL
-            and self._deliver_plain(kn, watch)
+            and self._deliver_plain(kn)
         ):
-            kn.status |= KN_REARMED
-            return True
+            return REPORT_REARMED
         ready = self._measure_or_guess(kn, watch)
         if ready is None:
-            self.core.drop_fd(watch.fd)
-            return False
+            self.kq.drop_fd(watch.fd)
+            return SKIP
         if ready == watch.unsettled and watch.kind != REGULAR:
             watch.unsettled = not ready
             watch.update_mode()
         if watch.edge:
             if self.stale(kn):
-                self.core.drop_fd(watch.fd)
-                return False
+                self.kq.drop_fd(watch.fd)
+                return SKIP
         else:
             # Re-arm (classic) or keep disarmed while owned (SKQ); the MOD also
             # proves the fd still names the file it was registered on.
-            exclude = kn if ready and kn.owner is not None else None
+            exclude = kn if ready and owned else None
             if not self._rearm(watch, exclude, force=True):
-                self.core.drop_fd(watch.fd)
-                return False
+                self.kq.drop_fd(watch.fd)
+                return SKIP
             if ready and exclude is None and not kn.flags & (EV_DISPATCH | EV_ONESHOT):
-                kn.status |= KN_REARMED
-        return ready
+                return REPORT_REARMED
+        return REPORT if ready else SKIP
 
     def _measure_or_guess(self, kn: Knote, watch: FdWatch) -> bool | None:
         """_measure; None only if the fd is closed (EBADF, also for another file now).

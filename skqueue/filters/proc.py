@@ -42,10 +42,9 @@ from typing import TYPE_CHECKING
 from ..backend.pidfd import exit_status
 from ..backend.proc_connector import ProcConnector
 from ..constants import EV_CLEAR, EV_EOF, EV_ONESHOT, NOTE_EXEC, NOTE_EXIT, NOTE_FORK, NOTE_TRACK
-from .base import KN_DETACHED, Filter, Knote
+from ..knote import KN_DETACHED, REPORT, SKIP, Delivery, Filter, Knote, KqueueHost
 
 if TYPE_CHECKING:
-    from ..core import KqueueCore
     from ..event import kevent
 
 _CONNECTOR_NOTES = NOTE_FORK | NOTE_EXEC
@@ -71,10 +70,11 @@ def _refuse(err: int) -> OSError:
 class ProcFilter(Filter):
     """NOTE_EXIT, NOTE_FORK, NOTE_EXEC on a process id."""
 
-    def __init__(self, core: KqueueCore) -> None:
-        super().__init__(core)
+    def __init__(self, kq: KqueueHost) -> None:
+        super().__init__(kq)
         self.connector: ProcConnector | None = None
         self.following: dict[int, Knote] = {}  # pid -> knote that wants FORK/EXEC
+        self.pidfds: set[int] = set()  # open pidfds, for abandon()
 
     # Registration -----------------------------------------------------------------
     def attach(self, kn: Knote) -> None:
@@ -97,10 +97,11 @@ class ProcFilter(Filter):
         kn.hook = ProcState(pidfd)
         try:
             # One-shot: a pidfd stays readable forever once the process has exited.
-            self.core.backend.add(pidfd, _EXIT_EVENTS, lambda _: self._exit(kn))
+            self.kq.poller.add(pidfd, _EXIT_EVENTS, lambda _: self._exit(kn))
         except OSError:
             os.close(pidfd)
             raise
+        self.pidfds.add(pidfd)
         self._follow(kn)
 
     def touch(self, kn: Knote, ev: kevent) -> None:
@@ -116,7 +117,8 @@ class ProcFilter(Filter):
     def _close_pidfd(self, state: ProcState) -> None:
         """Give the pidfd back; once the exit status is read it has nothing left to tell."""
         if state.pidfd >= 0:
-            self.core.backend.remove(state.pidfd)
+            self.pidfds.discard(state.pidfd)
+            self.kq.poller.remove(state.pidfd)
             os.close(state.pidfd)
             state.pidfd = -1
 
@@ -132,7 +134,7 @@ class ProcFilter(Filter):
                 except OSError:
                     return  # best effort: the platform cannot tell (see the docstring)
                 fd = self.connector.fileno()
-                self.core.backend.add(fd, select.EPOLLIN, self._connector_ready)
+                self.kq.poller.add(fd, select.EPOLLIN, self._connector_ready)
         elif self.following.get(kn.ident) is kn:
             del self.following[kn.ident]
             if not self.following:
@@ -156,7 +158,7 @@ class ProcFilter(Filter):
         state: ProcState = kn.hook
         state.notes |= note & kn.sfflags
         if state.notes:
-            self.core.activate(kn)
+            self.kq.activate(kn)
 
     def _exit(self, kn: Knote) -> None:
         """The pidfd became readable: the process is gone."""
@@ -172,33 +174,33 @@ class ProcFilter(Filter):
         self._follow(kn)
         self._note(kn, NOTE_EXIT)
         if not state.notes:
-            self.core.drop(kn)  # nothing to say about it: FreeBSD's EV_DROP
+            self.kq.drop(kn)  # nothing to say about it: FreeBSD's EV_DROP
 
     # Delivery -----------------------------------------------------------------------
-    def deliver(self, kn: Knote) -> bool:
+    def deliver(self, kn: Knote) -> Delivery:
         state: ProcState = kn.hook
         kn.fflags = state.notes
         kn.data = state.status if state.notes & NOTE_EXIT else 0
         kn.oflags = EV_EOF | EV_ONESHOT if state.exited else 0
-        return bool(state.notes)
+        return REPORT if state.notes else SKIP
 
     def clear(self, kn: Knote) -> None:
         kn.hook.notes = 0
 
     def recheck(self, kn: Knote) -> None:
         if kn.hook.notes:
-            self.core.activate(kn)
+            self.kq.activate(kn)
 
     def close(self) -> None:
         if self.connector is not None:
-            self.core.backend.remove(self.connector.fileno())
+            self.kq.poller.remove(self.connector.fileno())
             self.connector.close()
             self.connector = None
 
     def abandon(self) -> None:
-        for kn in self.core.knotes.values():
-            if kn.ops is self and kn.hook.pidfd >= 0:
-                os.close(kn.hook.pidfd)
+        for pidfd in self.pidfds:
+            os.close(pidfd)
+        self.pidfds.clear()
         if self.connector is not None:
             self.connector.abandon()
             self.connector = None

@@ -76,13 +76,10 @@ import threading
 from collections import Counter
 from collections.abc import Callable
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ..constants import EV_CLEAR, EVFILT_SIGNAL
-from .base import Filter, Knote
-
-if TYPE_CHECKING:
-    from ..core import KqueueCore
+from ..constants import EV_CLEAR
+from ..knote import REPORT, SKIP, Delivery, Filter, Knote, KqueueHost
 
 _Disposition = Callable[[int, FrameType | None], Any] | int | signal.Handlers | None
 
@@ -320,9 +317,9 @@ os.register_at_fork(after_in_child=hub.after_fork_in_child)
 class SignalFilter(Filter):
     """EVFILT_SIGNAL for one kqueue; kn.hook = deliveries not yet reported."""
 
-    def __init__(self, core: KqueueCore) -> None:
-        super().__init__(core)
-        self.knotes = 0
+    def __init__(self, kq: KqueueHost) -> None:
+        super().__init__(kq)
+        self.watched: dict[int, Knote] = {}  # signal number -> its knote here
 
     def attach(self, kn: Knote) -> None:
         signo = kn.ident
@@ -331,34 +328,36 @@ class SignalFilter(Filter):
         kn.flags |= EV_CLEAR  # as FreeBSD: data counts deliveries since the last report
         kn.hook = 0
         hub.watch(signo, self)
-        self.knotes += 1
-        self.core.before_wait = hub.drain
+        self.watched[signo] = kn
+        self.kq.set_before_wait(hub.drain)
 
     def detach(self, kn: Knote) -> None:
         hub.unwatch(kn.ident, self)
-        self.knotes -= 1
-        if not self.knotes:
-            self.core.before_wait = None
+        if self.watched.get(kn.ident) is kn:
+            del self.watched[kn.ident]
+        if not self.watched:
+            self.kq.set_before_wait(None)
 
     def signalled(self, signo: int, count: int) -> None:
         """Hub thread: signo was delivered count times."""
-        core = self.core
-        with core.lock:
-            kn = core.knotes.get((signo, EVFILT_SIGNAL))
-            if core.closed or kn is None:
-                return
-            kn.hook += count
-            core.activate(kn)
 
-    def deliver(self, kn: Knote) -> bool:
+        def count_in() -> Knote | None:
+            kn = self.watched.get(signo)
+            if kn is not None:
+                kn.hook += count
+            return kn
+
+        self.kq.activate_from_thread(count_in)
+
+    def deliver(self, kn: Knote) -> Delivery:
         kn.data = kn.hook
         kn.fflags = 0
         kn.oflags = 0
-        return kn.data > 0
+        return REPORT if kn.data > 0 else SKIP
 
     def clear(self, kn: Knote) -> None:
         kn.hook = 0
 
     def recheck(self, kn: Knote) -> None:
         if kn.hook:
-            self.core.activate(kn)
+            self.kq.activate(kn)

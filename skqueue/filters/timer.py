@@ -22,10 +22,9 @@ from ..constants import (
     NOTE_SECONDS,
     NOTE_USECONDS,
 )
-from .base import KN_ACTIVE, Filter, Knote
+from ..knote import KN_ACTIVE, REPORT, SKIP, Delivery, Filter, Knote, KqueueHost
 
 if TYPE_CHECKING:
-    from ..core import KqueueCore
     from ..event import kevent
 
 _UNITS = {
@@ -68,12 +67,12 @@ class TimerFilter(Filter):
     of the heap it is rebuilt without them (amortised O(1) per cancellation).
     """
 
-    def __init__(self, core: KqueueCore) -> None:
-        super().__init__(core)
+    def __init__(self, kq: KqueueHost) -> None:
+        super().__init__(kq)
         self.heap: list[_Entry] = []
         self._dead = 0  # entries whose knote slot was emptied
         self._seq = 0
-        core.backend.alarm_handler = self.expire
+        kq.poller.alarm_handler = self.expire
 
     def attach(self, kn: Knote) -> None:
         if not kn.sfflags & NOTE_ABSTIME:  # as FreeBSD: data counts expirations since
@@ -121,7 +120,7 @@ class TimerFilter(Filter):
         deadline, period = self._schedule(kn)
         heap = self.heap
         if not heap or deadline < heap[0][0]:
-            self.core.backend.arm_alarm(deadline)  # the one step that may fail
+            self.kq.poller.arm_alarm(deadline)  # the one step that may fail
         state: TimerState = kn.hook
         self._cancel(state)
         state.deadline, state.period, state.expired = deadline, period, 0
@@ -167,20 +166,20 @@ class TimerFilter(Filter):
                 self._insert(kn, state)
             else:
                 state.expired += 1
-            self.core.activate(kn)
+            self.kq.activate(kn)
         if heap:
-            self.core.backend.arm_alarm(heap[0][0])
+            self.kq.poller.arm_alarm(heap[0][0])
 
-    def deliver(self, kn: Knote) -> bool:
+    def deliver(self, kn: Knote) -> Delivery:
         state: TimerState = kn.hook
         kn.data = state.expired
         kn.fflags = 0
         kn.oflags = 0
-        return state.expired > 0
+        return REPORT if state.expired > 0 else SKIP
 
     def clear(self, kn: Knote) -> None:
         kn.hook.expired = 0
 
     def recheck(self, kn: Knote) -> None:
         if kn.hook.expired:
-            self.core.activate(kn)
+            self.kq.activate(kn)

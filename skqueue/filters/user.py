@@ -13,7 +13,7 @@ from ..constants import (
     NOTE_FFOR,
     NOTE_TRIGGER,
 )
-from .base import Filter, Knote
+from ..knote import REPORT, SKIP, Delivery, Filter, Knote
 
 if TYPE_CHECKING:
     from ..event import kevent
@@ -48,15 +48,15 @@ class UserFilter(Filter):
             current = bits
         kn.sfflags = current & NOTE_FFLAGSMASK
 
-    def deliver(self, kn: Knote) -> bool:
+    def deliver(self, kn: Knote) -> Delivery:
         kn.fflags = kn.sfflags
         kn.data = kn.sdata
         kn.oflags = 0
-        return bool(kn.hook)
+        return REPORT if kn.hook else SKIP
 
     def clear(self, kn: Knote) -> None:
         kn.hook = False
 
     def recheck(self, kn: Knote) -> None:
         if kn.hook:
-            self.core.activate(kn)
+            self.kq.activate(kn)

@@ -1,12 +1,7 @@
-"""EVFILT_VNODE: file and directory changes, from the kqueue's one inotify fd.
+"""EVFILT_VNODE: file and directory changes, from the kqueue's shared watcher.
 
-Each kqueue owns at most one inotify instance (``InotifyWatcher``), created with
-the first watch and closed with the last, registered in the kqueue's epoll set.
-A knote watches the inode behind its fd through the ``/proc/self/fd/N`` magic
-link, which names the open file itself: it works for files that were already
-unlinked or renamed, and cannot race with a rename the way a path from
-``readlink`` would.  inotify keys watches by inode, so two fds on one file share a
-watch descriptor; the watcher fans each event out to every subscriber.
+A knote subscribes to the kqueue's one inotify instance (``backend.watcher``,
+reached as ``KqueueHost.watcher``) for the inode behind its fd.
 
 Linux events map onto FreeBSD notes like this:
 
@@ -56,19 +51,14 @@ from __future__ import annotations
 
 import errno
 import os
-import select
 import stat
-from collections import Counter
-from collections.abc import Callable
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
-from ..backend import inotify
 from ..backend.inotify import (
     IN_ATTRIB,
     IN_CREATE,
     IN_DELETE,
     IN_DELETE_SELF,
-    IN_IGNORED,
     IN_ISDIR,
     IN_MODIFY,
     IN_MOVE_SELF,
@@ -77,10 +67,10 @@ from ..backend.inotify import (
     IN_Q_OVERFLOW,
     IN_UNMOUNT,
 )
+from ..backend.watcher import MOVED_ACROSS
 from ..constants import (
     EV_EOF,
     EV_ONESHOT,
-    EVFILT_VNODE,
     NOTE_ATTRIB,
     NOTE_DELETE,
     NOTE_EXTEND,
@@ -89,145 +79,15 @@ from ..constants import (
     NOTE_REVOKE,
     NOTE_WRITE,
 )
-from .base import KN_DETACHED, Filter, Knote
+from ..knote import KN_DETACHED, REPORT, SKIP, Delivery, Filter, Knote, KqueueHost
 
 if TYPE_CHECKING:
-    from ..core import KqueueCore
+    from ..backend.watcher import Subscription
 
-#: Called with the event mask (plus MOVED_ACROSS) and the entry name ("" = itself).
-Callback = Callable[[int, str], None]
-
-# One fixed mask for every watch: a second subscriber on the same inode then
-# never needs the kernel mask changed (IN_UNMOUNT/IGNORED/OVERFLOW always come).
-_MASK = (
-    IN_MODIFY
-    | IN_ATTRIB
-    | IN_MOVE_SELF
-    | IN_DELETE_SELF
-    | IN_CREATE
-    | IN_DELETE
-    | IN_MOVED_FROM
-    | IN_MOVED_TO
-)
 _MOVED = IN_MOVED_FROM | IN_MOVED_TO
-#: Private bit: a move whose other half was not in this directory (cross-directory).
-MOVED_ACROSS = 0x0100_0000
 _ALL_NOTES = (
     NOTE_DELETE | NOTE_WRITE | NOTE_EXTEND | NOTE_ATTRIB | NOTE_LINK | NOTE_RENAME | NOTE_REVOKE
 )
-
-
-class Subscription:
-    """One interest in one inode; ``wd`` is -1 once the kernel dropped the watch."""
-
-    __slots__ = ("callback", "wd")
-
-    def __init__(self, wd: int, callback: Callback) -> None:
-        self.wd = wd
-        self.callback = callback
-
-
-class InotifyWatcher:
-    """The kqueue's inotify instance, shared by VNODE knotes and READ on regular files."""
-
-    def __init__(self, core: KqueueCore) -> None:
-        self.core = core
-        self.fd = -1
-        self.subs: dict[int, list[Subscription]] = {}
-        self.held: list[Callable[[], None]] = []  # see hold()
-
-    def subscribe(self, fd: int, callback: Callback) -> Subscription:
-        """Watch the file open on fd; raises OSError (ENOSPC: watch limit) on failure."""
-        if self.fd < 0:
-            self.fd = inotify.inotify_init()
-            self.core.backend.add(self.fd, select.EPOLLIN, self._on_ready)
-        try:
-            wd = inotify.inotify_add_watch(self.fd, f"/proc/self/fd/{fd}", _MASK)
-        except OSError:
-            self._close_if_idle()
-            raise
-        sub = Subscription(wd, callback)
-        self.subs.setdefault(wd, []).append(sub)
-        return sub
-
-    def unsubscribe(self, sub: Subscription) -> None:
-        subs = self.subs.get(sub.wd)
-        if subs is not None and sub in subs:
-            subs.remove(sub)
-            if not subs:
-                del self.subs[sub.wd]
-                inotify.inotify_rm_watch(self.fd, sub.wd)
-        sub.wd = -1
-        self._close_if_idle()
-
-    def hold(self, activation: Callable[[], None]) -> None:
-        """Run activation after the next event of the batch if that event is its op's.
-
-        Linux reports a file's lost link (IN_ATTRIB) before the rest of the
-        operation, FreeBSD after it: unlink posts the directory's NOTE_WRITE, then
-        the file's NOTE_DELETE (vop_remove_post); a rename over a file posts the
-        source's NOTE_RENAME, then the target's NOTE_DELETE (vop_rename_post).
-        """
-        self.held.append(activation)
-
-    def _close_if_idle(self) -> None:
-        """Give the inotify instance back (the per-user limit is 128) when unused."""
-        if self.fd >= 0 and not self.subs:
-            self.close()
-
-    def _on_ready(self, events: int) -> None:
-        batch = inotify.read_inotify(self.fd)
-        # A rename inside one directory shows both halves on its watch with one cookie.
-        halves = Counter((ev.wd, ev.cookie) for ev in batch if ev.mask & _MOVED)
-        for ev in batch:
-            mask = ev.mask
-            if mask & _MOVED and halves[(ev.wd, ev.cookie)] < 2:
-                mask |= MOVED_ACROSS
-            if mask & IN_Q_OVERFLOW:
-                targets = [sub for subs in self.subs.values() for sub in subs]
-            else:
-                targets = list(self.subs.get(ev.wd, ()))
-            # What the previous event held goes after this one when this one
-            # completes its operation, else before it (it was an operation of its own).
-            held, self.held = self.held, []
-            if not _ends_unlink(mask):
-                _run(held)
-                held = []
-            for sub in targets:
-                if sub.wd != -1:
-                    sub.callback(mask, ev.name)
-            _run(held)
-            if mask & IN_IGNORED:  # the kernel dropped the watch; its wd may be reused
-                for sub in self.subs.pop(ev.wd, ()):
-                    sub.wd = -1
-        held, self.held = self.held, []
-        _run(held)
-        self._close_if_idle()
-
-    def close(self) -> None:
-        if self.fd >= 0:
-            self.core.backend.remove(self.fd)
-            os.close(self.fd)
-            self.fd = -1
-        for subs in self.subs.values():
-            for sub in subs:
-                sub.wd = -1
-        self.subs.clear()
-
-
-def _ends_unlink(mask: int) -> bool:
-    """The event Linux sends after a file's lost link within one unlink or rename."""
-    return bool(mask & IN_MOVE_SELF or (mask & IN_DELETE and not mask & IN_ISDIR))
-
-
-def _run(activations: list[Callable[[], None]]) -> None:
-    for activation in activations:
-        activation()
-
-
-def inotify_of(core: KqueueCore) -> InotifyWatcher:
-    """The kqueue's shared inotify watcher (owned by its VNODE filter instance)."""
-    return cast(VnodeFilter, core.filter_for(EVFILT_VNODE)).inotify
 
 
 class VnodeState:
@@ -348,16 +208,16 @@ class VnodeFilter(Filter):
 
     is_fd = True
 
-    def __init__(self, core: KqueueCore) -> None:
-        super().__init__(core)
-        self.inotify = InotifyWatcher(core)
+    def __init__(self, kq: KqueueHost) -> None:
+        super().__init__(kq)
         self.directories: dict[Knote, None] = {}  # knotes on directories (see _rmdir)
 
     def attach(self, kn: Knote) -> None:
         st = os.fstat(kn.ident)
         _check_watchable(kn.ident, st.st_mode)
         state = VnodeState(kn.ident, st)
-        state.sub = self.inotify.subscribe(kn.ident, lambda mask, name: self._event(kn, mask, name))
+        watcher = self.kq.watcher
+        state.sub = watcher.subscribe(kn.ident, lambda mask, name: self._event(kn, mask, name))
         kn.hook = state
         if state.is_dir:
             self.directories[kn] = None
@@ -366,7 +226,7 @@ class VnodeFilter(Filter):
         state: VnodeState = kn.hook
         self.directories.pop(kn, None)
         if state.sub is not None:
-            self.inotify.unsubscribe(state.sub)
+            self.kq.watcher.unsubscribe(state.sub)
 
     def _current(self, kn: Knote) -> os.stat_result | None:
         """fstat the knote's fd; None (and the knote dropped) if it names another file."""
@@ -376,7 +236,7 @@ class VnodeFilter(Filter):
         except OSError:
             st = None
         if st is None or (st.st_dev, st.st_ino) != state.identity:
-            self.core.drop(kn)
+            self.kq.drop(kn)
             return None
         return st
 
@@ -401,9 +261,9 @@ class VnodeFilter(Filter):
         if not (state.notes or state.revoked):
             return
         if held:  # unlinked: FreeBSD posts it last
-            self.inotify.hold(lambda: self.core.activate(kn))
+            self.kq.watcher.hold(lambda: self.kq.activate(kn))
         else:
-            self.core.activate(kn)
+            self.kq.activate(kn)
 
     def _rmdir(self) -> None:
         """A subdirectory of a watched directory was removed: NOTE_DELETE its knotes.
@@ -421,14 +281,14 @@ class VnodeFilter(Filter):
                     state.nlink = 0
                     self._post(kn, [NOTE_DELETE])
 
-    def deliver(self, kn: Knote) -> bool:
+    def deliver(self, kn: Knote) -> Delivery:
         if self._current(kn) is None:
-            return False
+            return SKIP
         state: VnodeState = kn.hook
         kn.fflags = state.notes & _ALL_NOTES
         kn.data = 0
         kn.oflags = EV_EOF | EV_ONESHOT if state.revoked else 0
-        return bool(state.notes) or state.revoked
+        return REPORT if state.notes or state.revoked else SKIP
 
     def clear(self, kn: Knote) -> None:
         kn.hook.notes = 0
@@ -436,7 +296,7 @@ class VnodeFilter(Filter):
     def recheck(self, kn: Knote) -> None:
         state: VnodeState = kn.hook
         if state.notes or state.revoked:
-            self.core.activate(kn)
+            self.kq.activate(kn)
 
     def stale(self, kn: Knote) -> bool:
         state: VnodeState = kn.hook
@@ -445,32 +305,3 @@ class VnodeFilter(Filter):
         except OSError:
             return True
         return (st.st_dev, st.st_ino) != state.identity
-
-    def close(self) -> None:
-        self.inotify.close()
-
-    def abandon(self) -> None:
-        if self.inotify.fd >= 0:
-            os.close(self.inotify.fd)
-            self.inotify.fd = -1
-
-
-def watch_growth(core: KqueueCore, fd: int, on_modify: Callable[[], None]) -> Subscription | None:
-    """Call on_modify when the regular file on fd is written (READ at EOF wakes up).
-
-    None when inotify cannot watch it (watch limit): the READ knote then falls
-    back to being re-checked at registration and release only.
-    """
-
-    def on_event(mask: int, name: str) -> None:
-        if mask & (IN_MODIFY | IN_Q_OVERFLOW):
-            on_modify()
-
-    try:
-        return inotify_of(core).subscribe(fd, on_event)
-    except OSError:
-        return None
-
-
-def unwatch_growth(core: KqueueCore, sub: Subscription) -> None:
-    inotify_of(core).unsubscribe(sub)

@@ -7,14 +7,57 @@ Its estimates and its accounting are functions of the times its caller gives it
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ..filters.base import Knote
+    from ..knote import Knote
 
 _EWMA_OLD = 0.95  # SKQ's 95/5 moving average of time per event
+
+
+class WaitQueue:
+    """A condition on the kqueue lock that knows how many threads it has not woken yet.
+
+    threading.Condition keeps that count private (``_waiters``); the core needs it
+    to tell a wake-up that reaches a sleeper from one that must go elsewhere (the
+    leader in epoll_wait, or the kqueue's own fd).  Every method but the blocking
+    part of wait() runs with the lock held.
+    """
+
+    __slots__ = ("_lock", "unwoken")
+
+    def __init__(self, lock: threading.Lock) -> None:
+        self._lock = lock
+        #: One lock per thread in wait() that notify() has not picked yet (read-only).
+        self.unwoken: deque[threading.Lock] = deque()
+
+    def wait(self, timeout: float | None) -> bool:
+        """Release the lock until notify() picks this thread or timeout passes; False: timeout."""
+        sleeper = threading.Lock()
+        sleeper.acquire()
+        self.unwoken.append(sleeper)
+        self._lock.release()
+        woken = False
+        try:
+            woken = sleeper.acquire(True, -1 if timeout is None else timeout)
+        finally:
+            self._lock.acquire()
+            if not woken:
+                with contextlib.suppress(ValueError):  # notified as the timeout passed
+                    self.unwoken.remove(sleeper)
+        return woken
+
+    def notify(self) -> None:
+        """Wake the longest-waiting thread, if any."""
+        if self.unwoken:
+            self.unwoken.popleft().release()
+
+    def notify_all(self) -> None:
+        while self.unwoken:
+            self.unwoken.popleft().release()
 
 
 class Kevq:
@@ -53,7 +96,7 @@ class Kevq:
         self.owned: list[Knote] = []
         # A condition on the kqueue lock, private to this kevq, so that placing
         # an event wakes exactly the thread that will take it (no herd).
-        self.cond = threading.Condition(lock)
+        self.cond = WaitQueue(lock)
         self.sleeping = False  # blocked in cond.wait()
         self.waiting = False  # inside a kevent() wait at all
         self.closing = False

@@ -20,7 +20,7 @@ from .kevq import Kevq, RetiredKevqs
 from .topology import Topology
 
 if TYPE_CHECKING:
-    from ..filters.base import Knote
+    from ..knote import Knote
 
 SCHED_RANDOM = 0
 _NAMES = {

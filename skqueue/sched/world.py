@@ -22,7 +22,7 @@ from .policy import Scheduler
 from .topology import Topology
 
 if TYPE_CHECKING:
-    from ..filters.base import Knote
+    from ..knote import Knote
 
 __all__ = ["current_cpu", "incoming_cpu", "machine_topology", "read_topology", "real_scheduler"]
 

@@ -22,7 +22,7 @@ from skqueue import KQ_SCHED_BEST, KQ_SCHED_CPU, KQ_SCHED_FEAT_WS, KQ_SCHED_QUEU
 from skqueue.sched import Kevq, Scheduler, Topology, realtime_budget
 
 if TYPE_CHECKING:
-    from skqueue.filters.base import Knote
+    from skqueue.knote import Knote
 
 #: Two cores with two SMT threads each: CPUs 0, 1 are group 0; CPUs 2, 3 group 2.
 TOPOLOGY = Topology({0: 0, 1: 0, 2: 2, 3: 2})
