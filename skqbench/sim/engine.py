@@ -61,7 +61,7 @@ from skqueue.sched import POLICY_NAMES, Kevq, Scheduler, Topology, realtime_budg
 from .costs import Costs
 
 if TYPE_CHECKING:
-    from skqueue.filters.base import Knote
+    from skqueue.knote import Knote
 
 DESIGNS = ("skq", "vanilla", "dispatch", "reuseport", "kqueue")
 WORKS = ("cpu", "sleep")
