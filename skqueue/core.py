@@ -233,6 +233,10 @@ class KqueueCore:
             if kn is not None:
                 self.activate(kn)
 
+    @property
+    def reports_now(self) -> bool:
+        return self.sched is None
+
     def report_now(self, kn: Knote, fill: Callable[[Knote], bool]) -> bool:
         reported = self._reported
         if reported is None or len(reported) >= self._room or not fill(kn):
@@ -631,8 +635,9 @@ class KqueueCore:
                     kn.status |= KN_DISABLED
             if delivery is REPORT_REARMED:
                 continue  # classic mode, and its delivery re-armed it: nothing to release
-            kn.owner = kevq
-            kn.status |= KN_OWNED
+            if not multi:  # SKQ made it owned before deliver()
+                kn.owner = kevq
+                kn.status |= KN_OWNED
             kevq.owned.append(kn)
         if not multi:
             self._release_owned(kevq)

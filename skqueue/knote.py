@@ -128,6 +128,14 @@ class KqueueHost(Protocol):
         Nothing happens once the kqueue is closed.
         """
 
+    @property
+    def reports_now(self) -> bool:
+        """Whether report_now can ever take a knote: a classic kqueue.
+
+        Fixed before the first registration (FKQMULTI is refused after any kevent()
+        call), so a handler may ask once, when it is made, and spare SKQ a call per event.
+        """
+
     def report_now(self, kn: Knote, fill: Callable[[Knote], bool]) -> bool:
         """The classic fast path, from a handler: report ready kn without queueing it.
 

@@ -268,7 +268,7 @@ class FdFilter(Filter):
     # Readiness ---------------------------------------------------------------------
     def _handler(self, watch: FdWatch) -> Handler:
         activate = self.kq.activate
-        report_now = self.kq.report_now
+        report_now = self.kq.report_now if self.kq.reports_now else None
         deliver_plain = self._deliver_plain
 
         def on_ready(events: int) -> None:
@@ -282,6 +282,7 @@ class FdFilter(Filter):
                 if (
                     not (events | watch.revents) & _UNUSUAL
                     and not r.status & _NOT_WAITING
+                    and report_now is not None
                     and report_now(r, deliver_plain)
                 ):
                     return
@@ -395,7 +396,12 @@ class FdFilter(Filter):
         return REPORT if ready else SKIP
 
     def _measure_or_guess(self, kn: Knote, watch: FdWatch) -> bool | None:
-        """_measure; None only if the fd is closed (EBADF, also for another file now).
+        """Fill data/fflags/oflags as FreeBSD does and say whether kn is ready; None only
+        if the fd is closed (EBADF, also for another file now).
+
+        What ``data`` counts depends on the filter and the kind of file; the
+        _READ_MEASURES and _WRITE_MEASURES tables pick the measurement (inline here:
+        this runs for every delivery).
 
         Any other failure is the measurement's, not the fd's: at the fd limit sock_diag
         cannot open its netlink socket, a hung-up tty answers FIONREAD with EIO, a
@@ -404,31 +410,23 @@ class FdFilter(Filter):
         measures afresh.  A reused number is still caught by the re-arm that follows.
         """
         try:
-            return self._measure(kn, watch)
+            revents = watch.revents
+            if watch.kind == FIFO:
+                # Whether the other end is gone, asked now: the bits epoll reported are
+                # shared by both directions and the first delivery clears them.
+                revents = (revents & ~_UNUSUAL) | (_poll_now(watch.fd) & _UNUSUAL)
+            kn.oflags = 0
+            kn.fflags = 0
+            lowat = kn.sdata if kn.sfflags & NOTE_LOWAT and kn.sdata > 0 else 1
+            if kn.filter == EVFILT_READ:
+                watch.revents &= ~(_IN | _ERR)
+                return _READ_MEASURES[watch.kind](self, kn, watch, revents, lowat)
+            watch.revents &= ~(_OUT | _ERR)
+            return _WRITE_MEASURES[watch.kind](self, kn, watch, revents, lowat)
         except OSError as exc:
             if exc.errno == errno.EBADF:
                 return None
             return _guess(kn, watch.fd)
-
-    def _measure(self, kn: Knote, watch: FdWatch) -> bool:
-        """Fill data/fflags/oflags as FreeBSD does and say whether kn is ready.
-
-        What ``data`` counts depends on the filter and the kind of file; the
-        _READ_MEASURES and _WRITE_MEASURES tables pick the measurement.
-        """
-        revents = watch.revents
-        if watch.kind == FIFO:
-            # Whether the other end is gone, asked now: the bits epoll reported are
-            # shared by both directions and the first delivery clears them.
-            revents = (revents & ~_UNUSUAL) | (_poll_now(watch.fd) & _UNUSUAL)
-        kn.oflags = 0
-        kn.fflags = 0
-        lowat = kn.sdata if kn.sfflags & NOTE_LOWAT and kn.sdata > 0 else 1
-        if kn.filter == EVFILT_READ:
-            watch.revents &= ~(_IN | _ERR)
-            return _READ_MEASURES[watch.kind](self, kn, watch, revents, lowat)
-        watch.revents &= ~(_OUT | _ERR)
-        return _WRITE_MEASURES[watch.kind](self, kn, watch, revents, lowat)
 
     # READ: bytes (or connections, or events) waiting --------------------------------
     def _read_file(self, kn: Knote, watch: FdWatch, revents: int, lowat: int) -> bool:
