@@ -235,9 +235,7 @@ class Scheduler:
             return False
         thief.steal_scans += 1
         normal_too = not thief.reserved
-        victims = [
-            k for k in self.kevqs if (k.rt or (normal_too and k.normal)) and k is not thief
-        ]
+        victims = [k for k in self.kevqs if (k.rt or (normal_too and k.normal)) and k is not thief]
         if not victims:
             return False
         if len(victims) > 1:

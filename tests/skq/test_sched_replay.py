@@ -400,13 +400,17 @@ def replay_reserved(
                 clock.now += 1_000
             q.account_return(clock(), len(taken))
             thief = sched.idle_thief(q)
-            trace.append(("took", kevqs.index(q), taken, None if thief is None else kevqs.index(thief)))
+            trace.append(
+                ("took", kevqs.index(q), taken, None if thief is None else kevqs.index(thief))
+            )
         # The reservation: the oldest min(n, kevqs - 1) kevqs, and nothing normal on them.
         count = max(0, min(sched.reserve, len(sched.kevqs) - 1))
         assert [q.reserved for q in sched.kevqs] == [i < count for i in range(len(sched.kevqs))]
         assert not any(q.normal for q in sched.reserved)
     stats = sched.stats()
-    trace.append([stats[key] for key in ("reserved_placements", "reserve_refused", "reserve_evicted")])
+    trace.append(
+        [stats[key] for key in ("reserved_placements", "reserve_refused", "reserve_evicted")]
+    )
     return trace
 
 
@@ -433,8 +437,8 @@ def test_realtime_goes_to_the_best_of_the_reserved_kevqs_and_normal_to_the_other
     assert sched.set_reserve(2) == queued  # they held normal events: placed again elsewhere
     assert not a.normal and not b.normal
     assert [q.reserved for q in (a, b, c, d)] == [True, True, False, False]
-    for q, queued in ((a, 3), (b, 1)):
-        for _ in range(queued):
+    for q, count in ((a, 3), (b, 1)):
+        for _ in range(count):
             q.push(knote(0), True)  # their queues hold realtime events now
     assert sched.place(knote(0), Kevq(LOCK), True) is b  # best of the two reserved
     assert sched.place(knote(0), Kevq(LOCK), False) in (c, d)
