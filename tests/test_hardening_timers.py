@@ -212,6 +212,26 @@ def test_zero_and_tiny_timeouts_poll(kq: skqueue.kqueue, timeout: float) -> None
     assert kq.control(None, 1, timeout) == []
 
 
+def test_short_wait_arms_its_alarm_under_the_lock(
+    kq: skqueue.kqueue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sub-50 ms wait arms the alarm it shares with the TIMER filter before the leader
+    lets go of the lock (issue 12: armed in epoll_wait's place, it raced the filter's
+    arming without the GIL).  One thread: the lock is held only if the leader holds it."""
+    core = kq._core
+    assert core is not None
+    arm = core.backend.arm_alarm
+    held: list[bool] = []
+
+    def arm_alarm(deadline_ns: int) -> None:
+        held.append(core.lock.locked())
+        arm(deadline_ns)
+
+    monkeypatch.setattr(core.backend, "arm_alarm", arm_alarm)
+    assert kq.control(None, 1, 0.01) == []
+    assert held == [True]
+
+
 @pytest.mark.parametrize("timeout", [3e6, 9e9, 9_223_372_036], ids=repr)
 def test_largest_timeouts_wait(kq: skqueue.kqueue, timeout: float) -> None:
     """Past epoll_wait's INT_MAX ms (24.8 days) and up to CPython's limit: a wait."""

@@ -89,11 +89,20 @@ class EpollBackend:
                 raise
 
     # Waiting ----------------------------------------------------------------------
-    def poll(self, timeout: float | None, maxevents: int) -> list[tuple[int, int]]:
-        """epoll_wait; timeout None blocks, short timeouts use the precise alarm."""
+    def wait_timeout(self, timeout: float | None) -> float | None:
+        """The poll() timeout for a wait of timeout seconds (None: for ever).
+
+        A short wait goes through the precise alarm, armed here, with the kqueue
+        lock held: the alarm is shared with the TIMER filter and the harvest, and
+        the leader calls poll() after releasing the lock.
+        """
         if timeout is not None and 0 < timeout < _PRECISE_BELOW:
             self.arm_alarm(time.monotonic_ns() + int(timeout * 1e9))
-            timeout = None
+            return None
+        return timeout
+
+    def poll(self, timeout: float | None, maxevents: int) -> list[tuple[int, int]]:
+        """epoll_wait (None blocks); it touches nothing of ours, so needs no lock."""
         return self._epoll.poll(-1 if timeout is None else timeout, maxevents)
 
     def dispatch(self, ready: list[tuple[int, int]]) -> None:
