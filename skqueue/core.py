@@ -69,7 +69,7 @@ with a timeout, so two kqueues watching each other cannot deadlock.
 
 With the lock held run: change processing (every filter method), the harvest
 (every backend handler), every scan, placement, stealing, waking, arming the
-backend's alarm (also for a short wait: ``wait_timeout``) and close.  It is
+backend's alarm (also for a short wait: ``prepare_wait``) and close.  It is
 released only by the leader around epoll_wait (``backend.poll``, which touches no
 state of ours), by a sleeper inside ``WaitQueue.wait``, and around the
 ``before_wait`` hook.
@@ -531,12 +531,12 @@ class KqueueCore:
         Returns the events delivered directly to this thread (see _harvest).
         """
         batch = nevents if nevents > _HARVEST_BATCH else _HARVEST_BATCH
-        poll_timeout = self.backend.wait_timeout(remaining)
+        self.backend.prepare_wait(remaining)
         self.leader = kevq
         self.leader_polling = True
         self.lock.release()
         try:
-            ready = self.backend.poll(poll_timeout, batch)
+            ready = self.backend.poll(remaining, batch)
         except ValueError:  # the backend was closed under us
             ready = []
         finally:

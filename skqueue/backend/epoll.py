@@ -89,17 +89,16 @@ class EpollBackend:
                 raise
 
     # Waiting ----------------------------------------------------------------------
-    def wait_timeout(self, timeout: float | None) -> float | None:
-        """The poll() timeout for a wait of timeout seconds (None: for ever).
+    def prepare_wait(self, timeout: float | None) -> None:
+        """Before a poll(timeout) that may block: arm the alarm if the wait is short.
 
-        A short wait goes through the precise alarm, armed here, with the kqueue
-        lock held: the alarm is shared with the TIMER filter and the harvest, and
-        the leader calls poll() after releasing the lock.
+        Called with the kqueue lock held (the alarm is shared with the TIMER filter
+        and the harvest); the leader then polls without it.  The poll keeps its own
+        timeout, rounded up to a millisecond, as a backstop: another thread's
+        harvest may read the expired alarm before the leader wakes for it.
         """
         if timeout is not None and 0 < timeout < _PRECISE_BELOW:
             self.arm_alarm(time.monotonic_ns() + int(timeout * 1e9))
-            return None
-        return timeout
 
     def poll(self, timeout: float | None, maxevents: int) -> list[tuple[int, int]]:
         """epoll_wait (None blocks); it touches nothing of ours, so needs no lock."""
