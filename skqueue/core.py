@@ -68,9 +68,11 @@ kqueue's lock is taken under ours only by a nested kqueue's READ (``pending``),
 with a timeout, so two kqueues watching each other cannot deadlock.
 
 With the lock held run: change processing (every filter method), the harvest
-(every backend handler), every scan, placement, stealing, waking and close.  It
-is released only by the leader around epoll_wait, by a sleeper inside
-``WaitQueue.wait``, and around the ``before_wait`` hook.
+(every backend handler), every scan, placement, stealing, waking, arming the
+backend's alarm (also for a short wait: ``prepare_wait``) and close.  It is
+released only by the leader around epoll_wait (``backend.poll``, which touches no
+state of ours), by a sleeper inside ``WaitQueue.wait``, and around the
+``before_wait`` hook.
 
 Filters
 -------
@@ -545,6 +547,7 @@ class KqueueCore:
         Returns the events delivered directly to this thread (see _harvest).
         """
         batch = nevents if nevents > _HARVEST_BATCH else _HARVEST_BATCH
+        self.backend.prepare_wait(remaining)
         self.leader = kevq
         self.leader_polling = True
         self.lock.release()

@@ -212,6 +212,44 @@ def test_zero_and_tiny_timeouts_poll(kq: skqueue.kqueue, timeout: float) -> None
     assert kq.control(None, 1, timeout) == []
 
 
+def test_short_wait_arms_its_alarm_under_the_lock(
+    kq: skqueue.kqueue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sub-50 ms wait arms the alarm it shares with the TIMER filter before the leader
+    lets go of the lock (issue 12: armed in epoll_wait's place, it raced the filter's
+    arming without the GIL).  One thread: the lock is held only if the leader holds it."""
+    core = kq._core
+    assert core is not None
+    arm = core.backend.arm_alarm
+    held: list[bool] = []
+
+    def arm_alarm(deadline_ns: int) -> None:
+        held.append(core.lock.locked())
+        arm(deadline_ns)
+
+    monkeypatch.setattr(core.backend, "arm_alarm", arm_alarm)
+    assert kq.control(None, 1, 0.01) == []
+    assert held == [True]
+
+
+def test_short_wait_ends_without_its_alarm(
+    kq: skqueue.kqueue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sub-50 ms wait whose alarm never wakes it still ends (issue 12: another
+    thread's harvest may read the expired alarm first, and the leader then slept in
+    epoll_wait until some fd became ready, for ever in an idle kqueue)."""
+    assert kq._core is not None
+    monkeypatch.setattr(kq._core.backend, "arm_alarm", lambda deadline_ns: None)
+    results: list[list[kevent]] = []
+    waiter = start_thread(lambda: results.append(kq.control(None, 1, 0.01)))
+    waiter.join(10)
+    hung = waiter.is_alive()
+    if hung:
+        kq.close()  # releases the waiter (ValueError in its thread)
+    assert not hung, "a short wait outlived its timeout by 10 s"
+    assert results == [[]]
+
+
 @pytest.mark.parametrize("timeout", [3e6, 9e9, 9_223_372_036], ids=repr)
 def test_largest_timeouts_wait(kq: skqueue.kqueue, timeout: float) -> None:
     """Past epoll_wait's INT_MAX ms (24.8 days) and up to CPython's limit: a wait."""

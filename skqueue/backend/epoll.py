@@ -89,11 +89,19 @@ class EpollBackend:
                 raise
 
     # Waiting ----------------------------------------------------------------------
-    def poll(self, timeout: float | None, maxevents: int) -> list[tuple[int, int]]:
-        """epoll_wait; timeout None blocks, short timeouts use the precise alarm."""
+    def prepare_wait(self, timeout: float | None) -> None:
+        """Before a poll(timeout) that may block: arm the alarm if the wait is short.
+
+        Called with the kqueue lock held (the alarm is shared with the TIMER filter
+        and the harvest); the leader then polls without it.  The poll keeps its own
+        timeout, rounded up to a millisecond, as a backstop: another thread's
+        harvest may read the expired alarm before the leader wakes for it.
+        """
         if timeout is not None and 0 < timeout < _PRECISE_BELOW:
             self.arm_alarm(time.monotonic_ns() + int(timeout * 1e9))
-            timeout = None
+
+    def poll(self, timeout: float | None, maxevents: int) -> list[tuple[int, int]]:
+        """epoll_wait (None blocks); it touches nothing of ours, so needs no lock."""
         return self._epoll.poll(-1 if timeout is None else timeout, maxevents)
 
     def dispatch(self, ready: list[tuple[int, int]]) -> None:

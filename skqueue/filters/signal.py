@@ -126,10 +126,9 @@ class SignalHub:
         self.listeners: dict[int, tuple[SignalFilter, ...]] = {}
         self.saved: dict[int, _Disposition] = {}  # hooked signal -> the application's
         self.pipe: tuple[int, int] | None = None  # (read end, write end = wakeup fd)
-        # The read end callers of drain() use, and who may read it: a byte must be
-        # counted by one thread, and the fd must not be closed under a reader.
+        # Who may read the pipe: a byte must be counted by one thread, and a read end
+        # must not be closed under a reader.
         self.reader_lock = threading.Lock()
-        self.rfd = -1
         self.prev_wakeup = -1
         self.handler = self._on_signal  # one bound method, so ``is`` recognises it
 
@@ -194,9 +193,6 @@ class SignalHub:
             os.close(wfd)
             raise
         self.pipe = (rfd, wfd)
-        # Not under reader_lock: a caller holds a kqueue lock here, and drain() takes
-        # kqueue locks under reader_lock.  Both values are open fds for any reader.
-        self.rfd = rfd
         threading.Thread(target=self._run, args=(rfd,), name="skqueue-signals", daemon=True).start()
 
     def _stop(self) -> None:
@@ -217,7 +213,11 @@ class SignalHub:
         self.prev_wakeup = -1
 
     def _run(self, rfd: int) -> None:
-        """Hub thread: wait for bytes and count them, until the write end closes."""
+        """Hub thread: wait for bytes and count them, until the write end closes.
+
+        It owns rfd and touches nothing of the hub's after closing it: by then
+        ``pipe`` may be a newer hub's, and its read end may have that very number.
+        """
         poller = select.poll()
         poller.register(rfd, select.POLLIN)
         while True:
@@ -225,15 +225,18 @@ class SignalHub:
             with self.reader_lock:
                 if not self._read(rfd):  # EOF: the hub stopped
                     os.close(rfd)
-                    if self.rfd == rfd:
-                        self.rfd = -1
                     return
 
     def drain(self) -> None:
-        """Count what the pipe holds now; any thread, holding no kqueue lock."""
+        """Count what the pipe holds now; any thread, holding no kqueue lock.
+
+        Under reader_lock the read end of ``pipe`` is open: its hub thread closes it
+        (under that lock) only at EOF, after _stop has set ``pipe`` to None.
+        """
         with self.reader_lock:
-            if self.rfd >= 0:
-                self._read(self.rfd)
+            pipe = self.pipe
+            if pipe is not None:
+                self._read(pipe[0])
 
     def _read(self, rfd: int) -> bool:
         """Count each byte CPython's C handler wrote and forward it on; False at EOF.
@@ -299,7 +302,6 @@ class SignalHub:
         for fd in self.pipe:
             os.close(fd)
         self.pipe = None
-        self.rfd = -1
         self.saved.clear()
         self.listeners.clear()
         self.lock = threading.Lock()

@@ -12,7 +12,8 @@ from collections.abc import Iterator
 import pytest
 
 from skqbench.protocol import FRAME_SIZE, Request, decode, encode
-from skqbench.servers.base import LOOPBACK
+from skqbench.servers.base import LOOPBACK, ServerConfig
+from skqbench.servers.harness import ServerProcess
 from support import checkout_env
 
 #: ``python -m skqbench.cli`` with Ctrl-C restored: a test run started in the background
@@ -73,3 +74,14 @@ def roundtrip(sock: socket.socket, req: Request) -> Request:
 @pytest.fixture
 def tmp_out(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     yield str(tmp_path_factory.mktemp("report"))
+
+
+@contextlib.contextmanager
+def running(cfg: ServerConfig) -> Iterator[ServerProcess]:
+    """A server design in its child process for the with-block; stopped at the end."""
+    proc = ServerProcess(cfg)
+    proc.start()
+    try:
+        yield proc
+    finally:
+        proc.stop()

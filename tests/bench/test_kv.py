@@ -3,12 +3,10 @@ populations, and requests that must cost their connection only."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import random
 import socket
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import replace
 
 import pytest
@@ -36,9 +34,8 @@ from skqbench.protocol import (
     encode_kv,
 )
 from skqbench.servers.base import DESIGNS, ServerConfig
-from skqbench.servers.harness import ServerProcess
 
-from .conftest import connect
+from .conftest import connect, running
 from .test_server_faults import assert_closed_by_peer
 
 KEYS = 2000
@@ -55,16 +52,6 @@ def kv_config(
         kv_max_value=max_value,
         kv_max_scan=max_scan,
     )
-
-
-@contextlib.contextmanager
-def running(cfg: ServerConfig) -> Iterator[ServerProcess]:
-    proc = ServerProcess(cfg)
-    proc.start()
-    try:
-        yield proc
-    finally:
-        proc.stop()
 
 
 def recv_exact(sock: socket.socket, size: int) -> bytes:

@@ -33,19 +33,9 @@ from skqbench.servers.base import ACCEPT_BACKOFF_S, DESIGNS, LOOPBACK, ServerCon
 from skqbench.servers.harness import ServerProcess
 from skqueue import EV_ADD, EVFILT_READ, KQ_SCHED_BEST, kevent, kqueue
 
-from .conftest import connect, recv_frame, roundtrip
+from .conftest import connect, recv_frame, roundtrip, running
 
 WORKERS = 2
-
-
-@contextlib.contextmanager
-def running(cfg: ServerConfig) -> Iterator[ServerProcess]:
-    proc = ServerProcess(cfg)
-    proc.start()
-    try:
-        yield proc
-    finally:
-        proc.stop()
 
 
 def process_tree(pid: int) -> list[int]:

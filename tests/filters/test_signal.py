@@ -34,7 +34,8 @@ from skqueue.constants import (
     EVFILT_SIGNAL,
 )
 from skqueue.event import kevent
-from skqueue.filters.signal import hub
+from skqueue.filters import signal as signal_filter
+from skqueue.filters.signal import SignalHub, hub
 from support import ROOT, checkout_env, join_all, one, open_fds, start_thread
 from support import nothing as _nothing
 
@@ -54,14 +55,22 @@ WATCHED = (SIG, OTHER, RT)
 
 @pytest.fixture(autouse=True)
 def dispositions() -> Iterator[None]:
-    """Tests start with the watched signals ignored; everything is put back after."""
+    """Tests start with the watched signals ignored and no hub reader of an earlier
+    hub still running; everything is put back after, and the stopped hub's reader
+    has closed its read end (it would close an fd in the middle of the next test)."""
     saved = {signo: signal.getsignal(signo) for signo in (*WATCHED, signal.SIGCHLD)}
     for signo in WATCHED:
         signal.signal(signo, signal.SIG_IGN)
+    join_all(hub_readers(), WAIT)
     yield
     for signo, handler in saved.items():
         signal.signal(signo, handler)
     assert hub.pipe is None and not hub.saved and not hub.listeners  # nothing left behind
+    join_all(hub_readers(), WAIT)
+
+
+def hub_readers() -> list[threading.Thread]:
+    return [thread for thread in threading.enumerate() if thread.name == "skqueue-signals"]
 
 
 @pytest.fixture
@@ -462,3 +471,58 @@ def test_signal_to_self_is_seen_by_the_next_zero_timeout_poll(kq: skqueue.kqueue
         events = kq.control(None, 4, 0)
         assert [(ev.ident, ev.data) for ev in events] == [(SIG, 1)], f"signal {sent}"
     assert kq.control(None, 4, 0) == []
+
+
+class _LateReaderOs:
+    """The os module as the hub sees it, except that the hub thread closing read end
+    ``lagging`` then stops until ``resume`` is set (the preemption behind issue 10)."""
+
+    def __init__(self) -> None:
+        self.lagging = -1
+        self.lagged = threading.Event()
+        self.resume = threading.Event()
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(os, name)
+
+    def close(self, fd: int) -> None:
+        os.close(fd)
+        if fd == self.lagging and threading.current_thread().name == "skqueue-signals":
+            self.lagging = -1
+            self.lagged.set()
+            self.resume.wait(WAIT)
+
+
+def test_a_stopped_hubs_late_reader_leaves_the_next_hub_alone(
+    kq: skqueue.kqueue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 10: a stopped hub's thread closed its read end, then forgot the hub's read
+    end if the number matched; a hub started meanwhile gets that very number from
+    pipe(), so its kevent() calls stopped reading the pipe and a zero-timeout poll saw
+    a signal only if the new hub thread happened to count it first."""
+    gc.collect()  # no fd of earlier tests' garbage may close meanwhile
+    late = _LateReaderOs()
+    monkeypatch.setattr(signal_filter, "os", late)
+    add(kq, SIG)
+    assert hub.pipe is not None
+    late.lagging = old_rfd = hub.pipe[0]
+    readers = hub_readers()
+    counting = threading.Event()
+
+    def held_back(rfd: int) -> None:  # the new hub thread waits: only kevent() may count
+        counting.wait(WAIT)
+        SignalHub._run(hub, rfd)
+
+    try:
+        kq.control([kevent(SIG, EVFILT_SIGNAL, EV_DELETE)], 0)  # the hub stops
+        assert late.lagged.wait(WAIT)  # its thread has closed old_rfd, and lags
+        monkeypatch.setattr(hub, "_run", held_back)
+        add(kq, SIG)
+        assert hub.pipe is not None and hub.pipe[0] == old_rfd  # the number came back
+        late.resume.set()
+        join_all(readers, WAIT)  # the late reader has finished
+        os.kill(os.getpid(), SIG)
+        assert [(ev.ident, ev.data) for ev in kq.control(None, 4, 0)] == [(SIG, 1)]
+    finally:
+        late.resume.set()
+        counting.set()

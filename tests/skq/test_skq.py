@@ -284,6 +284,10 @@ class Pair:
     def __init__(self, seq: int) -> None:
         self.reader, self.writer = socket.socketpair()
         self.reader.setblocking(False)
+        # The sender holds the pair's lock, which the worker that drains the pair
+        # needs: a send blocked on a full buffer would wait for that worker for ever
+        # (the sender can run that far ahead without the GIL).
+        self.writer.setblocking(False)
         self.lock = threading.Lock()
         self.dead_at: int | None = None
         self.seq = seq
@@ -352,7 +356,10 @@ def test_close_races() -> None:
         with pair.lock:
             if pair.dead_at is not None:
                 continue
-            pair.writer.send(b"c")
+            try:
+                pair.writer.send(b"c")
+            except BlockingIOError:  # full: its worker drains it once we let go
+                continue
             sent += 1
     time.sleep(0.5)
     done.set()
