@@ -298,12 +298,6 @@ def test_asking_for_more_reserved_kevqs_than_threads_keeps_one_for_normal_events
 
 # Retuning while threads run -----------------------------------------------------------------------
 @pytest.mark.timeout(120)
-@pytest.mark.xfail(
-    reason="KNOWN BUG (issue 14, open): with threads exiting while RTRESERVE is retuned, "
-    "a few sockets' bytes are never delivered (about 1 run in 2); without exits, or "
-    "without retunes, nothing is lost",
-    strict=False,
-)
 @pytest.mark.parametrize("policy", list(POLICIES))
 def test_retuning_while_threads_run_loses_nothing_and_hangs_nothing(policy: str) -> None:
     rng = random.Random(policy)
