@@ -18,7 +18,14 @@ from typing import TYPE_CHECKING, cast
 
 import pytest
 
-from skqueue import KQ_SCHED_BEST, KQ_SCHED_CPU, KQ_SCHED_FEAT_WS, KQ_SCHED_QUEUE, tunables
+from skqueue import (
+    KQ_SCHED_AUTO,
+    KQ_SCHED_BEST,
+    KQ_SCHED_CPU,
+    KQ_SCHED_FEAT_WS,
+    KQ_SCHED_QUEUE,
+    tunables,
+)
 from skqueue.sched import RTRESERVE_MAX, Kevq, Scheduler, Topology, realtime_budget
 
 if TYPE_CHECKING:
@@ -108,6 +115,7 @@ POLICIES = {
     "cpu2": (KQ_SCHED_CPU, 2, 0, 0),
     "random+ws1": (0, 0, KQ_SCHED_FEAT_WS, 1),
     "best2+ws2": (KQ_SCHED_BEST, 2, KQ_SCHED_FEAT_WS, 2),
+    "auto": (KQ_SCHED_AUTO, 0, 0, 0),
 }
 RTSHARE = 50
 
@@ -189,7 +197,7 @@ def test_a_replay_gives_the_same_placements_twice(name: str) -> None:
     assert len({step[2] for step in placed}) > 1  # a real choice was made
 
 
-@pytest.mark.parametrize("name", ["random", "best2", "queue2", "random+ws1"])
+@pytest.mark.parametrize("name", ["random", "best2", "queue2", "random+ws1", "auto"])
 def test_the_random_choices_come_from_the_given_random(name: str) -> None:
     steps = script(seed=11)
     assert replay(POLICIES[name], steps, seed=3) != replay(POLICIES[name], steps, seed=4)

@@ -44,6 +44,7 @@ POLICIES = {
     "cpu0": dict(sched=KQ_SCHED_CPU),
     "cpu2": dict(sched=KQ_SCHED_CPU, sargs=2),
     "ws1": dict(sched=0, feat=KQ_SCHED_FEAT_WS, fargs=1),
+    "auto": dict(sched="auto"),
 }
 
 
@@ -62,7 +63,7 @@ def socketpairs(n: int) -> Iterator[list[tuple[socket.socket, socket.socket]]]:
 
 # 1. Every edge to exactly one thread -------------------------------------------------------
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize("policy", ["random", "best2"])
+@pytest.mark.parametrize("policy", ["random", "best2", "auto"])
 def test_clear_socket_every_edge_once(policy: str) -> None:
     kq = skqueue.kqueue(**POLICIES[policy])
     with kq, socketpairs(1) as [(reader, writer)]:
