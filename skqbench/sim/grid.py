@@ -31,7 +31,7 @@ DISTS = {
     "classes": "classes:50us",  # 95/4/1 % of connections at 50/250/1000 us
     "heavy": "bimodal:50us:5ms:0.01",  # 1 % of requests 100x the rest
 }
-FIXED = ("random", "cpu", "cpu2", "best2", "best2+ws")
+FIXED = ("random", "cpu", "cpu+ws", "cpu2", "best2", "best2+ws")
 POLICIES = (*FIXED, "auto")
 TARGET = 1.10
 
@@ -48,9 +48,7 @@ class GridPlan:
     def config(self, dist: str, load: float, workers: int, policy: str) -> SimConfig:
         spec = DISTS[dist]
         connections = max(64, 4 * workers)
-        per_request_ns = (
-            parse_dist(spec).mean_ns(connections) + self.costs.io + self.costs.harvest
-        )
+        per_request_ns = parse_dist(spec).mean_ns(connections) + self.costs.io + self.costs.harvest
         rate = load * workers * 1e9 / per_request_ns
         duration = self.requests / rate
         return SimConfig(
@@ -68,7 +66,7 @@ class GridPlan:
 
 
 QUICK = GridPlan(("fixed", "classes"), (0.3, 0.9), (2, 16), requests=1500)
-FULL = GridPlan(tuple(DISTS), (0.1, 0.5, 0.8, 0.95), (2, 8, 64), requests=12000)
+FULL = GridPlan(tuple(DISTS), (0.1, 0.5, 0.8, 0.95), (2, 8, 64), requests=4000)
 
 
 def run_grid(

@@ -219,8 +219,7 @@ class Scheduler:
         group = self.topology.group(self._cpu_of(kn))
         local = [k for k in kevqs if k.group == group]
         holds = bool(local) and (
-            self._best(local, now).expected_start_ns(now)
-            <= best_start + tunables.cache_penalty_ns
+            self._best(local, now).expected_start_ns(now) <= best_start + tunables.cache_penalty_ns
         )
         auto.observe(holds, abs(len(sample[0]) - len(sample[-1])))
         if auto.due() and auto.close_window(now, self.kevqs):

@@ -23,6 +23,7 @@ from skqueue import (
     EVFILT_READ,
     FKQMULTI,
     FKQTUNE,
+    KQ_SCHED_AUTO,
     KQ_SCHED_BEST,
     KQ_SCHED_CPU,
     KQ_SCHED_FEAT_WS,
@@ -471,6 +472,24 @@ def test_fkqmulti_ioctl_rules() -> None:
             kq.ioctl(FKQMULTI, KQSCHED_MAKE(0, 0, 0, 0))
     with skqueue.kqueue() as kq, pytest.raises(OSError):
         kq.ioctl(FKQMULTI, KQSCHED_MAKE(0x40, 0, 0, 0))
+
+
+def test_auto_by_name_and_by_fkqmulti_number_shows_its_choice_and_reason() -> None:
+    with skqueue.kqueue() as kq:
+        kq.ioctl(FKQMULTI, KQSCHED_MAKE(KQ_SCHED_AUTO, 0, 0, 0))
+        assert kq.stats()["policy"] == "auto"
+    with skqueue.kqueue() as kq, pytest.raises(OSError) as err:
+        kq.ioctl(FKQMULTI, KQSCHED_MAKE(KQ_SCHED_AUTO, 2, 0, 0))  # auto picks N itself
+    assert err.value.errno == 22
+    with skqueue.kqueue(sched="auto") as kq, socketpairs(1) as [(reader, writer)]:
+        kq.control([kevent(reader, EVFILT_READ, EV_ADD | EV_CLEAR)], 0)
+        for _ in range(300):  # more than one evidence window
+            writer.send(b"x")
+            assert len(kq.control(None, 1, 1)) == 1
+            reader.recv(1)
+        auto = kq.stats()["auto"]
+    assert auto["choice"] in ("cpu+ws", "cpu2+ws", "best2+ws") and auto["windows"] >= 1
+    assert set(auto["reason"]) == {"holds", "imbalance", "cv", "load"}
 
 
 def test_only_waiting_threads_get_kevqs() -> None:
