@@ -885,7 +885,7 @@ def cmd_sim_run(args: argparse.Namespace) -> int:
 
 
 def cmd_sim_grid(args: argparse.Namespace) -> int:
-    """skqbench.sim.grid, printing each point as it is done; the table says if auto met its target."""
+    """skqbench.sim.grid, each point printed when done; the table says if auto met its target."""
     from skqbench.sim.grid import plan_for, run_grid, table
 
     out_dir = _out_dir(args, "grid")

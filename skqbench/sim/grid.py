@@ -17,7 +17,7 @@ import json
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from skqbench.service import parse_dist
@@ -43,7 +43,7 @@ class GridPlan:
     workers: tuple[int, ...]
     requests: int
     seed: int = 1
-    costs: Costs = Costs()
+    costs: Costs = field(default_factory=Costs)
 
     def config(self, dist: str, load: float, workers: int, policy: str) -> SimConfig:
         spec = DISTS[dist]

@@ -12,6 +12,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import pytest
 
@@ -36,7 +37,7 @@ from skqueue import (
 )
 from support import join_all, start_thread
 
-POLICIES = {
+POLICIES: dict[str, dict[str, Any]] = {
     "random": dict(sched=0),
     "best2": dict(sched=KQ_SCHED_BEST, sargs=2),
     "queue0": dict(sched=KQ_SCHED_QUEUE),
