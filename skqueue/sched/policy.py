@@ -3,8 +3,9 @@
 At every activation :meth:`Scheduler.place` picks one kevq: random, queue
 affinity, CPU affinity, best-of-N by expected start time, a hybrid of an
 affinity policy with best-of-N sampling, or ``auto`` (:mod:`.auto`), which
-measures the workload and follows one of the others.  Time, activation CPUs, the topology and
-randomness are what the scheduler was made with (see the package docstring).
+measures the workload and follows one of the others.  Time, activation CPUs, the
+topology and randomness are what the scheduler was made with (see the package
+docstring).
 All methods run with the kqueue lock held.
 
 Reserved workers (KQTUNE_RTRESERVE = n, ours, after the reservation of
@@ -95,8 +96,7 @@ class Scheduler:
         self.sargs = sargs
         self.feat = feat
         self.fargs = max(1, fargs)
-        # The rule place() follows: the configured one, or auto's current choice
-        # (auto takes no sargs/feat of its own; it picks sample size and stealing).
+        # The rule place() follows: the configured one, or auto's current choice.
         self.auto = AutoPolicy() if sched == KQ_SCHED_AUTO else None
         self._kind, self._sargs = sched, sargs
         self.steal = bool(feat & KQ_SCHED_FEAT_WS)
