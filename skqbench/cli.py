@@ -780,6 +780,7 @@ def kv_reproduce_plan(args: argparse.Namespace) -> SweepPlan:
         rt_rate=KV_RT_RATE,
         kv_keys=keys,
         kv_seed=args.seed,
+        drain_s=kvexp.DRAIN_QUICK_S if args.quick else LoadSpec.drain_s,
     )
     return kvexp.kv_plan(template, load, args.quick, args.processes, args.slo_us or kvexp.SLO_US)
 

@@ -3,6 +3,7 @@ summary (medians, spreads, "better" only without overlap), and one short real ru
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from dataclasses import asdict
@@ -13,7 +14,7 @@ import pytest
 from skqbench import cli, kvexp
 from skqbench.loadgen import LoadSpec
 from skqbench.servers.base import ServerConfig
-from skqbench.sweep import Point, SweepPlan, SweepResults, interleaved_order, run_interleaved
+from skqbench.sweep import Point, SweepPlan, SweepResults, interleaved_order, load_results
 
 
 def _plan(quick: bool = True) -> SweepPlan:
@@ -169,44 +170,28 @@ def test_the_plots_draw_the_medians(tmp_path: Any) -> None:
 
 
 @pytest.mark.timeout(90)
-def test_a_short_interleaved_kv_sweep_end_to_end(tmp_out: str) -> None:
-    template = ServerConfig(workers=2, work="kv", kv_keys=2000)
-    load = LoadSpec(
-        1,
-        1.0,
-        duration_s=0.4,
-        warmup_s=0.1,
-        drain_s=0.5,
-        connections=4,
-        dist="fixed:0us",
-        workload="kv",
-        rt_connections=2,
-        rt_rate=50.0,
-        kv_keys=2000,
-        max_scan=100,
-    )
-    plan = SweepPlan(
-        [ServerConfig("dispatch", 2, work="kv", kv_keys=2000), template],
-        [100.0, 200.0],
-        load,
-        slo_us=kvexp.SLO_US,
-        repeats=3,
-        settle_s=0.05,
-    )
-    from skqbench import kvstore
-
-    kvstore.load(kvstore.Dataset(2000, 1))
-    seen: list[str] = []
-    res = run_interleaved(plan, tmp_out, lambda label, done, total, p: seen.append(label))
+def test_the_command_end_to_end_on_a_reduced_plan(
+    tmp_out: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # two designs and two loads instead of seven and four: the command as run, in ~15 s
+    monkeypatch.setattr(kvexp, "BASELINES", ("dispatch",))
+    monkeypatch.setattr(kvexp, "SKQ_QUICK", ("best2",))
+    monkeypatch.setattr(kvexp, "RATES_QUICK", (100.0, 200.0))
+    argv = ["bench", "reproduce", "kv", "--quick", "--workers", "2", "--keys", "2000"]
+    argv += ["--connections", "4", "--duration", "0.4", "--warmup", "0.1", "--out", tmp_out]
+    with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
+        assert cli.main(argv) == 0
+    res = load_results(tmp_out)
     assert not res.errors and not res.interrupted
-    labels = [p.label for p in res.points]
     assert len(res.points) == 2 * 3 * 2
-    # each load: three rounds, the order rotated between them
     d, k = "dispatch x2", "skq best2 x2"
-    assert labels[:6] == [d, k, k, d, d, k]
+    # each load: three rounds, the order rotated between them
+    assert [p.label for p in res.points][:6] == [d, k, k, d, d, k]
     assert all(set(p.populations) == {"bg", "rt"} for p in res.points)
     assert all(p.populations["rt"]["received"] > 0 for p in res.points)
-    summary = kvexp.write_report(res, tmp_out)
-    assert set(summary["configs"]) == {"dispatch x2", "skq best2 x2"}
-    for name in ("results.json", "summary.json", "summary.md", *kvexp.PLOTS.values()):
+    with open(os.path.join(tmp_out, "summary.json")) as f:
+        summary = json.load(f)
+    assert set(summary["configs"]) == {d, k}
+    assert summary["reference"]["measured_at"] in (100.0, 200.0)
+    for name in ("results.json", "summary.md", *kvexp.PLOTS.values()):
         assert os.path.getsize(os.path.join(tmp_out, name)) > 0
