@@ -782,6 +782,8 @@ def kv_reproduce_plan(args: argparse.Namespace) -> SweepPlan:
         kv_seed=args.seed,
         drain_s=kvexp.DRAIN_QUICK_S if args.quick else LoadSpec.drain_s,
     )
+    if args.quick and args.warmup is None:
+        load = replace(load, warmup_s=kvexp.WARMUP_QUICK_S)
     return kvexp.kv_plan(template, load, args.quick, args.processes, args.slo_us or kvexp.SLO_US)
 
 

@@ -35,7 +35,11 @@ SLO_US = 10_000.0
 # that the reference load is measured, not bounded.
 RATES_QUICK = (1000.0, 2000.0, 3000.0, 4000.0)
 RATES_FULL = tuple(500.0 * i for i in range(1, 13))
-DRAIN_QUICK_S = 0.5  # a saturated point waits this long for its last replies
+# --quick: 84 points in under 3 minutes here.  A saturated point waits DRAIN for its
+# last replies; WARMUP and SETTLE (between points) are shorter than a sweep's defaults.
+DRAIN_QUICK_S = 0.5
+WARMUP_QUICK_S = 0.2
+SETTLE_QUICK_S = 0.1
 POPULATIONS = ("rt", "bg")
 # summary key -> (population or "" for both, LoadResult field, scale)
 METRICS: dict[str, tuple[str, str, float]] = {
@@ -69,6 +73,7 @@ def kv_plan(
         load,
         processes=processes,
         slo_us=slo_us,
+        settle_s=SETTLE_QUICK_S if quick else SweepPlan.settle_s,
         repeats=REPEATS,
     )
 

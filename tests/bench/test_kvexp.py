@@ -65,7 +65,11 @@ def _pop(achieved: float, p50_ms: float, p99_ms: float) -> dict[str, Any]:
     return {"offered": 0.0, "achieved": achieved, "p50_us": p50_ms * 1e3, "p99_us": p99_ms * 1e3}
 
 
-def _results(curves: dict[str, list[tuple[float, list[tuple[float, float, float, bool]]]]]) -> Any:
+Repeat = tuple[float, float, float, bool]  # bg achieved, rt p99 ms, bg p99 ms, saturated
+Curves = dict[str, list[tuple[float, list[Repeat]]]]
+
+
+def _results(curves: Curves) -> SweepResults:
     """curves: label -> [(offered, [(bg achieved, rt p99 ms, bg p99 ms, saturated)])]."""
     plan = SweepPlan(
         CONFIGS,
@@ -90,7 +94,7 @@ def _results(curves: dict[str, list[tuple[float, list[tuple[float, float, float,
 
 
 UV, AS, SKQ = (c.label for c in CONFIGS)
-CURVES = {
+CURVES: Curves = {
     # uvloop sustains 1,000/s (median of 990, 1000, 1010 at 1,000/s): the best baseline
     UV: [
         (500.0, [(500, 20, 10, False), (500, 30, 12, False), (500, 25, 11, False)]),
@@ -145,7 +149,7 @@ def test_better_only_where_the_spreads_do_not_overlap() -> None:
 
 
 def test_a_configuration_that_stopped_before_the_reference_load_says_so() -> None:
-    curves = dict(CURVES)
+    curves: Curves = dict(CURVES)
     curves[AS] = [(1000.0, [(500, 99, 99, True)] * 3)]  # stopped at 1,000/s; ref is 500/s
     summary = kvexp.summarize(_results(curves))
     row = summary["configs"][AS]
