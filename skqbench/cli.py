@@ -817,17 +817,17 @@ def run_kv(plan: SweepPlan, out_dir: str) -> int:
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
-    """One experiment into --out, or both (imbalance first) into its subfolders."""
+    """One experiment into --out, or both (imbalance first) into its subfolders; every
+    plan is checked before the first one runs."""
     names = [args.experiment] if args.experiment else list(EXPERIMENTS)
     out = _out_dir(args, "reproduce")
-    plans = {"imbalance": (reproduce_plan, run_plan), "kv": (kv_reproduce_plan, run_kv)}
+    makers = {"imbalance": (reproduce_plan, run_plan), "kv": (kv_reproduce_plan, run_kv)}
+    try:
+        runs = [(name, makers[name][0](args), makers[name][1]) for name in names]
+    except ValueError as exc:  # a combination no single option could reject
+        args.parser.error(str(exc))
     status = 0
-    for name in names:
-        make, run = plans[name]
-        try:
-            plan = make(args)
-        except ValueError as exc:  # a combination no single option could reject
-            args.parser.error(str(exc))
+    for name, plan, run in runs:
         code = run(plan, out if args.experiment else os.path.join(out, name))
         if code == 130:  # interrupted: do not start the next one
             return code

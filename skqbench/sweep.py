@@ -252,11 +252,11 @@ def _measure(
 ) -> Point:
     """One point: saturated by its first population's figures or any population's losses."""
     pops = gen.run_populations(replace(plan.load, port=port, rate=rate))
-    first, *others = pops.values()
+    (_, first), *others = pops.items()
     why = saturation_reason(first, plan) or next(
         (
             f"{name}: {r.errors} errors, {r.timeouts} unanswered"
-            for name, r in list(pops.items())[1:]
+            for name, r in others
             if r.errors or r.timeouts
         ),
         "",
@@ -326,7 +326,7 @@ def run_interleaved(
                         progress(cfg.label, done, total, point)
                     time.sleep(plan.settle_s)
                 for i, count in saturated.items():
-                    if 2 * count > plan.repeats:
+                    if 2 * count > plan.repeats and i in servers:
                         with _uninterrupted():
                             servers.pop(i)[0].stop()
     except KeyboardInterrupt:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
@@ -50,6 +51,32 @@ def test_reproduce_with_no_name_runs_both_and_kv_needs_the_store() -> None:
     assert "lmdb" in cli._needs(parse(["bench", "reproduce"]))
     assert "lmdb" in cli._needs(parse(["bench", "reproduce", "kv"]))
     assert "lmdb" not in cli._needs(parse(["bench", "reproduce", "imbalance"]))
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        (None, [("imbalance", "imbalance"), ("kv", "kv")]),
+        ("kv", [("kv", "")]),
+        ("imbalance", [("imbalance", "")]),
+    ],
+)
+def test_reproduce_runs_the_named_experiment_or_both_in_subfolders(
+    name: str | None, expected: list[tuple[str, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ran: list[tuple[str, str]] = []
+
+    def runner(kind: str) -> Callable[[SweepPlan, str], int]:
+        def run(plan: SweepPlan, out: str) -> int:
+            ran.append((kind, os.path.relpath(out, "/r")))
+            return 0
+
+        return run
+
+    monkeypatch.setattr(cli, "run_plan", runner("imbalance"))
+    monkeypatch.setattr(cli, "run_kv", runner("kv"))
+    assert cli.main(["bench", "reproduce", *([name] if name else []), "--out", "/r"]) == 0
+    assert ran == [(kind, sub or ".") for kind, sub in expected]
 
 
 # -- the summary, from synthetic results ---------------------------------------------
