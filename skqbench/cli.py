@@ -889,7 +889,8 @@ def _add_sim_validate(simsub: argparse._SubParsersAction[_Parser]) -> None:
         + ") for real, then simulate it with costs calibrated on this machine; plot both "
         "and check low-latency throughput within 15 % and p99 within 1.5x below "
         "saturation.  --from-results DIR takes an existing real results folder instead "
-        "of measuring (the plan's options are then ignored).  Exit 1 if a target is missed.",
+        "of measuring (the plan's options are then ignored; each design's server still "
+        "runs a few seconds, to measure its CPU per request).  Exit 1 if a target is missed.",
     )
     sv.add_argument("--quick", action="store_true", help="about two minutes on 2 cores")
     sv.add_argument(
@@ -940,7 +941,14 @@ def cmd_sim_validate(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from skqbench.sim.calibrate import calibrate
-    from skqbench.sim.validate import P99_FACTOR, compare, sim_plan_for, write_validation
+    from skqbench.sim.validate import (
+        P99_FACTOR,
+        compare,
+        interpreter_cores,
+        measure_serve,
+        sim_plan_for,
+        write_validation,
+    )
 
     console = Console()
     out_dir = _out_dir(args, "sim-validate")
@@ -951,20 +959,26 @@ def cmd_sim_validate(args: argparse.Namespace) -> int:
             return code
     try:
         real = load_results(real_dir)
-        cores = os.cpu_count() or 1
         costs = calibrate()
-        pairing = sim_plan_for(real, costs, cores)
-    except (OSError, ValueError, KeyError) as exc:
+        cores = interpreter_cores()
+        sim_plan_for(real, costs, cores)  # every configuration has a model
+    except (OSError, ValueError, KeyError, TypeError) as exc:
         args.parser.error(f"argument --from-results: unusable results in {real_dir!r} ({exc})")
+    console.print("measuring each design's server CPU per request (a few seconds)")
+    serve = measure_serve(real, costs)
     console.print(
-        f"simulating the same plan on {cores} cores; costs calibrated here (us): "
+        f"simulating the same plan on {cores} core(s) (the GIL's); costs calibrated here "
+        "(us): "
         + ", ".join(f"{k} {v / 1000:g}" for k, v in asdict(costs).items())
+        + "; serve (us): "
+        + ", ".join(f"{k} {v / 1000:.0f}" for k, v in serve.items())
     )
-    code, sim = _simulate(pairing.plan, os.path.join(out_dir, "sim"), console)
+    plan = sim_plan_for(real, costs, cores, serve)
+    code, sim = _simulate(plan, os.path.join(out_dir, "sim"), console)
     if sim is None:
         return code
-    verdicts = compare(real, sim, pairing.sim_label_of)
-    files = write_validation(out_dir, real, sim, verdicts, costs, cores)
+    verdicts = compare(real, sim)
+    files = write_validation(out_dir, real, sim, verdicts, costs, cores, serve)
     table = Table(title=f"simulated vs measured (SLO p99 <= {real.slo_us / 1000:.2f} ms)")
     for column in ("configuration", "llt measured", "llt simulated", "error", "worst p99 x", ""):
         table.add_column(column, justify="left" if not column or column[0] == "c" else "right")

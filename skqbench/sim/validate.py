@@ -7,7 +7,12 @@ within :data:`LLT_TOLERANCE` of the measured one, and p99 within a factor
 :data:`P99_FACTOR` at every load the measured run did not saturate.  A measured design
 the simulator has no model of its own for is simulated as the design it runs like
 (:data:`SIM_DESIGN_OF`): the asyncio and uvloop servers are a shared FIFO queue in
-front of a thread pool, as dispatch is; the two then share one simulated series.
+front of a thread pool, as dispatch is, with their own measured ``serve_ns``.
+
+Two costs the event-path calibration misses, found by comparing (not fitted): each
+design's Python per request around the event path (:func:`measure_serve`; on the
+development machine the servers' CPU per request was 3 to 9 times the event path's),
+and the GIL, which runs one worker's Python at a time (:func:`interpreter_cores`).
 """
 
 from __future__ import annotations
@@ -16,10 +21,14 @@ import json
 import math
 import os
 import re
+import sys
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from skqbench.loadgen import LoadGenerator, LoadSpec
 from skqbench.report import low_latency_throughput
+from skqbench.servers.base import ServerConfig
+from skqbench.servers.harness import ServerProcess
 from skqbench.sweep import Point, SweepResults
 
 from .costs import Costs
@@ -42,17 +51,11 @@ SIM_DESIGN_OF = {
 SIM_WORK_OF = {"sleep": "sleep", "sqlite": "cpu"}
 
 
-@dataclass
-class Pairing:
-    """The simulation of a measured sweep, and which simulated series each measured
-    configuration is compared with."""
-
-    plan: SimPlan
-    sim_label_of: dict[str, str]
-
-
-def sim_plan_for(real: SweepResults, costs: Costs, cores: int) -> Pairing:
-    """The simulation of ``real``'s configurations, workload and loads on ``cores`` cores."""
+def sim_plan_for(
+    real: SweepResults, costs: Costs, cores: int, serve_ns: dict[str, int] | None = None
+) -> SimPlan:
+    """The simulation of ``real``'s configurations, workload and loads on ``cores``
+    cores, each under its measured label, with its ``serve_ns`` (by label) if given."""
     plan, load = real.plan, real.plan["load"]
     template = SimConfig(
         cores=cores,
@@ -64,35 +67,61 @@ def sim_plan_for(real: SweepResults, costs: Costs, cores: int) -> Pairing:
         seed=load["seed"],
         costs=costs,
     )
-    configs: list[SimConfig] = []
-    label_of: dict[str, str] = {}
+    configs = []
     for c in plan["configs"]:
         if c["design"] not in SIM_DESIGN_OF or c["work"] not in SIM_WORK_OF:
             raise ValueError(f"no simulated model of {c['design']} with work {c['work']}")
-        sim = replace(
-            template,
-            design=SIM_DESIGN_OF[c["design"]],
-            policy=c["policy"] if c["design"] == "skq" else template.policy,
-            workers=c["workers"],
-            work=SIM_WORK_OF[c["work"]],
+        label = ServerConfig(**c).label
+        configs.append(
+            replace(
+                template,
+                design=SIM_DESIGN_OF[c["design"]],
+                policy=c["policy"] if c["design"] == "skq" else template.policy,
+                workers=c["workers"],
+                work=SIM_WORK_OF[c["work"]],
+                serve_ns=(serve_ns or {}).get(label, 0),
+                name=label,
+            )
         )
-        if sim not in configs:
-            configs.append(sim)
-        label_of[_real_label(c)] = sim.label
-    sim_plan = SimPlan(
+    return SimPlan(
         configs,
         list(plan["rates"]),
         slo_us=real.slo_us,
         saturation=plan["saturation"],
         explode=plan["explode"],
     )
-    return Pairing(sim_plan, label_of)
 
 
-def _real_label(config: dict[str, Any]) -> str:
-    """As :attr:`skqbench.servers.base.ServerConfig.label`, from its saved fields."""
-    what = f"skq {config['policy']}" if config["design"] == "skq" else config["design"]
-    return f"{what} x{config['workers']}"
+def interpreter_cores() -> int:
+    """Cores the server's Python can use at once: one under the GIL (the real servers'
+    workers are threads of one process), every core on a free-threaded build."""
+    gil = getattr(sys, "_is_gil_enabled", lambda: True)()
+    return 1 if gil else os.cpu_count() or 1
+
+
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of process ``pid``, all its threads (Linux /proc)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure_serve(real: SweepResults, costs: Costs, duration_s: float = 2.0) -> dict[str, int]:
+    """Each configuration's ``serve_ns``: its real server's CPU per request at the plan's
+    lowest load (all threads, from /proc), less what the model already charges per
+    request (``harvest + io + place``, one event per wait at a light load)."""
+    load = {**real.plan["load"], "duration_s": duration_s, "rate": min(real.plan["rates"])}
+    modelled = costs.harvest + costs.io + costs.place
+    out = {}
+    with LoadGenerator(1) as gen:
+        for c in real.plan["configs"]:
+            cfg = ServerConfig(**{**c, "port": 0})
+            with ServerProcess(cfg) as server:
+                before = _cpu_s(server.pid)
+                res = gen.run(LoadSpec(**{**load, "port": server.port}))
+                used_ns = (_cpu_s(server.pid) - before) * 1e9
+            out[cfg.label] = max(0, round(used_ns / max(res.received, 1)) - modelled)
+    return out
 
 
 @dataclass
@@ -114,7 +143,6 @@ class Verdict:
     """One configuration against the targets."""
 
     label: str
-    sim_label: str
     llt_measured: float
     llt_simulated: float
     loads: list[LoadCheck] = field(default_factory=list)
@@ -164,9 +192,9 @@ def _ratio(measured: float, simulated: float) -> float:
     return max(simulated / measured, measured / simulated)
 
 
-def verdict(real: SweepResults, sim: SweepResults, label: str, sim_label: str) -> Verdict:
+def verdict(real: SweepResults, sim: SweepResults, label: str) -> Verdict:
     """``label``'s measured series against its simulated one, under the measured SLO."""
-    measured, simulated = _series(real, label), _series(sim, sim_label)
+    measured, simulated = _series(real, label), _series(sim, label)
     by_load = {round(p.result["offered"]): p for p in simulated}
     checks = []
     for m in measured:
@@ -179,20 +207,15 @@ def verdict(real: SweepResults, sim: SweepResults, label: str, sim_label: str) -
         checks.append(LoadCheck(m.result["offered"], m_p99, s_p99, ratio))
     return Verdict(
         label,
-        sim_label,
         low_latency_throughput(measured, real.slo_us),
         low_latency_throughput(simulated, real.slo_us),
         checks,
     )
 
 
-def compare(real: SweepResults, sim: SweepResults, sim_label_of: dict[str, str]) -> list[Verdict]:
+def compare(real: SweepResults, sim: SweepResults) -> list[Verdict]:
     """Every measured configuration's verdict, in the measured run's order."""
-    return [
-        verdict(real, sim, label, sim_label_of[label])
-        for label in real.labels
-        if label in sim_label_of
-    ]
+    return [verdict(real, sim, label) for label in real.labels if label in sim.labels]
 
 
 def write_validation(
@@ -202,6 +225,7 @@ def write_validation(
     verdicts: list[Verdict],
     costs: Costs,
     cores: int,
+    serve_ns: dict[str, int],
 ) -> list[str]:
     """``validate.json`` (both series, the costs, the verdicts) and one p99 figure per
     configuration (measured solid, simulated dashed); returns the files written."""
@@ -211,6 +235,7 @@ def write_validation(
         "targets": {"llt_tolerance": LLT_TOLERANCE, "p99_factor": P99_FACTOR},
         "cores": cores,
         "costs_ns": asdict(costs),
+        "serve_ns": serve_ns,
         "slo_us": real.slo_us,
         "measured": real.to_json(),
         "simulated": sim.to_json(),
@@ -230,7 +255,7 @@ def _plot(out_dir: str, real: SweepResults, sim: SweepResults, v: Verdict) -> st
     fig, ax = plt.subplots(figsize=(8, 5), dpi=110)
     for res, label, style, name in (
         (real, v.label, "-", "measured"),
-        (sim, v.sim_label, "--", "simulated"),
+        (sim, v.label, "--", "simulated"),
     ):
         pts = _series(res, label)
         ax.plot(
