@@ -963,7 +963,8 @@ def cmd_sim_validate(args: argparse.Namespace) -> int:
         cores = interpreter_cores()
         sim_plan_for(real, costs, cores)  # every configuration has a model
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        args.parser.error(f"argument --from-results: unusable results in {real_dir!r} ({exc})")
+        what = "argument --from-results" if args.from_results else "the measured run"
+        args.parser.error(f"{what}: unusable results in {real_dir!r} ({exc})")
     console.print("measuring each design's server CPU per request (a few seconds)")
     serve = measure_serve(real, costs)
     console.print(
