@@ -49,6 +49,7 @@ from skqbench.sweep import (
     load_results,
     run_sweep,
 )
+from skqueue.sched import RTRESERVE_MAX
 
 BENCH_EXTRA = "pip install 'skqueue[bench]'"
 # Third-party modules (the bench extra) each command imports; checked before it runs.
@@ -131,6 +132,16 @@ def _number(
 
     parse.__name__ = what
     return parse
+
+
+def _add_rtreserve(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--rtreserve",
+        type=_number(int, 0, RTRESERVE_MAX, "a thread count"),
+        default=0,
+        help="skq design: KQTUNE_RTRESERVE, worker threads kept for the latency-sensitive "
+        "(EV_REALTIME) connections, at most workers - 1 in effect (default %(default)s)",
+    )
 
 
 def _rates(text: str) -> list[float]:
@@ -390,6 +401,7 @@ def build_parser() -> argparse.ArgumentParser:
     kv.add_argument(
         "--policy", type=_policy, default="best2", help="SKQ policy (default %(default)s)"
     )
+    _add_rtreserve(kv)
     kv.add_argument(
         "--workers",
         type=_workers,
@@ -482,6 +494,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="SKQ policy of the skq design: random, queue, cpu, bestN, queueN or cpuN, "
         "optionally +ws or +wsK (default %(default)s)",
     )
+    _add_rtreserve(sv)
     sv.add_argument(
         "--workers", type=_workers, default=4, help="worker threads/processes (default %(default)s)"
     )
@@ -1020,6 +1033,7 @@ def kv_point(args: argparse.Namespace) -> tuple[list[ServerConfig], LoadSpec]:
             design,
             args.workers,
             args.policy,
+            rtreserve=args.rtreserve,
             work="kv",
             kv_keys=keys,
             kv_seed=args.seed,
@@ -1112,6 +1126,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         args.policy,
         args.work,
         args.port,
+        rtreserve=args.rtreserve,
         sockperf_service=args.sockperf_service,
         max_service=args.max_service,
         send_timeout=args.send_timeout,

@@ -58,6 +58,7 @@ BAD_VALUES: dict[str, list[str]] = {
     "--cores": ["0", "-1", "5000", "1.5", "x"],
     "--realtime": ["-1", "100000", "1.5", "x"],
     "--rtshare": ["0", "101", "-1", "1.5", "x"],
+    "--rtreserve": ["-1", "1025", "1.5", "x"],
     "--freq": ["-1", "1e99", "1.5", "x"],
     "--cost": ["harvest", "harvest=-1", "harvest=inf", "lock=nan", "foo=1", "=1", ""],
     "--calibrate": ["x"],  # a flag: given as --calibrate=x
