@@ -62,6 +62,7 @@ BAD_VALUES: dict[str, list[str]] = {
     "--freq": ["-1", "1e99", "1.5", "x"],
     "--cost": ["harvest", "harvest=-1", "harvest=inf", "lock=nan", "foo=1", "=1", ""],
     "--calibrate": ["x"],  # a flag: given as --calibrate=x
+    "--from-results": ["", HUGE_PATH, "/nonexistent/folder"],
 }
 # What a command needs besides the option under test.
 REQUIRED: dict[str, list[str]] = {
