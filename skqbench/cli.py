@@ -25,7 +25,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import asdict, replace
 from typing import TYPE_CHECKING, NoReturn, TypeVar
 
 if TYPE_CHECKING:
@@ -43,6 +43,7 @@ from skqbench.sim.engine import DESIGNS as SIM_DESIGNS
 from skqbench.sim.engine import WORKS, SimConfig
 from skqbench.sim.run import SimPlan, Speed, run_sim
 from skqbench.sweep import (
+    RESULTS_FILE,
     Point,
     Progress,
     SweepPlan,
@@ -51,6 +52,7 @@ from skqbench.sweep import (
     run_interleaved,
     run_sweep,
 )
+from skqueue.sched import RTRESERVE_MAX
 
 BENCH_EXTRA = "pip install 'skqueue[bench]'"
 # Third-party modules (the bench extra) each command imports; checked before it runs.
@@ -62,6 +64,7 @@ NEEDS: dict[str, tuple[str, ...]] = {
     "kv": ("hdrh", "lmdb"),
     "crosscheck": ("hdrh",),
     "sim": ("matplotlib", "rich"),
+    "validate": ("hdrh", "matplotlib", "rich"),
 }
 
 # The main demo (see ``reproduce_plan``): SKQ's imbalanced per-connection classes.
@@ -73,6 +76,9 @@ REPRO_SKQ_FULL = tuple(
 )
 REPRO_BASELINES = ("vanilla", "dispatch", "asyncio", "uvloop", "reuseport")
 EXPERIMENTS = ("imbalance", "kv")
+# 'sim validate' (issue 15): reproduce's plan, these designs, at least three SKQ policies.
+VALIDATE_DESIGNS = ("vanilla", "skq", "dispatch", "asyncio")
+VALIDATE_SKQ_QUICK = (*REPRO_SKQ_QUICK, "queue")
 # The key-value point (issue 14): background mix and latency-sensitive GETs.
 KV_RATE = 1000.0
 KV_RT_RATE = 200.0
@@ -130,6 +136,16 @@ def _number(
 
     parse.__name__ = what
     return parse
+
+
+def _add_rtreserve(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--rtreserve",
+        type=_number(int, 0, RTRESERVE_MAX, "a thread count"),
+        default=0,
+        help="skq design: KQTUNE_RTRESERVE, worker threads kept for the latency-sensitive "
+        "(EV_REALTIME) connections, at most workers - 1 in effect (default %(default)s)",
+    )
 
 
 def _rates(text: str) -> list[float]:
@@ -403,6 +419,7 @@ def build_parser() -> argparse.ArgumentParser:
     kv.add_argument(
         "--policy", type=_policy, default="best2", help="SKQ policy (default %(default)s)"
     )
+    _add_rtreserve(kv)
     kv.add_argument(
         "--workers",
         type=_workers,
@@ -495,6 +512,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="SKQ policy of the skq design: random, queue, cpu, bestN, queueN or cpuN, "
         "optionally +ws or +wsK (default %(default)s)",
     )
+    _add_rtreserve(sv)
     sv.add_argument(
         "--workers", type=_workers, default=4, help="worker threads/processes (default %(default)s)"
     )
@@ -562,6 +580,7 @@ def build_parser() -> argparse.ArgumentParser:
     sr = simsub.add_parser("run", help="simulated latency vs load, reported as a real sweep")
     _add_sim_options(sr)
     sr.set_defaults(parser=sr, run=cmd_sim_run)
+    _add_sim_validate(simsub)
     return parser
 
 
@@ -947,20 +966,140 @@ def cmd_sim_run(args: argparse.Namespace) -> int:
         f"{c.dist}, {c.duration_s:g} simulated s per point; costs (us): "
         + ", ".join(f"{k} {v / 1000:g}" for k, v in plan.describe()["costs_ns"].items())
     )
-    speed: list[Speed] = []
+    return _simulate(plan, _out_dir(args, "sim"), console)[0]
+
+
+def _simulate(plan: SimPlan, out_dir: str, console: Console) -> tuple[int, SweepResults | None]:
+    """A simulated sweep, reported as a real one, then the simulator's own speed."""
+    done: list[tuple[SweepResults, Speed]] = []
 
     def sweep(progress: Progress) -> SweepResults:
-        results, run_speed = run_sim(plan, out_dir, progress)
-        speed.append(run_speed)
-        return results
+        done.append(run_sim(plan, out_dir, progress))
+        return done[-1][0]
 
-    out_dir = _out_dir(args, "sim")
     code = _run_reported(len(plan.configs), plan.rates, plan.slo_us, out_dir, sweep, console)
-    for s in speed:
+    for _, s in done:
         console.print(
             f"simulator: {s.events:,} events in {s.wall_s:.1f} s, {s.per_s:,.0f} simulated events/s"
         )
-    return code
+    return code, done[-1][0] if done else None
+
+
+def _add_sim_validate(simsub: argparse._SubParsersAction[_Parser]) -> None:
+    sv = simsub.add_parser(
+        "validate",
+        help="the real imbalance experiment and its simulation, compared",
+        description="Run reproduce's plan (vanilla, dispatch, asyncio, SKQ "
+        + ", ".join(VALIDATE_SKQ_QUICK)
+        + ") for real, then simulate it with costs calibrated on this machine; plot both "
+        "and check low-latency throughput within 15 % and p99 within 1.5x below "
+        "saturation.  --from-results DIR takes an existing real results folder instead "
+        "of measuring (the plan's options are then ignored; each design's server still "
+        "runs a few seconds, to measure its CPU per request).  Exit 1 if a target is missed.",
+    )
+    sv.add_argument("--quick", action="store_true", help="about two minutes on 2 cores")
+    sv.add_argument(
+        "--workers",
+        type=_workers,
+        default=REPRO_WORKERS,
+        help="worker threads/processes per server (default %(default)s)",
+    )
+    sv.add_argument(
+        "--base-us",
+        type=_number(float, 1.0, MAX_BASE_US, "a number of microseconds"),
+        default=REPRO_BASE_US,
+        help="base service time of the 1x class in us (default %(default)s)",
+    )
+    _add_sweep_options(sv, quick=True)
+    sv.add_argument(
+        "--from-results",
+        type=_results_dir,
+        default=None,
+        metavar="DIR",
+        help="compare with this real results folder (a sweep's results.json) instead of "
+        "rerunning the real experiment",
+    )
+    sv.set_defaults(parser=sv, run=cmd_sim_validate)
+
+
+def _results_dir(text: str) -> str:
+    """A folder holding a sweep's results.json."""
+    if not os.path.isfile(os.path.join(_path(text), RESULTS_FILE)):
+        raise argparse.ArgumentTypeError(f"no {RESULTS_FILE} in {text!r}")
+    return text
+
+
+def validate_plan(args: argparse.Namespace) -> SweepPlan:
+    """reproduce's plan, its configurations of VALIDATE_DESIGNS and the SKQ policies of
+    VALIDATE_SKQ_QUICK it lacks (the full plan has them all)."""
+    plan = reproduce_plan(args)
+    skq = [c for c in plan.configs if c.design == "skq"]
+    have = {c.policy for c in skq}
+    configs = [c for c in plan.configs if c.design in VALIDATE_DESIGNS]
+    configs += [replace(skq[0], policy=p) for p in VALIDATE_SKQ_QUICK if p not in have]
+    configs.sort(key=lambda c: VALIDATE_DESIGNS.index(c.design))
+    return replace(plan, configs=configs)
+
+
+def cmd_sim_validate(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from skqbench.sim.calibrate import calibrate
+    from skqbench.sim.validate import (
+        P99_FACTOR,
+        compare,
+        interpreter_cores,
+        measure_serve,
+        sim_plan_for,
+        write_validation,
+    )
+
+    console = Console()
+    out_dir = _out_dir(args, "sim-validate")
+    real_dir = args.from_results or os.path.join(out_dir, "real")
+    if not args.from_results:
+        code = run_plan(validate_plan(args), real_dir)
+        if code:
+            return code
+    try:
+        real = load_results(real_dir)
+        costs = calibrate()
+        cores = interpreter_cores()
+        sim_plan_for(real, costs, cores)  # every configuration has a model
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        what = "argument --from-results" if args.from_results else "the measured run"
+        args.parser.error(f"{what}: unusable results in {real_dir!r} ({exc})")
+    console.print("measuring each design's server CPU per request (a few seconds)")
+    serve = measure_serve(real, costs)
+    console.print(
+        f"simulating the same plan on {cores} core(s) (the GIL's); costs calibrated here "
+        "(us): "
+        + ", ".join(f"{k} {v / 1000:g}" for k, v in asdict(costs).items())
+        + "; serve (us): "
+        + ", ".join(f"{k} {v / 1000:.0f}" for k, v in serve.items())
+    )
+    plan = sim_plan_for(real, costs, cores, serve)
+    code, sim = _simulate(plan, os.path.join(out_dir, "sim"), console)
+    if sim is None:
+        return code
+    verdicts = compare(real, sim)
+    files = write_validation(out_dir, real, sim, verdicts, costs, cores, serve)
+    table = Table(title=f"simulated vs measured (SLO p99 <= {real.slo_us / 1000:.2f} ms)")
+    for column in ("configuration", "llt measured", "llt simulated", "error", "worst p99 x", ""):
+        table.add_column(column, justify="left" if not column or column[0] == "c" else "right")
+    for v in verdicts:
+        table.add_row(
+            v.label,
+            f"{v.llt_measured:,.0f}/s",
+            f"{v.llt_simulated:,.0f}/s",
+            f"{v.llt_error:.0%}" + ("" if v.llt_ok else " [red]>15 %[/red]"),
+            f"{v.worst_p99_ratio:.2f}" + ("" if v.p99_ok else f" [red]>{P99_FACTOR:g}[/red]"),
+            "[green]ok[/green]" if v.ok else "[red]miss[/red]",
+        )
+    console.print(table)
+    console.print(f"validation: {os.path.abspath(files[0])} and {len(files) - 1} figures")
+    return code or (0 if all(v.ok for v in verdicts) else 1)
 
 
 def cmd_load(args: argparse.Namespace) -> int:
@@ -986,6 +1125,7 @@ def kv_point(args: argparse.Namespace) -> tuple[list[ServerConfig], LoadSpec]:
             design,
             args.workers,
             args.policy,
+            rtreserve=args.rtreserve,
             work="kv",
             kv_keys=keys,
             kv_seed=args.seed,
@@ -1078,6 +1218,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         args.policy,
         args.work,
         args.port,
+        rtreserve=args.rtreserve,
         sockperf_service=args.sockperf_service,
         max_service=args.max_service,
         send_timeout=args.send_timeout,
@@ -1136,6 +1277,8 @@ def _needs(args: argparse.Namespace) -> tuple[str, ...]:
     """The bench extra's modules this command will import: its own, and uvloop when it
     starts a uvloop server (reproduce always does)."""
     command: str = getattr(args, "bench_command", None) or args.command
+    if getattr(args, "sim_command", None) == "validate":
+        command = "validate"
     design = getattr(args, "design", None)
     designs = design if isinstance(design, list) else [design]
     starts_uvloop = "uvloop" in designs or command == "reproduce"

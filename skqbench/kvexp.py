@@ -26,6 +26,9 @@ from skqbench.sweep import Point, SweepPlan, SweepResults
 BASELINES = ("vanilla", "dispatch", "asyncio", "uvloop", "reuseport")
 SKQ_QUICK = ("best2", "best2+ws")
 SKQ_FULL = ("best2", "best2+ws", "queue+ws", "cpu2+ws")
+# Also SKQ with reserved workers (KQTUNE_RTRESERVE = RESERVED_WORKERS): this policy.
+RESERVED_POLICY = "best2+ws"
+RESERVED_WORKERS = 1
 REPEATS = 3
 REFERENCE = 0.7  # of the best baseline's saturation load
 # The latency-sensitive p99 SLO: twice the longest SEEK the mix asks for (10,000
@@ -35,7 +38,7 @@ SLO_US = 10_000.0
 # that the reference load is measured, not bounded.
 RATES_QUICK = (1000.0, 2000.0, 3000.0, 4000.0)
 RATES_FULL = tuple(500.0 * i for i in range(1, 13))
-# --quick: 84 points in under 3 minutes here.  A saturated point waits DRAIN for its
+# --quick: 96 points in under 3 minutes here.  A saturated point waits DRAIN for its
 # last replies; WARMUP and SETTLE (between points) are shorter than a sweep's defaults.
 DRAIN_QUICK_S = 0.5
 WARMUP_QUICK_S = 0.2
@@ -51,10 +54,13 @@ METRICS: dict[str, tuple[str, str, float]] = {
 
 
 def kv_configs(template: ServerConfig, policies: Sequence[str]) -> list[ServerConfig]:
-    """Every baseline design, then SKQ with each policy, all from one template (workers,
-    the data set): a new configuration, such as SKQ with an option, is one more entry."""
+    """Every baseline design, SKQ with each policy, then SKQ with reserved workers, all
+    from one template (workers, the data set)."""
     configs = [replace(template, design=d) for d in BASELINES]
     configs += [replace(template, design="skq", policy=p) for p in policies]
+    configs.append(
+        replace(template, design="skq", policy=RESERVED_POLICY, rtreserve=RESERVED_WORKERS)
+    )
     return configs
 
 

@@ -84,6 +84,7 @@ KQ_SCHED_BEST = 0x04
 KQ_SCHED_FEAT_WS = 0x01
 KQTUNE_RTSHARE = 0
 KQTUNE_FREQ = 1
+KQTUNE_RTRESERVE = 2  # ours: kevqs kept for EV_REALTIME events (0..1024)
 
 
 def KQSCHED_MAKE(sched: int, sargs: int, feat: int, fargs: int) -> int:
@@ -177,6 +178,7 @@ __all__ = [
     "KQTUNE_FREQ",
     "KQTUNE_MAKE",
     "KQTUNE_PARSE",
+    "KQTUNE_RTRESERVE",
     "KQTUNE_RTSHARE",
     "KQ_EV_ADD",
     "KQ_EV_CLEAR",

@@ -124,6 +124,7 @@ from .constants import (
     KQSCHED_PARSE,
     KQTUNE_FREQ,
     KQTUNE_PARSE,
+    KQTUNE_RTRESERVE,
     KQTUNE_RTSHARE,
 )
 from .event import C_INT_MAX, checked, event, kevent
@@ -142,7 +143,7 @@ from .knote import (
     Knote,
 )
 from .sched.kevq import Kevq, realtime_budget
-from .sched.policy import Scheduler
+from .sched.policy import Scheduler, check_reserve
 from .sched.threads import ThreadKevqs
 from .sched.world import real_scheduler
 from .tunables import tunables
@@ -182,6 +183,7 @@ class KqueueCore:
         self.leader_polling = False
         self.rtshare = 100  # KQTUNE_RTSHARE
         self.freq = 0  # KQTUNE_FREQ
+        self.rtreserve = 0  # KQTUNE_RTRESERVE (the scheduler applies it)
         self.realtime_knotes = 0
         # While a classic wait harvests into an empty queue, a handler may have a
         # ready knote reported straight from the harvest (report_now), up to _room
@@ -272,10 +274,21 @@ class KqueueCore:
                     self.rtshare = val
                 elif obj == KQTUNE_FREQ:
                     self.freq = val
+                elif obj == KQTUNE_RTRESERVE:
+                    self._set_rtreserve(val)
                 else:
                     raise _einval(f"tunable {obj} value {val}")
         else:
             raise OSError(errno.ENOTTY, os.strerror(errno.ENOTTY))
+
+    def _set_rtreserve(self, n: int) -> None:
+        """KQTUNE_RTRESERVE, kept for a later FKQMULTI on a classic kqueue."""
+        try:
+            self.rtreserve = check_reserve(n)
+        except ValueError as exc:
+            raise _einval(str(exc)) from None
+        if self.sched is not None:
+            self._place_again(self.sched.set_reserve(n))
 
     def make_multi(self, sched: int, sargs: int, feat: int, fargs: int) -> None:
         """Turn this kqueue into an SKQ one (FKQMULTI): once, before its first kevent()."""
@@ -286,6 +299,7 @@ class KqueueCore:
                 self.sched = real_scheduler(sched, sargs, feat, fargs)
             except ValueError as exc:
                 raise _einval(str(exc)) from None
+            self.sched.set_reserve(self.rtreserve)  # no kevqs yet: nothing to place again
 
     # Changes ------------------------------------------------------------------------
     def control(
@@ -408,8 +422,9 @@ class KqueueCore:
 
     def _enqueue(self, kn: Knote) -> None:
         sched = self.sched
-        kevq = self.shared if sched is None else sched.place(kn, self.shared)
-        kevq.push(kn, bool(kn.flags & EV_REALTIME))
+        realtime = bool(kn.flags & EV_REALTIME)
+        kevq = self.shared if sched is None else sched.place(kn, self.shared, realtime)
+        kevq.push(kn, realtime)
         kn.status |= KN_QUEUED
         self.enqueues += 1
         if kevq.cond.unwoken or not self.in_wait or self.leader is not None:
@@ -459,6 +474,7 @@ class KqueueCore:
     def _join(self, sched: Scheduler) -> Kevq:
         """The calling thread's first wait on this SKQ kqueue: give it a kevq."""
         kevq = self.threads.join(sched)
+        self._place_again(sched.register(kevq))
         self._replace_queued(self.shared)  # adopt what queued while nobody waited
         return kevq
 
@@ -672,7 +688,7 @@ class KqueueCore:
             if self.closed or self.sched is None or kevq.closing:
                 return
             kevq.closing = True
-            self.sched.retire(kevq)
+            self._place_again(self.sched.retire(kevq))
             self._release_owned(kevq)
             self._replace_queued(kevq)
 
@@ -681,6 +697,10 @@ class KqueueCore:
         queued = [*kevq.rt, *kevq.normal]
         kevq.rt.clear()
         kevq.normal.clear()
+        self._place_again(queued)
+
+    def _place_again(self, queued: list[Knote]) -> None:
+        """Knotes taken off a kevq's queues (still marked queued there): place each anew."""
         for kn in queued:
             kn.status &= ~KN_QUEUED
             kn.kevq = None
@@ -743,6 +763,7 @@ class KqueueCore:
                 "knotes": len(self.knotes),
                 "rtshare": self.rtshare,
                 "freq": self.freq,
+                "rtreserve": self.rtreserve,
                 "tunables": tunables.as_dict(),
             }
             if self.sched is None:

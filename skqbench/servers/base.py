@@ -32,6 +32,7 @@ from skqbench.protocol import (
     ProtocolError,
 )
 from skqbench.service import WORK_KINDS, WorkFn, make_work, parse_dist, parse_duration_ns
+from skqueue.sched import RTRESERVE_MAX
 
 LOOPBACK = "127.0.0.1"
 BACKLOG = 4096
@@ -113,6 +114,8 @@ class ServerConfig:
     kv_seed: int = Dataset.seed
     kv_max_value: int = 4 * VALUE_MAX
     kv_max_scan: int = MAX_SCAN
+    # The skq design's KQTUNE_RTRESERVE: worker threads kept for realtime connections.
+    rtreserve: int = 0
 
     def __post_init__(self) -> None:
         if self.design not in DESIGNS:
@@ -121,6 +124,7 @@ class ServerConfig:
             raise ValueError(f"unknown work {self.work!r}; choose from {', '.join(SERVED)}")
         for name in (
             "workers",
+            "rtreserve",
             "max_inflight",
             "kv_keys",
             "kv_seed",
@@ -132,6 +136,8 @@ class ServerConfig:
                 raise TypeError(f"{name} must be an int, not {type(value).__name__}")
         if self.workers < 1:
             raise ValueError("workers must be at least 1")
+        if not 0 <= self.rtreserve <= RTRESERVE_MAX:
+            raise ValueError(f"rtreserve must be 0 to {RTRESERVE_MAX}")
         if self.max_inflight < 0:
             raise ValueError("max_inflight must be 0 (automatic) or more")
         if not 0 <= self.kv_max_value <= KV_MAX_VALUE or not 1 <= self.kv_max_scan <= KV_MAX_SCAN:
@@ -170,6 +176,8 @@ class ServerConfig:
     def label(self) -> str:
         """Short name for tables and plot legends."""
         what = f"skq {self.policy}" if self.design == "skq" else self.design
+        if self.design == "skq" and self.rtreserve:
+            what += f" rt{self.rtreserve}"
         return f"{what} x{self.workers}"
 
 

@@ -5,7 +5,8 @@ event to one thread, which owns it until it waits again, so no re-arm call is ne
 Each wait asks for one event, so a thread never sits on work an idle thread could take;
 the policy (``ServerConfig.policy``) decides which thread's queue each activation joins.
 A connection that says it is latency-sensitive (a key-value HELLO) is registered with
-EV_REALTIME, so its events go to the realtime FIFO of whichever kevq they join.
+EV_REALTIME, so its events go to the realtime FIFO of whichever kevq they join, or, with
+``ServerConfig.rtreserve`` (KQTUNE_RTRESERVE), to the kevqs of the threads kept for them.
 """
 
 from __future__ import annotations
@@ -35,6 +36,10 @@ class SkqServer(KqueueServer):
             feat=skqueue.KQ_SCHED_FEAT_WS if policy.steal else 0,
             fargs=policy.steal,
         )
+        if self.cfg.rtreserve:
+            self.kq.ioctl(
+                skqueue.FKQTUNE, skqueue.KQTUNE_MAKE(skqueue.KQTUNE_RTRESERVE, self.cfg.rtreserve)
+            )
         self.kq.control([read_event(self.listener.fileno(), skqueue.EV_ADD)], 0)
         return [self.kq]
 

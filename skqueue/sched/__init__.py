@@ -14,11 +14,14 @@ Inputs, all given by the caller:
   :meth:`Scheduler.retire`), their queues, and their time-per-event estimates,
   which :meth:`Kevq.account_wait` / :meth:`Kevq.account_return` update from the
   times the caller passes;
-* the process-wide tunables ``cache_penalty_ns`` and ``steal_scan_factor``.
+* the process-wide tunables ``cache_penalty_ns`` and ``steal_scan_factor``, and
+  the kqueue's KQTUNE_RTRESERVE (:meth:`Scheduler.set_reserve`).
 
 Outputs:
 
 * :meth:`Scheduler.place` -> the kevq an activation is queued on;
+* :meth:`Scheduler.register`, :meth:`Scheduler.retire`, :meth:`Scheduler.set_reserve`
+  -> the normal events taken off kevqs that became reserved, to place again;
 * :meth:`Scheduler.steal_into` -> events moved from a busy kevq to an idle one;
   :meth:`Scheduler.idle_thief` -> the sleeping kevq to wake so that it steals;
 * :meth:`Kevq.expected_start_ns` -> best-of-N's estimate of when an event placed
@@ -44,18 +47,20 @@ Rules:
 from __future__ import annotations
 
 from .kevq import Kevq, RetiredKevqs, realtime_budget
-from .policy import POLICY_NAMES, Scheduler
+from .policy import POLICY_NAMES, RTRESERVE_MAX, Scheduler, check_reserve
 from .threads import ThreadKevqs
 from .topology import Topology
 from .world import machine_topology, real_scheduler
 
 __all__ = [
     "POLICY_NAMES",
+    "RTRESERVE_MAX",
     "Kevq",
     "RetiredKevqs",
     "Scheduler",
     "ThreadKevqs",
     "Topology",
+    "check_reserve",
     "machine_topology",
     "real_scheduler",
     "realtime_budget",

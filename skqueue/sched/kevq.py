@@ -78,6 +78,7 @@ class Kevq:
         "placements",
         "realtime",
         "realtime_events",
+        "reserved",
         "rt",
         "sleeping",
         "steal_scans",
@@ -100,6 +101,8 @@ class Kevq:
         self.sleeping = False  # blocked in cond.wait()
         self.waiting = False  # inside a kevent() wait at all
         self.closing = False
+        # KQTUNE_RTRESERVE: kept for realtime events (set by the scheduler alone).
+        self.reserved = False
         self.group = group
         # The thread this kevq serves, for statistics only.
         self.thread_name = "" if thread is None else thread.name
@@ -167,6 +170,7 @@ class Kevq:
             "thread_name": self.thread_name,
             "thread_id": self.thread_id,
             "cpu_group": self.group,
+            "reserved": self.reserved,
             **_counter_stats(self, self.avg_ns),
             "queued": len(self.normal),
             "queued_realtime": len(self.rt),

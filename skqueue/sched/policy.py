@@ -1,10 +1,23 @@
-"""SKQ placement policies and work stealing.
+"""SKQ placement policies, reserved workers and work stealing.
 
 At every activation :meth:`Scheduler.place` picks one kevq: random, queue
 affinity, CPU affinity, best-of-N by expected start time, or a hybrid of an
 affinity policy with best-of-N sampling.  Time, activation CPUs, the topology and
 randomness are what the scheduler was made with (see the package docstring).
 All methods run with the kqueue lock held.
+
+Reserved workers (KQTUNE_RTRESERVE = n, ours, after the reservation of
+Perséphone's DARC): the first ``min(n, kevqs - 1)`` kevqs in registration order
+take realtime events only.  The policy places a realtime activation among the
+reserved kevqs and a normal one among the others, by its own rule each time; a
+reserved kevq steals realtime events only.  Registration order because it is
+stable: a thread that joins changes nothing (unless it lifts the keep-one cap),
+a retune moves only the boundary, and a reserved kevq that retires is replaced
+by the oldest unreserved one, so a pool's long-lived threads are the reserved
+ones.  At least one kevq stays unreserved, so that normal events always have
+somewhere to go.  A kevq that becomes reserved gives up its queued normal
+events (:meth:`Scheduler.register`, :meth:`Scheduler.retire` and
+:meth:`Scheduler.set_reserve` return them, for the caller to place again).
 """
 
 from __future__ import annotations
@@ -31,6 +44,16 @@ _NAMES = {
 }
 #: Friendly names accepted by ``skqueue.kqueue(sched=...)``.
 POLICY_NAMES = {name: number for number, name in _NAMES.items()}
+#: The most kevqs KQTUNE_RTRESERVE may ask for.
+RTRESERVE_MAX = 1024
+
+
+def check_reserve(n: int) -> int:
+    """n as a KQTUNE_RTRESERVE value: ValueError unless 0 <= n <= RTRESERVE_MAX."""
+    n = operator.index(n)
+    if not 0 <= n <= RTRESERVE_MAX:
+        raise ValueError(f"rtreserve must be in [0, {RTRESERVE_MAX}], got {n}")
+    return n
 
 
 class Scheduler:
@@ -63,6 +86,13 @@ class Scheduler:
         self.steal = bool(feat & KQ_SCHED_FEAT_WS)
         self.fargs = max(1, fargs)
         self.kevqs: list[Kevq] = []
+        # KQTUNE_RTRESERVE: the kevqs asked for, and the pools it splits kevqs into.
+        self.reserve = 0
+        self.reserved: list[Kevq] = []  # the realtime pool; empty: no reservation
+        self.unreserved: list[Kevq] = []  # the normal pool, while reserved is not empty
+        self.reserved_placements = 0  # realtime activations placed on a reserved kevq
+        self.refused = 0  # normal activations kept off the reserved kevqs
+        self.evicted = 0  # normal events moved off a kevq that became reserved
         self.retired = RetiredKevqs()  # statistics of the kevqs whose thread left
         self.topology = topology
         self.place_ns = 0  # time spent in place(), by the clock
@@ -79,19 +109,56 @@ class Scheduler:
         return base + (f"+ws{self.fargs}" if self.steal else "")
 
     # kevqs ---------------------------------------------------------------------------
-    def register(self, kevq: Kevq) -> None:
-        """kevq takes part in placement and stealing from now on."""
-        self.kevqs.append(kevq)
+    def register(self, kevq: Kevq) -> list[Knote]:
+        """kevq takes part in placement and stealing from now on.
 
-    def retire(self, kevq: Kevq) -> None:
-        """kevq takes no more events; its counters join the retired sum."""
-        if kevq in self.kevqs:
-            self.kevqs.remove(kevq)
-            self.retired.add(kevq)
+        Returns the normal events to place again (see :meth:`set_reserve`).
+        """
+        self.kevqs.append(kevq)
+        return self._reserve_kevqs()
+
+    def retire(self, kevq: Kevq) -> list[Knote]:
+        """kevq takes no more events; its counters join the retired sum.
+
+        Returns the normal events to place again (see :meth:`set_reserve`).
+        """
+        if kevq not in self.kevqs:
+            return []
+        self.kevqs.remove(kevq)
+        self.retired.add(kevq)
+        return self._reserve_kevqs()
+
+    def set_reserve(self, n: int) -> list[Knote]:
+        """KQTUNE_RTRESERVE: keep n kevqs for realtime events (ValueError out of range).
+
+        Returns the normal events that were queued on kevqs that are reserved now,
+        taken off their queues: the caller places each again, as at a thread's exit.
+        """
+        self.reserve = check_reserve(n)
+        return self._reserve_kevqs()
+
+    def _reserve_kevqs(self) -> list[Knote]:
+        """Mark the first min(reserve, kevqs - 1) kevqs reserved; evict their normal events."""
+        kevqs = self.kevqs
+        count = max(0, min(self.reserve, len(kevqs) - 1))
+        self.reserved = kevqs[:count]
+        self.unreserved = kevqs[count:]
+        evicted: list[Knote] = []
+        for i, kevq in enumerate(kevqs):
+            reserved = i < count
+            if reserved and not kevq.reserved:
+                evicted.extend(kevq.normal)
+                kevq.normal.clear()
+            kevq.reserved = reserved
+        self.evicted += len(evicted)
+        return evicted
 
     # Placement ------------------------------------------------------------------------
-    def place(self, kn: Knote, fallback: Kevq) -> Kevq:
-        """Choose the kevq for this activation of kn (fallback when nobody waits)."""
+    def place(self, kn: Knote, fallback: Kevq, realtime: bool = False) -> Kevq:
+        """Choose the kevq for this activation of kn (fallback when nobody waits).
+
+        realtime: kn is EV_REALTIME, which decides its pool under KQTUNE_RTRESERVE.
+        """
         kevqs = self.kevqs
         if not kevqs:
             return fallback
@@ -99,21 +166,27 @@ class Scheduler:
         if self.sched == KQ_SCHED_QUEUE and kn.group < 0:
             # Bound at its first activation, whether or not there is a choice yet.
             kn.group = self.topology.group(self._cpu_of(kn))
+        if self.reserved:
+            if realtime:
+                kevqs = self.reserved
+                self.reserved_placements += 1
+            else:
+                kevqs = self.unreserved
+                self.refused += 1
         if len(kevqs) == 1:
             chosen = kevqs[0]
         elif self.sched == KQ_SCHED_BEST:
-            chosen = self._best(self._sample(self.sargs), now)
+            chosen = self._best(self._sample(kevqs, self.sargs), now)
         elif self.sched == SCHED_RANDOM:
             chosen = self._random.choice(kevqs)
         else:
-            chosen = self._affine(kn, now)
+            chosen = self._affine(kn, kevqs, now)
         chosen.placements += 1
         self.placements += 1
         self.place_ns += self._clock() - now
         return chosen
 
-    def _sample(self, n: int) -> list[Kevq]:
-        kevqs = self.kevqs
+    def _sample(self, kevqs: list[Kevq], n: int) -> list[Kevq]:
         size = len(kevqs)
         if n >= size:
             return kevqs
@@ -133,17 +206,17 @@ class Scheduler:
                 best, best_start = kevq, start
         return best
 
-    def _affine(self, kn: Knote, now: int) -> Kevq:
-        """Queue or CPU affinity, optionally hybrid with best-of-sargs sampling."""
+    def _affine(self, kn: Knote, kevqs: list[Kevq], now: int) -> Kevq:
+        """Queue or CPU affinity among kevqs, optionally hybrid with best-of-sargs sampling."""
         group = kn.group if self.sched == KQ_SCHED_QUEUE else self.topology.group(self._cpu_of(kn))
-        local = [k for k in self.kevqs if k.group == group]
+        local = [k for k in kevqs if k.group == group]
         if not local:
-            chosen = self._random.choice(self.kevqs)
+            chosen = self._random.choice(kevqs)
             chosen.fallbacks += 1
             return chosen
         chosen = self._best(local, now)
         if self.sargs:
-            other = self._best(self._sample(self.sargs), now)
+            other = self._best(self._sample(kevqs, self.sargs), now)
             penalty = tunables.cache_penalty_ns
             if other.group != group and (
                 other.expected_start_ns(now) + penalty < chosen.expected_start_ns(now)
@@ -154,11 +227,15 @@ class Scheduler:
 
     # Work stealing -------------------------------------------------------------------------
     def steal_into(self, thief: Kevq) -> bool:
-        """Move up to fargs queued events from a random busy kevq to the thief."""
+        """Move up to fargs queued events from a random busy kevq to the thief.
+
+        A reserved thief takes realtime events only; any other takes both kinds.
+        """
         if not self.steal:
             return False
         thief.steal_scans += 1
-        victims = [k for k in self.kevqs if (k.normal or k.rt) and k is not thief]
+        normal_too = not thief.reserved
+        victims = [k for k in self.kevqs if (k.rt or (normal_too and k.normal)) and k is not thief]
         if not victims:
             return False
         if len(victims) > 1:
@@ -170,20 +247,29 @@ class Scheduler:
         else:
             victim = victims[0]
         taken = 0
-        while taken < self.fargs and len(victim):
-            realtime = bool(victim.rt)
-            kn = victim.rt.popleft() if realtime else victim.normal.popleft()
-            thief.push(kn, realtime)
+        while taken < self.fargs:
+            if victim.rt:
+                thief.push(victim.rt.popleft(), True)
+            elif normal_too and victim.normal:
+                thief.push(victim.normal.popleft(), False)
+            else:
+                break
             taken += 1
         thief.steals += taken
         return taken > 0
 
     def idle_thief(self, busy: Kevq) -> Kevq | None:
-        """A sleeping kevq with nothing queued, to wake so it can steal from busy."""
+        """A sleeping kevq with nothing queued, to wake so it can steal from busy
+        (a reserved one only if busy has realtime events queued)."""
         if not self.steal:
             return None
         for kevq in self.kevqs:
-            if kevq is not busy and kevq.sleeping and not len(kevq):
+            if (
+                kevq is not busy
+                and kevq.sleeping
+                and not len(kevq)
+                and (busy.rt or not kevq.reserved)
+            ):
                 return kevq
         return None
 
@@ -195,6 +281,10 @@ class Scheduler:
             "feat": self.feat,
             "fargs": self.fargs,
             "placements": self.placements,
+            "reserved_kevqs": len(self.reserved),
+            "reserved_placements": self.reserved_placements,
+            "reserve_refused": self.refused,
+            "reserve_evicted": self.evicted,
             "place_total_us": self.place_ns / 1e3,
             "place_avg_us": self.place_ns / 1e3 / (self.placements or 1),
             "topology": self.topology.describe(),

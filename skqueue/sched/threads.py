@@ -55,9 +55,11 @@ class ThreadKevqs:
         return None if slot is None else slot.kevq
 
     def join(self, sched: Scheduler) -> Kevq:
-        """Make the calling thread's kevq, in the group of the CPU it runs on now."""
+        """Make the calling thread's kevq, in the group of the CPU it runs on now.
+
+        The caller registers it with sched, and places again what that evicts.
+        """
         kevq = Kevq(self._lock, sched.topology.group(current_cpu()), threading.current_thread())
-        sched.register(kevq)
         self._tls.slot = _Slot(kevq, self._retire)
         return kevq
 

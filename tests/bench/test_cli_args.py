@@ -59,9 +59,11 @@ BAD_VALUES: dict[str, list[str]] = {
     "--cores": ["0", "-1", "5000", "1.5", "x"],
     "--realtime": ["-1", "100000", "1.5", "x"],
     "--rtshare": ["0", "101", "-1", "1.5", "x"],
+    "--rtreserve": ["-1", "1025", "1.5", "x"],
     "--freq": ["-1", "1e99", "1.5", "x"],
     "--cost": ["harvest", "harvest=-1", "harvest=inf", "lock=nan", "foo=1", "=1", ""],
     "--calibrate": ["x"],  # a flag: given as --calibrate=x
+    "--from-results": ["", HUGE_PATH, "/nonexistent/folder"],
 }
 # What a command needs besides the option under test.
 REQUIRED: dict[str, list[str]] = {

@@ -7,6 +7,7 @@ import os
 import random
 import socket
 from collections import Counter
+from dataclasses import replace
 
 import pytest
 
@@ -224,6 +225,34 @@ def test_server_answers_both_populations_every_reply_checked(design: str) -> Non
         stats = server.stats()
     if design == "skq":  # only SKQ registers the latency-sensitive sockets EV_REALTIME
         assert sum(q["realtime"] for q in stats["kqueue"]["kevqs"]) >= pops["rt"].received
+
+
+@pytest.mark.timeout(90)
+def test_skq_server_keeps_reserved_workers_for_the_latency_sensitive_connections() -> None:
+    cfg = replace(kv_config("skq", 3, max_scan=200), rtreserve=1)
+    assert cfg.label == "skq best2 rt1 x3"
+    with running(cfg) as server, LoadGenerator(1) as gen:
+        spec = LoadSpec(
+            server.port,
+            rate=300,
+            duration_s=1.0,
+            warmup_s=0.2,
+            connections=8,
+            workload="kv",
+            rt_connections=2,
+            rt_rate=100,
+            kv_keys=KEYS,
+            max_scan=200,
+        )
+        pops = gen.run_populations(spec)
+        for name, res in pops.items():
+            assert res.errors == res.timeouts == 0, name
+            assert res.sent == res.received > 0, name
+        kq = server.stats()["kqueue"]
+    assert (kq["rtreserve"], kq["reserved_kevqs"]) == (1, 1)
+    assert kq["reserved_placements"] > 0 and kq["reserve_refused"] > 0
+    (reserved,) = [q for q in kq["kevqs"] if q["reserved"]]
+    assert reserved["realtime"] > 0
 
 
 KV_FAULTS = {

@@ -28,7 +28,9 @@ def test_the_plan_has_every_design_and_repeats_each_point(quick: bool) -> None:
     plan = _plan(quick)
     designs = [c.design for c in plan.configs]
     assert set(designs) == {"vanilla", "dispatch", "asyncio", "uvloop", "reuseport", "skq"}
-    assert designs.count("skq") >= 2
+    assert designs.count("skq") >= 3
+    reserved = [c for c in plan.configs if c.rtreserve]
+    assert [(c.design, c.rtreserve) for c in reserved] == [("skq", kvexp.RESERVED_WORKERS)]
     assert len({c.label for c in plan.configs}) == len(plan.configs)
     assert all(c.work == "kv" for c in plan.configs)
     assert plan.repeats >= 3
@@ -206,7 +208,8 @@ def test_the_command_end_to_end_on_a_reduced_plan(
 ) -> None:
     # two designs and two loads instead of seven and four: the command as run, in ~15 s
     monkeypatch.setattr(kvexp, "BASELINES", ("dispatch",))
-    monkeypatch.setattr(kvexp, "SKQ_QUICK", ("best2",))
+    monkeypatch.setattr(kvexp, "SKQ_QUICK", ())
+    monkeypatch.setattr(kvexp, "RESERVED_POLICY", "best2")
     monkeypatch.setattr(kvexp, "RATES_QUICK", (100.0, 200.0))
     argv = ["bench", "reproduce", "kv", "--quick", "--workers", "2", "--keys", "2000"]
     argv += ["--connections", "4", "--duration", "0.4", "--warmup", "0.1", "--out", tmp_out]
@@ -215,7 +218,7 @@ def test_the_command_end_to_end_on_a_reduced_plan(
     res = load_results(tmp_out)
     assert not res.errors and not res.interrupted
     assert len(res.points) == 2 * 3 * 2
-    d, k = "dispatch x2", "skq best2 x2"
+    d, k = "dispatch x2", "skq best2 rt1 x2"
     # each load: three rounds, the order rotated between them
     assert [p.label for p in res.points][:6] == [d, k, k, d, d, k]
     assert all(set(p.populations) == {"bg", "rt"} for p in res.points)

@@ -217,6 +217,10 @@ def test_bad_limits_are_rejected() -> None:
         ServerConfig(max_inflight=1.5)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="workers"):
         ServerConfig(workers="4")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="rtreserve"):
+        ServerConfig(rtreserve=-1)
+    with pytest.raises(TypeError, match="rtreserve"):
+        ServerConfig(rtreserve=1.5)  # type: ignore[arg-type]
     assert ServerConfig(workers=4).inflight_limit == 3
     assert ServerConfig(workers=1).inflight_limit == 1
     assert ServerConfig(max_inflight=2).inflight_limit == 2

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, cast
 import pytest
 
 from skqueue import KQ_SCHED_BEST, KQ_SCHED_CPU, KQ_SCHED_FEAT_WS, KQ_SCHED_QUEUE, tunables
-from skqueue.sched import Kevq, Scheduler, Topology, realtime_budget
+from skqueue.sched import RTRESERVE_MAX, Kevq, Scheduler, Topology, realtime_budget
 
 if TYPE_CHECKING:
     from skqueue.knote import Knote
@@ -309,3 +309,215 @@ def test_realtime_share_and_freq_are_arithmetic_on_what_they_are_given() -> None
     q.account_return(40_000_000, 2)
     q.account_wait(42_000_000)  # 1 ms each now: the 95/5 moving average
     assert q.avg_ns == pytest.approx(0.95 * 10_000_000 + 0.05 * 1_000_000)
+
+
+# Reserved workers (KQTUNE_RTRESERVE) ----------------------------------------------------------
+def reserve_script(seed: int, steps: int = 500) -> list[tuple[str, int, int]]:
+    """script() plus retunes, threads that join and threads that retire."""
+    rng = random.Random(seed)
+    out = script(seed, steps)
+    for _ in range(steps // 10):
+        at = rng.randrange(len(out))
+        what = rng.choice(("retune", "retune", "join", "retire"))
+        out.insert(at, (what, rng.randrange(5), rng.choice((0, 1, 2, 3, 6))))
+    return out
+
+
+def replay_reserved(
+    policy: tuple[int, int, int, int], steps: list[tuple[str, int, int]], seed: int
+) -> list[object]:
+    """replay() with a reservation that changes, checking its rules at every step.
+
+    What the scheduler evicts is placed again here, as KqueueCore._place_again does.
+    """
+    clock = FakeClock()
+    sched = scheduler(*policy, clock=clock, seed=seed)
+    kevqs: list[Kevq] = []
+    knotes = [cast(Activation, knote(0)) for _ in range(12)]
+    realtime = [i % 3 == 0 for i in range(12)]  # knotes 0, 3, 6, 9 are EV_REALTIME
+    orphans = Kevq(LOCK)
+    trace: list[object] = []
+
+    def place(i: int) -> None:
+        kn = cast("Knote", knotes[i])
+        chosen = sched.place(kn, orphans, realtime[i])
+        assert chosen is orphans or realtime[i] or not chosen.reserved, "normal on a reserved kevq"
+        if sched.reserved and realtime[i]:
+            assert chosen.reserved, "a realtime activation missed the reserved kevqs"
+        chosen.push(kn, realtime[i])
+        trace.append(("placed", i, kevqs.index(chosen) if chosen in kevqs else -1))
+
+    def place_again(evicted: list[Knote]) -> None:
+        for kn in evicted:
+            assert not realtime[knotes.index(cast(Activation, kn))], "evicted a realtime event"
+            cast(Activation, kn).kevq = None
+            place(knotes.index(cast(Activation, kn)))
+
+    for group in (0, 0, 2):
+        kevqs.append(Kevq(LOCK, group))
+        place_again(sched.register(kevqs[-1]))
+    for what, which, much in steps:
+        clock.now += 100
+        if what == "tick":
+            clock.now += much
+        elif what == "retune":
+            place_again(sched.set_reserve(much))
+        elif what == "join":
+            kevqs.append(Kevq(LOCK, 2 * (which % 2)))
+            place_again(sched.register(kevqs[-1]))
+        elif what == "retire":
+            if len(sched.kevqs) < 2:
+                continue
+            gone = sched.kevqs[which % len(sched.kevqs)]
+            place_again(sched.retire(gone))
+            queued = [*gone.rt, *gone.normal]  # as KqueueCore._replace_queued
+            gone.rt.clear()
+            gone.normal.clear()
+            for kn in queued:
+                cast(Activation, kn).kevq = None
+                place(knotes.index(cast(Activation, kn)))
+        elif what in ("activate", "realtime"):
+            act = knotes[which]
+            if act.kevq is None:
+                act.cpu = much
+                place(which)
+        else:
+            q = sched.kevqs[which % len(sched.kevqs)]
+            q.account_wait(clock())
+            taken: list[int] = []
+            while len(taken) < much:
+                if q.rt:
+                    got = q.rt.popleft()
+                elif q.normal:
+                    got = q.normal.popleft()
+                elif sched.steal_into(q):
+                    continue
+                else:
+                    break
+                cast(Activation, got).kevq = None
+                taken.append(knotes.index(cast(Activation, got)))
+                assert realtime[taken[-1]] or not q.reserved, "a reserved kevq took a normal event"
+                clock.now += 1_000
+            q.account_return(clock(), len(taken))
+            thief = sched.idle_thief(q)
+            trace.append(
+                ("took", kevqs.index(q), taken, None if thief is None else kevqs.index(thief))
+            )
+        # The reservation: the oldest min(n, kevqs - 1) kevqs, and nothing normal on them.
+        count = max(0, min(sched.reserve, len(sched.kevqs) - 1))
+        assert [q.reserved for q in sched.kevqs] == [i < count for i in range(len(sched.kevqs))]
+        assert not any(q.normal for q in sched.reserved)
+    stats = sched.stats()
+    trace.append(
+        [stats[key] for key in ("reserved_placements", "reserve_refused", "reserve_evicted")]
+    )
+    return trace
+
+
+@pytest.mark.parametrize("name", POLICIES)
+def test_a_reserved_replay_keeps_its_rules_and_gives_the_same_placements_twice(name: str) -> None:
+    steps = reserve_script(seed=13)
+    first = replay_reserved(POLICIES[name], steps, seed=3)
+    assert first == replay_reserved(POLICIES[name], steps, seed=3)
+    rt_placed, refused, evicted = cast("list[int]", first[-1])
+    assert rt_placed > 10 and refused > 10 and evicted > 0  # the script exercised all three
+
+
+def test_realtime_goes_to_the_best_of_the_reserved_kevqs_and_normal_to_the_others() -> None:
+    clock = FakeClock()
+    clock.now = 1_000
+    sched = scheduler(KQ_SCHED_BEST, 2, clock=clock)
+    # Registration order decides: a and b are reserved, c and d are not.
+    a = kevq(0, queued=3, avg_ns=1_000)  # starts at 4_000
+    b = kevq(0, queued=1, avg_ns=1_000)  # starts at 2_000
+    c, d = kevq(2), kevq(2)  # idle: best for anything, but not reserved
+    for q in (a, b, c, d):
+        assert sched.register(q) == []  # nothing to evict: no reservation yet
+    queued = [*a.normal, *b.normal]
+    assert sched.set_reserve(2) == queued  # they held normal events: placed again elsewhere
+    assert not a.normal and not b.normal
+    assert [q.reserved for q in (a, b, c, d)] == [True, True, False, False]
+    for q, count in ((a, 3), (b, 1)):
+        for _ in range(count):
+            q.push(knote(0), True)  # their queues hold realtime events now
+    assert sched.place(knote(0), Kevq(LOCK), True) is b  # best of the two reserved
+    assert sched.place(knote(0), Kevq(LOCK), False) in (c, d)
+    stats = sched.stats()
+    assert (stats["reserved_kevqs"], stats["reserved_placements"], stats["reserve_refused"]) == (
+        2,
+        1,
+        1,
+    )
+    assert stats["reserve_evicted"] == 4
+    assert [k["reserved"] for k in stats["kevqs"]] == [True, True, False, False]
+
+
+def test_a_reservation_keeps_one_kevq_for_normal_events() -> None:
+    clock = FakeClock()
+    sched = scheduler(0, clock=clock)
+    assert sched.set_reserve(3) == []  # nobody registered: nothing to reserve yet
+    first = kevq(0, queued=2)
+    assert sched.register(first) == []
+    assert not first.reserved  # the only kevq takes both kinds
+    assert sched.place(knote(0), Kevq(LOCK), True) is first
+    assert sched.place(knote(0), Kevq(LOCK), False) is first
+    queued = list(first.normal)
+    second = kevq(2)
+    assert sched.register(second) == queued  # first is reserved now: its normal events move
+    assert (first.reserved, second.reserved) == (True, False)
+    for _ in range(10):
+        assert sched.place(knote(0), Kevq(LOCK), False) is second
+        assert sched.place(knote(0), Kevq(LOCK), True) is first
+    third = kevq(2)
+    sched.register(third)
+    assert [q.reserved for q in (first, second, third)] == [True, True, False]
+    for _ in range(10):
+        assert sched.place(knote(0), Kevq(LOCK), False) is third
+
+
+def test_a_retired_reserved_kevq_is_replaced_by_the_oldest_unreserved() -> None:
+    clock = FakeClock()
+    sched = scheduler(0, clock=clock)
+    a, b, c = kevq(0), kevq(0, queued=2), kevq(2, queued=1)
+    for q in (a, b, c):
+        sched.register(q)
+    sched.set_reserve(1)
+    assert [q.reserved for q in (a, b, c)] == [True, False, False]
+    queued = list(b.normal)
+    assert sched.retire(a) == queued  # b is the oldest unreserved: reserved now
+    assert (b.reserved, c.reserved, len(b.normal), len(c.normal)) == (True, False, 0, 1)
+    assert sched.set_reserve(0) == []  # unreserving evicts nothing
+    assert not b.reserved and sched.reserved == []
+    with pytest.raises(ValueError):
+        sched.set_reserve(-1)
+    with pytest.raises(ValueError):
+        sched.set_reserve(RTRESERVE_MAX + 1)
+    assert sched.set_reserve(RTRESERVE_MAX) == []  # two kevqs: one is reserved
+    assert sched.reserved == [b]
+
+
+def test_a_reserved_thief_steals_realtime_events_only() -> None:
+    clock = FakeClock()
+    sched = scheduler(0, 0, KQ_SCHED_FEAT_WS, 4, clock=clock)
+    thief, busy = kevq(0), kevq(2, queued=3)
+    urgent = knote(2)
+    sched.register(thief)
+    sched.register(busy)
+    sched.set_reserve(1)
+    thief.sleeping = True
+    assert thief.reserved and sched.idle_thief(busy) is None  # only normal events there
+    assert not sched.steal_into(thief)
+    busy.push(urgent, True)
+    assert sched.idle_thief(busy) is thief
+    assert sched.steal_into(thief)
+    assert (list(thief.rt), len(thief.normal), len(busy.normal)) == ([urgent], 0, 3)
+    # An unreserved thief takes both kinds, realtime first, from reserved kevqs too:
+    # a realtime event never waits behind a busy reserved thread while another idles.
+    late = knote(2)
+    busy.push(late, True)
+    other = kevq(2)
+    sched.register(other)  # joins unreserved: thief stays the reserved one
+    assert sched.steal_into(other)  # probes both, robs busy (4 queued against 1)
+    assert (list(other.rt), len(other.normal), len(busy)) == ([late], 3, 0)
+    assert sched.steal_into(other)  # only thief has anything left
+    assert list(other.rt) == [late, urgent] and not thief.rt
