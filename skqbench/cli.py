@@ -1,6 +1,8 @@
 """The ``skqueue`` command: benchmarks, a server for your own tools, scheduler statistics.
 
-skqueue bench reproduce [--quick]   the imbalanced-workload comparison, end to end
+skqueue bench reproduce [--quick]   both experiments below, end to end
+skqueue bench reproduce imbalance   the imbalanced-workload comparison
+skqueue bench reproduce kv          latency-sensitive GETs beside a key-value mix, every design
 skqueue bench sweep ...             any configuration (design x policy x workers)
 skqueue bench load --port P --rate R  one point against a running server, as JSON
 skqueue bench kv [--quick]          one key-value point, latency-sensitive vs background
@@ -29,7 +31,7 @@ from typing import TYPE_CHECKING, NoReturn, TypeVar
 if TYPE_CHECKING:
     from rich.console import Console
 
-from skqbench import kvstore
+from skqbench import kvexp, kvstore
 from skqbench.control import check_control_path, default_control_path, query
 from skqbench.loadgen import ARRIVALS, LoadGenerator, LoadSpec
 from skqbench.protocol import KV_MAX_VALUE, MAX_SERVICE_NS
@@ -47,6 +49,7 @@ from skqbench.sweep import (
     SweepPlan,
     SweepResults,
     load_results,
+    run_interleaved,
     run_sweep,
 )
 from skqueue.sched import RTRESERVE_MAX
@@ -72,6 +75,7 @@ REPRO_SKQ_FULL = tuple(
     p + ws for ws in ("", "+ws") for p in ("random", "queue", "cpu", "best2", "queue2", "cpu2")
 )
 REPRO_BASELINES = ("vanilla", "dispatch", "asyncio", "uvloop", "reuseport")
+EXPERIMENTS = ("imbalance", "kv")
 # 'sim validate' (issue 15): reproduce's plan, these designs, at least three SKQ policies.
 VALIDATE_DESIGNS = ("vanilla", "skq", "dispatch", "asyncio")
 VALIDATE_SKQ_QUICK = (*REPRO_SKQ_QUICK, "queue")
@@ -326,8 +330,15 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="benchmarks: reproduce, sweep, load, crosscheck, report")
     bsub = bench.add_subparsers(dest="bench_command", required=True)
 
-    rep = bsub.add_parser("reproduce", help="SKQ vs the usual designs, imbalanced classes")
-    rep.add_argument("--quick", action="store_true", help="about two minutes on 2 cores")
+    rep = bsub.add_parser("reproduce", help="SKQ vs the usual designs: imbalance, kv or both")
+    rep.add_argument(
+        "experiment",
+        nargs="?",
+        choices=EXPERIMENTS,
+        help="imbalance (per-connection classes) or kv (latency-sensitive GETs); "
+        "default both, each in its own subfolder of --out",
+    )
+    rep.add_argument("--quick", action="store_true", help="under three minutes each on 2 cores")
     rep.add_argument(
         "--workers",
         type=_workers,
@@ -340,8 +351,15 @@ def build_parser() -> argparse.ArgumentParser:
         default=REPRO_BASE_US,
         help="base service time of the 1x class in us (default %(default)s)",
     )
+    rep.add_argument(
+        "--keys",
+        type=_number(int, 1, MAX_KEYS, "a key count"),
+        default=None,
+        help=f"kv: records in the store (default {kvstore.KEYS_FULL:,}; "
+        f"{kvstore.KEYS_QUICK:,} with --quick)",
+    )
     _add_sweep_options(rep, quick=True)
-    rep.set_defaults(parser=rep, plan=reproduce_plan)
+    rep.set_defaults(parser=rep, run=cmd_reproduce)
 
     sw = bsub.add_parser("sweep", help="latency vs load for any configurations")
     sw.add_argument(
@@ -770,6 +788,72 @@ def run_plan(plan: SweepPlan, out_dir: str) -> int:
     )
 
 
+def kv_reproduce_plan(args: argparse.Namespace) -> SweepPlan:
+    """The key-value experiment: every design, ``kvexp.REPEATS`` interleaved repeats."""
+    keys = args.keys or (kvstore.KEYS_QUICK if args.quick else kvstore.KEYS_FULL)
+    template = ServerConfig(workers=args.workers, work="kv", kv_keys=keys, kv_seed=args.seed)
+    load = replace(
+        _load_template(args, "fixed:0us", args.quick),
+        workload="kv",
+        rt_connections=KV_RT_CONNECTIONS,
+        rt_rate=KV_RT_RATE,
+        kv_keys=keys,
+        kv_seed=args.seed,
+        drain_s=kvexp.DRAIN_QUICK_S if args.quick else LoadSpec.drain_s,
+    )
+    if args.quick and args.warmup is None:
+        load = replace(load, warmup_s=kvexp.WARMUP_QUICK_S)
+    return kvexp.kv_plan(template, load, args.quick, args.processes, args.slo_us or kvexp.SLO_US)
+
+
+def _kv_report(res: SweepResults, out_dir: str, console: Console) -> str:
+    summary = kvexp.write_report(res, out_dir)
+    with open(os.path.join(out_dir, "summary.md")) as f:
+        console.print(f.read())
+    at = summary["reference"]["measured_at"]
+    console.print(f"reference load: {at:,.0f}/s" if at else "no reference load")
+    return "results.json, summary.json, summary.md, " + ", ".join(kvexp.PLOTS.values())
+
+
+def run_kv(plan: SweepPlan, out_dir: str) -> int:
+    """Load the store (or find it cached), then the interleaved sweep and its report."""
+    from rich.console import Console
+
+    console = Console()
+    start = time.monotonic()
+    path = kvstore.load(kvstore.Dataset(plan.load.kv_keys, plan.load.kv_seed))
+    console.print(f"store: {plan.load.kv_keys:,} keys in {path} ({time.monotonic() - start:.1f} s)")
+    return _run_reported(
+        len(plan.configs),
+        plan.rates,
+        plan.slo_us,
+        out_dir,
+        lambda progress: run_interleaved(plan, out_dir, progress),
+        console,
+        repeats=plan.repeats,
+        report=_kv_report,
+    )
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    """One experiment into --out, or both (imbalance first) into its subfolders; every
+    plan is checked before the first one runs."""
+    names = [args.experiment] if args.experiment else list(EXPERIMENTS)
+    out = _out_dir(args, "reproduce")
+    makers = {"imbalance": (reproduce_plan, run_plan), "kv": (kv_reproduce_plan, run_kv)}
+    try:
+        runs = [(name, makers[name][0](args), makers[name][1]) for name in names]
+    except ValueError as exc:  # a combination no single option could reject
+        args.parser.error(str(exc))
+    status = 0
+    for name, plan, run in runs:
+        code = run(plan, out if args.experiment else os.path.join(out, name))
+        if code == 130:  # interrupted: do not start the next one
+            return code
+        status = max(status, code)
+    return status
+
+
 def _run_reported(
     configs: int,
     rates: list[float],
@@ -777,8 +861,11 @@ def _run_reported(
     out_dir: str,
     sweep: Callable[[Progress], SweepResults],
     console: Console,
+    repeats: int = 1,
+    report: Callable[[SweepResults, str, Console], str] | None = None,
 ) -> int:
-    """A sweep (measured or simulated) with a progress bar, then the report."""
+    """A sweep (measured or simulated) with a progress bar, then the report (default
+    :func:`skqbench.report.write_report`'s; ``report`` returns the files it wrote)."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -789,8 +876,9 @@ def _run_reported(
 
     from skqbench.report import write_report
 
+    times = f" x {repeats} repeats, interleaved" if repeats > 1 else ""
     console.print(
-        f"[bold]{configs} configurations x up to {len(rates)} loads "
+        f"[bold]{configs} configurations x up to {len(rates)} loads{times} "
         f"({rates[0]:,.0f}..{rates[-1]:,.0f}/s), SLO p99 <= "
         f"{slo_us / 1000:.2f} ms; results in {out_dir}[/bold]"
     )
@@ -801,24 +889,28 @@ def _run_reported(
         TimeElapsedColumn(),
         console=console,
     ) as bar:
-        task = bar.add_task("starting", total=configs * len(rates))
+        task = bar.add_task("starting", total=configs * len(rates) * repeats)
 
         def progress(label: str, done: int, total: int, point: Point | None) -> None:
             bar.update(task, completed=done, description=label)
             if point is not None:
                 r = point.result
                 mark = f"\n    [red]saturated: {point.why}[/red]" if point.saturated else ""
+                rt = point.populations.get("rt")
+                also = f" rt p99 {rt['p99_us'] / 1000:7.2f} ms" if rt else ""
                 bar.console.print(
                     f"{point.label:<18}{r['offered']:>7,.0f}/s ->{r['achieved']:>7,.0f}/s "
-                    f"p50 {r['p50_us'] / 1000:6.2f} ms p99 {r['p99_us'] / 1000:7.2f} ms{mark}"
+                    f"p50 {r['p50_us'] / 1000:6.2f} ms p99 {r['p99_us'] / 1000:7.2f} ms"
+                    f"{also}{mark}"
                 )
 
         results = sweep(progress)
-    write_report(results, out_dir, console)
-    console.print(
-        f"report: {os.path.abspath(out_dir)} (results.json, p99.png, "
-        "p99-story.png, p50.png, summary.md)"
-    )
+    if report is None:
+        write_report(results, out_dir, console)
+        files = "results.json, p99.png, p99-story.png, p50.png, summary.md"
+    else:
+        files = report(results, out_dir, console)
+    console.print(f"report: {os.path.abspath(out_dir)} ({files})")
     if results.interrupted:
         console.print("[yellow]interrupted: the report covers the points measured so far[/yellow]")
         return 130
@@ -1190,7 +1282,9 @@ def _needs(args: argparse.Namespace) -> tuple[str, ...]:
     design = getattr(args, "design", None)
     designs = design if isinstance(design, list) else [design]
     starts_uvloop = "uvloop" in designs or command == "reproduce"
-    opens_store = getattr(args, "work", None) == "kv"
+    opens_store = getattr(args, "work", None) == "kv" or (
+        command == "reproduce" and args.experiment != "imbalance"
+    )
     return (
         NEEDS.get(command, ())
         + (("uvloop",) if starts_uvloop else ())

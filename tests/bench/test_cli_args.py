@@ -44,6 +44,7 @@ BAD_VALUES: dict[str, list[str]] = {
     "--service": [*DISTS, "classes:1ms", "bimodal:1ms:2ms:0.5"],
     "--knee": POSITIVE,
     "folder": ["", HUGE_PATH, "/nonexistent/folder"],
+    "experiment": ["nothing", "", "KV"],
     "--sockperf-service": DISTS,
     "--control": ["", LONG_PATH],
     "--wait": ["-1", "1e9", "inf", "nan", "x"],
