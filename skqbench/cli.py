@@ -9,6 +9,7 @@ skqueue bench kv [--quick]          one key-value point, latency-sensitive vs ba
 skqueue bench crosscheck            our generator vs sockperf, same server and rate
 skqueue bench report DIR            redo plots and table from a results folder
 skqueue sim run ...                 the same plots and table from a simulated server
+skqueue sim grid [--quick]          every fixed SKQ policy and auto over a workload grid
 skqueue serve ...                   run one server design on loopback
 skqueue stats                       scheduler statistics of a running server
 """
@@ -580,6 +581,12 @@ def build_parser() -> argparse.ArgumentParser:
     sr = simsub.add_parser("run", help="simulated latency vs load, reported as a real sweep")
     _add_sim_options(sr)
     sr.set_defaults(parser=sr, run=cmd_sim_run)
+    sg = simsub.add_parser("grid", help="p99 of every fixed SKQ policy and auto over a grid")
+    sg.add_argument("--quick", action="store_true", help="a small grid, short points")
+    sg.add_argument(
+        "--out", type=_path, default=None, help="report folder (default results/grid-<time>)"
+    )
+    sg.set_defaults(parser=sg, run=cmd_sim_grid)
     _add_sim_validate(simsub)
     return parser
 
@@ -1100,6 +1107,17 @@ def cmd_sim_validate(args: argparse.Namespace) -> int:
     console.print(table)
     console.print(f"validation: {os.path.abspath(files[0])} and {len(files) - 1} figures")
     return code or (0 if all(v.ok for v in verdicts) else 1)
+
+
+def cmd_sim_grid(args: argparse.Namespace) -> int:
+    """skqbench.sim.grid, each point printed when done; the table says if auto met its target."""
+    from skqbench.sim.grid import plan_for, run_grid, table
+
+    out_dir = _out_dir(args, "grid")
+    grid = run_grid(plan_for(args.quick), out_dir, lambda row: print(row, flush=True))
+    print(table(grid), end="")
+    print(f"written: {out_dir}/grid.json, {out_dir}/grid.txt")
+    return 0
 
 
 def cmd_load(args: argparse.Namespace) -> int:

@@ -138,6 +138,7 @@ def nothing_runs(monkeypatch: pytest.MonkeyPatch) -> None:
         "cmd_serve",
         "cmd_stats",
         "cmd_sim_run",
+        "cmd_sim_grid",
     ):
         monkeypatch.setattr(cli, name, accepted)
 
