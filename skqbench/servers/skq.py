@@ -17,13 +17,6 @@ import skqueue
 from skqbench.servers.base import Connection, parse_policy
 from skqbench.servers.kq import KqueueServer, read_event
 
-_SCHED = {
-    "random": 0,
-    "queue": skqueue.KQ_SCHED_QUEUE,
-    "cpu": skqueue.KQ_SCHED_CPU,
-    "best": skqueue.KQ_SCHED_BEST,
-}
-
 
 class SkqServer(KqueueServer):
     """N threads on one SKQ kqueue with a configurable scheduling policy."""
@@ -31,7 +24,7 @@ class SkqServer(KqueueServer):
     def make_kqueues(self) -> list[skqueue.kqueue]:
         policy = parse_policy(self.cfg.policy)
         self.kq = skqueue.kqueue(
-            sched=_SCHED[policy.kind],
+            sched=policy.kind,  # the policy names skqueue.kqueue(sched=...) takes
             sargs=policy.sargs,
             feat=skqueue.KQ_SCHED_FEAT_WS if policy.steal else 0,
             fargs=policy.steal,

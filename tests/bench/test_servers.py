@@ -30,7 +30,7 @@ SOCKPERF_SERVICE_NS = 20_000_000
 
 CONFIGS = [ServerConfig(d, WORKERS, sockperf_service="fixed:20ms") for d in DESIGNS] + [
     ServerConfig("skq", WORKERS, p, sockperf_service="fixed:20ms")
-    for p in ("random", "queue2+ws", "cpu2+ws")
+    for p in ("random", "queue2+ws", "cpu2+ws", "auto")
 ]
 
 
@@ -92,6 +92,8 @@ def test_design_serves_concurrently_and_echoes(server: ServerProcess) -> None:
     assert stats["config"]["design"] == server.cfg.design
     if server.cfg.design == "skq":
         assert "kqueue" in stats
+        if server.cfg.policy == "auto":
+            assert stats["kqueue"]["policy"] == "auto"
     for s in socks:
         s.close()
 
