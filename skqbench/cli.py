@@ -1,12 +1,15 @@
 """The ``skqueue`` command: benchmarks, a server for your own tools, scheduler statistics.
 
-skqueue bench reproduce [--quick]   the imbalanced-workload comparison, end to end
+skqueue bench reproduce [--quick]   both experiments below, end to end
+skqueue bench reproduce imbalance   the imbalanced-workload comparison
+skqueue bench reproduce kv          latency-sensitive GETs beside a key-value mix, every design
 skqueue bench sweep ...             any configuration (design x policy x workers)
 skqueue bench load --port P --rate R  one point against a running server, as JSON
 skqueue bench kv [--quick]          one key-value point, latency-sensitive vs background
 skqueue bench crosscheck            our generator vs sockperf, same server and rate
 skqueue bench report DIR            redo plots and table from a results folder
 skqueue sim run ...                 the same plots and table from a simulated server
+skqueue sim grid [--quick]          every fixed SKQ policy and auto over a workload grid
 skqueue serve ...                   run one server design on loopback
 skqueue stats                       scheduler statistics of a running server
 """
@@ -23,13 +26,13 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import asdict, replace
 from typing import TYPE_CHECKING, NoReturn, TypeVar
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-from skqbench import kvstore
+from skqbench import kvexp, kvstore
 from skqbench.control import check_control_path, default_control_path, query
 from skqbench.loadgen import ARRIVALS, LoadGenerator, LoadSpec
 from skqbench.protocol import KV_MAX_VALUE, MAX_SERVICE_NS
@@ -40,7 +43,16 @@ from skqbench.sim.costs import Costs
 from skqbench.sim.engine import DESIGNS as SIM_DESIGNS
 from skqbench.sim.engine import WORKS, SimConfig
 from skqbench.sim.run import SimPlan, Speed, run_sim
-from skqbench.sweep import Point, Progress, SweepPlan, SweepResults, load_results, run_sweep
+from skqbench.sweep import (
+    RESULTS_FILE,
+    Point,
+    Progress,
+    SweepPlan,
+    SweepResults,
+    load_results,
+    run_interleaved,
+    run_sweep,
+)
 from skqueue.sched import RTRESERVE_MAX
 
 BENCH_EXTRA = "pip install 'skqueue[bench]'"
@@ -53,6 +65,7 @@ NEEDS: dict[str, tuple[str, ...]] = {
     "kv": ("hdrh", "lmdb"),
     "crosscheck": ("hdrh",),
     "sim": ("matplotlib", "rich"),
+    "validate": ("hdrh", "matplotlib", "rich"),
 }
 
 # The main demo (see ``reproduce_plan``): SKQ's imbalanced per-connection classes.
@@ -63,6 +76,10 @@ REPRO_SKQ_FULL = tuple(
     p + ws for ws in ("", "+ws") for p in ("random", "queue", "cpu", "best2", "queue2", "cpu2")
 )
 REPRO_BASELINES = ("vanilla", "dispatch", "asyncio", "uvloop", "reuseport")
+EXPERIMENTS = ("imbalance", "kv")
+# 'sim validate' (issue 15): reproduce's plan, these designs, at least three SKQ policies.
+VALIDATE_DESIGNS = ("vanilla", "skq", "dispatch", "asyncio")
+VALIDATE_SKQ_QUICK = (*REPRO_SKQ_QUICK, "queue")
 # The key-value point (issue 14): background mix and latency-sensitive GETs.
 KV_RATE = 1000.0
 KV_RT_RATE = 200.0
@@ -314,8 +331,15 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="benchmarks: reproduce, sweep, load, crosscheck, report")
     bsub = bench.add_subparsers(dest="bench_command", required=True)
 
-    rep = bsub.add_parser("reproduce", help="SKQ vs the usual designs, imbalanced classes")
-    rep.add_argument("--quick", action="store_true", help="about two minutes on 2 cores")
+    rep = bsub.add_parser("reproduce", help="SKQ vs the usual designs: imbalance, kv or both")
+    rep.add_argument(
+        "experiment",
+        nargs="?",
+        choices=EXPERIMENTS,
+        help="imbalance (per-connection classes) or kv (latency-sensitive GETs); "
+        "default both, each in its own subfolder of --out",
+    )
+    rep.add_argument("--quick", action="store_true", help="under three minutes each on 2 cores")
     rep.add_argument(
         "--workers",
         type=_workers,
@@ -328,8 +352,15 @@ def build_parser() -> argparse.ArgumentParser:
         default=REPRO_BASE_US,
         help="base service time of the 1x class in us (default %(default)s)",
     )
+    rep.add_argument(
+        "--keys",
+        type=_number(int, 1, MAX_KEYS, "a key count"),
+        default=None,
+        help=f"kv: records in the store (default {kvstore.KEYS_FULL:,}; "
+        f"{kvstore.KEYS_QUICK:,} with --quick)",
+    )
     _add_sweep_options(rep, quick=True)
-    rep.set_defaults(parser=rep, plan=reproduce_plan)
+    rep.set_defaults(parser=rep, run=cmd_reproduce)
 
     sw = bsub.add_parser("sweep", help="latency vs load for any configurations")
     sw.add_argument(
@@ -550,6 +581,13 @@ def build_parser() -> argparse.ArgumentParser:
     sr = simsub.add_parser("run", help="simulated latency vs load, reported as a real sweep")
     _add_sim_options(sr)
     sr.set_defaults(parser=sr, run=cmd_sim_run)
+    sg = simsub.add_parser("grid", help="p99 of every fixed SKQ policy and auto over a grid")
+    sg.add_argument("--quick", action="store_true", help="a small grid, short points")
+    sg.add_argument(
+        "--out", type=_path, default=None, help="report folder (default results/grid-<time>)"
+    )
+    sg.set_defaults(parser=sg, run=cmd_sim_grid)
+    _add_sim_validate(simsub)
     return parser
 
 
@@ -757,6 +795,72 @@ def run_plan(plan: SweepPlan, out_dir: str) -> int:
     )
 
 
+def kv_reproduce_plan(args: argparse.Namespace) -> SweepPlan:
+    """The key-value experiment: every design, ``kvexp.REPEATS`` interleaved repeats."""
+    keys = args.keys or (kvstore.KEYS_QUICK if args.quick else kvstore.KEYS_FULL)
+    template = ServerConfig(workers=args.workers, work="kv", kv_keys=keys, kv_seed=args.seed)
+    load = replace(
+        _load_template(args, "fixed:0us", args.quick),
+        workload="kv",
+        rt_connections=KV_RT_CONNECTIONS,
+        rt_rate=KV_RT_RATE,
+        kv_keys=keys,
+        kv_seed=args.seed,
+        drain_s=kvexp.DRAIN_QUICK_S if args.quick else LoadSpec.drain_s,
+    )
+    if args.quick and args.warmup is None:
+        load = replace(load, warmup_s=kvexp.WARMUP_QUICK_S)
+    return kvexp.kv_plan(template, load, args.quick, args.processes, args.slo_us or kvexp.SLO_US)
+
+
+def _kv_report(res: SweepResults, out_dir: str, console: Console) -> str:
+    summary = kvexp.write_report(res, out_dir)
+    with open(os.path.join(out_dir, "summary.md")) as f:
+        console.print(f.read())
+    at = summary["reference"]["measured_at"]
+    console.print(f"reference load: {at:,.0f}/s" if at else "no reference load")
+    return "results.json, summary.json, summary.md, " + ", ".join(kvexp.PLOTS.values())
+
+
+def run_kv(plan: SweepPlan, out_dir: str) -> int:
+    """Load the store (or find it cached), then the interleaved sweep and its report."""
+    from rich.console import Console
+
+    console = Console()
+    start = time.monotonic()
+    path = kvstore.load(kvstore.Dataset(plan.load.kv_keys, plan.load.kv_seed))
+    console.print(f"store: {plan.load.kv_keys:,} keys in {path} ({time.monotonic() - start:.1f} s)")
+    return _run_reported(
+        len(plan.configs),
+        plan.rates,
+        plan.slo_us,
+        out_dir,
+        lambda progress: run_interleaved(plan, out_dir, progress),
+        console,
+        repeats=plan.repeats,
+        report=_kv_report,
+    )
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    """One experiment into --out, or both (imbalance first) into its subfolders; every
+    plan is checked before the first one runs."""
+    names = [args.experiment] if args.experiment else list(EXPERIMENTS)
+    out = _out_dir(args, "reproduce")
+    makers = {"imbalance": (reproduce_plan, run_plan), "kv": (kv_reproduce_plan, run_kv)}
+    try:
+        runs = [(name, makers[name][0](args), makers[name][1]) for name in names]
+    except ValueError as exc:  # a combination no single option could reject
+        args.parser.error(str(exc))
+    status = 0
+    for name, plan, run in runs:
+        code = run(plan, out if args.experiment else os.path.join(out, name))
+        if code == 130:  # interrupted: do not start the next one
+            return code
+        status = max(status, code)
+    return status
+
+
 def _run_reported(
     configs: int,
     rates: list[float],
@@ -764,8 +868,11 @@ def _run_reported(
     out_dir: str,
     sweep: Callable[[Progress], SweepResults],
     console: Console,
+    repeats: int = 1,
+    report: Callable[[SweepResults, str, Console], str] | None = None,
 ) -> int:
-    """A sweep (measured or simulated) with a progress bar, then the report."""
+    """A sweep (measured or simulated) with a progress bar, then the report (default
+    :func:`skqbench.report.write_report`'s; ``report`` returns the files it wrote)."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -776,8 +883,9 @@ def _run_reported(
 
     from skqbench.report import write_report
 
+    times = f" x {repeats} repeats, interleaved" if repeats > 1 else ""
     console.print(
-        f"[bold]{configs} configurations x up to {len(rates)} loads "
+        f"[bold]{configs} configurations x up to {len(rates)} loads{times} "
         f"({rates[0]:,.0f}..{rates[-1]:,.0f}/s), SLO p99 <= "
         f"{slo_us / 1000:.2f} ms; results in {out_dir}[/bold]"
     )
@@ -788,24 +896,28 @@ def _run_reported(
         TimeElapsedColumn(),
         console=console,
     ) as bar:
-        task = bar.add_task("starting", total=configs * len(rates))
+        task = bar.add_task("starting", total=configs * len(rates) * repeats)
 
         def progress(label: str, done: int, total: int, point: Point | None) -> None:
             bar.update(task, completed=done, description=label)
             if point is not None:
                 r = point.result
                 mark = f"\n    [red]saturated: {point.why}[/red]" if point.saturated else ""
+                rt = point.populations.get("rt")
+                also = f" rt p99 {rt['p99_us'] / 1000:7.2f} ms" if rt else ""
                 bar.console.print(
                     f"{point.label:<18}{r['offered']:>7,.0f}/s ->{r['achieved']:>7,.0f}/s "
-                    f"p50 {r['p50_us'] / 1000:6.2f} ms p99 {r['p99_us'] / 1000:7.2f} ms{mark}"
+                    f"p50 {r['p50_us'] / 1000:6.2f} ms p99 {r['p99_us'] / 1000:7.2f} ms"
+                    f"{also}{mark}"
                 )
 
         results = sweep(progress)
-    write_report(results, out_dir, console)
-    console.print(
-        f"report: {os.path.abspath(out_dir)} (results.json, p99.png, "
-        "p99-story.png, p50.png, summary.md)"
-    )
+    if report is None:
+        write_report(results, out_dir, console)
+        files = "results.json, p99.png, p99-story.png, p50.png, summary.md"
+    else:
+        files = report(results, out_dir, console)
+    console.print(f"report: {os.path.abspath(out_dir)} ({files})")
     if results.interrupted:
         console.print("[yellow]interrupted: the report covers the points measured so far[/yellow]")
         return 130
@@ -861,20 +973,151 @@ def cmd_sim_run(args: argparse.Namespace) -> int:
         f"{c.dist}, {c.duration_s:g} simulated s per point; costs (us): "
         + ", ".join(f"{k} {v / 1000:g}" for k, v in plan.describe()["costs_ns"].items())
     )
-    speed: list[Speed] = []
+    return _simulate(plan, _out_dir(args, "sim"), console)[0]
+
+
+def _simulate(plan: SimPlan, out_dir: str, console: Console) -> tuple[int, SweepResults | None]:
+    """A simulated sweep, reported as a real one, then the simulator's own speed."""
+    done: list[tuple[SweepResults, Speed]] = []
 
     def sweep(progress: Progress) -> SweepResults:
-        results, run_speed = run_sim(plan, out_dir, progress)
-        speed.append(run_speed)
-        return results
+        done.append(run_sim(plan, out_dir, progress))
+        return done[-1][0]
 
-    out_dir = _out_dir(args, "sim")
     code = _run_reported(len(plan.configs), plan.rates, plan.slo_us, out_dir, sweep, console)
-    for s in speed:
+    for _, s in done:
         console.print(
             f"simulator: {s.events:,} events in {s.wall_s:.1f} s, {s.per_s:,.0f} simulated events/s"
         )
-    return code
+    return code, done[-1][0] if done else None
+
+
+def _add_sim_validate(simsub: argparse._SubParsersAction[_Parser]) -> None:
+    sv = simsub.add_parser(
+        "validate",
+        help="the real imbalance experiment and its simulation, compared",
+        description="Run reproduce's plan (vanilla, dispatch, asyncio, SKQ "
+        + ", ".join(VALIDATE_SKQ_QUICK)
+        + ") for real, then simulate it with costs calibrated on this machine; plot both "
+        "and check low-latency throughput within 15 % and p99 within 1.5x below "
+        "saturation.  --from-results DIR takes an existing real results folder instead "
+        "of measuring (the plan's options are then ignored; each design's server still "
+        "runs a few seconds, to measure its CPU per request).  Exit 1 if a target is missed.",
+    )
+    sv.add_argument("--quick", action="store_true", help="about two minutes on 2 cores")
+    sv.add_argument(
+        "--workers",
+        type=_workers,
+        default=REPRO_WORKERS,
+        help="worker threads/processes per server (default %(default)s)",
+    )
+    sv.add_argument(
+        "--base-us",
+        type=_number(float, 1.0, MAX_BASE_US, "a number of microseconds"),
+        default=REPRO_BASE_US,
+        help="base service time of the 1x class in us (default %(default)s)",
+    )
+    _add_sweep_options(sv, quick=True)
+    sv.add_argument(
+        "--from-results",
+        type=_results_dir,
+        default=None,
+        metavar="DIR",
+        help="compare with this real results folder (a sweep's results.json) instead of "
+        "rerunning the real experiment",
+    )
+    sv.set_defaults(parser=sv, run=cmd_sim_validate)
+
+
+def _results_dir(text: str) -> str:
+    """A folder holding a sweep's results.json."""
+    if not os.path.isfile(os.path.join(_path(text), RESULTS_FILE)):
+        raise argparse.ArgumentTypeError(f"no {RESULTS_FILE} in {text!r}")
+    return text
+
+
+def validate_plan(args: argparse.Namespace) -> SweepPlan:
+    """reproduce's plan, its configurations of VALIDATE_DESIGNS and the SKQ policies of
+    VALIDATE_SKQ_QUICK it lacks (the full plan has them all)."""
+    plan = reproduce_plan(args)
+    skq = [c for c in plan.configs if c.design == "skq"]
+    have = {c.policy for c in skq}
+    configs = [c for c in plan.configs if c.design in VALIDATE_DESIGNS]
+    configs += [replace(skq[0], policy=p) for p in VALIDATE_SKQ_QUICK if p not in have]
+    configs.sort(key=lambda c: VALIDATE_DESIGNS.index(c.design))
+    return replace(plan, configs=configs)
+
+
+def cmd_sim_validate(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from skqbench.sim.calibrate import calibrate
+    from skqbench.sim.validate import (
+        P99_FACTOR,
+        compare,
+        interpreter_cores,
+        measure_serve,
+        sim_plan_for,
+        write_validation,
+    )
+
+    console = Console()
+    out_dir = _out_dir(args, "sim-validate")
+    real_dir = args.from_results or os.path.join(out_dir, "real")
+    if not args.from_results:
+        code = run_plan(validate_plan(args), real_dir)
+        if code:
+            return code
+    try:
+        real = load_results(real_dir)
+        costs = calibrate()
+        cores = interpreter_cores()
+        sim_plan_for(real, costs, cores)  # every configuration has a model
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        what = "argument --from-results" if args.from_results else "the measured run"
+        args.parser.error(f"{what}: unusable results in {real_dir!r} ({exc})")
+    console.print("measuring each design's server CPU per request (a few seconds)")
+    serve = measure_serve(real, costs)
+    console.print(
+        f"simulating the same plan on {cores} core(s) (the GIL's); costs calibrated here "
+        "(us): "
+        + ", ".join(f"{k} {v / 1000:g}" for k, v in asdict(costs).items())
+        + "; serve (us): "
+        + ", ".join(f"{k} {v / 1000:.0f}" for k, v in serve.items())
+    )
+    plan = sim_plan_for(real, costs, cores, serve)
+    code, sim = _simulate(plan, os.path.join(out_dir, "sim"), console)
+    if sim is None:
+        return code
+    verdicts = compare(real, sim)
+    files = write_validation(out_dir, real, sim, verdicts, costs, cores, serve)
+    table = Table(title=f"simulated vs measured (SLO p99 <= {real.slo_us / 1000:.2f} ms)")
+    for column in ("configuration", "llt measured", "llt simulated", "error", "worst p99 x", ""):
+        table.add_column(column, justify="left" if not column or column[0] == "c" else "right")
+    for v in verdicts:
+        table.add_row(
+            v.label,
+            f"{v.llt_measured:,.0f}/s",
+            f"{v.llt_simulated:,.0f}/s",
+            f"{v.llt_error:.0%}" + ("" if v.llt_ok else " [red]>15 %[/red]"),
+            f"{v.worst_p99_ratio:.2f}" + ("" if v.p99_ok else f" [red]>{P99_FACTOR:g}[/red]"),
+            "[green]ok[/green]" if v.ok else "[red]miss[/red]",
+        )
+    console.print(table)
+    console.print(f"validation: {os.path.abspath(files[0])} and {len(files) - 1} figures")
+    return code or (0 if all(v.ok for v in verdicts) else 1)
+
+
+def cmd_sim_grid(args: argparse.Namespace) -> int:
+    """skqbench.sim.grid, each point printed when done; the table says if auto met its target."""
+    from skqbench.sim.grid import plan_for, run_grid, table
+
+    out_dir = _out_dir(args, "grid")
+    grid = run_grid(plan_for(args.quick), out_dir, lambda row: print(row, flush=True))
+    print(table(grid), end="")
+    print(f"written: {out_dir}/grid.json, {out_dir}/grid.txt")
+    return 0
 
 
 def cmd_load(args: argparse.Namespace) -> int:
@@ -1052,10 +1295,14 @@ def _needs(args: argparse.Namespace) -> tuple[str, ...]:
     """The bench extra's modules this command will import: its own, and uvloop when it
     starts a uvloop server (reproduce always does)."""
     command: str = getattr(args, "bench_command", None) or args.command
+    if getattr(args, "sim_command", None) == "validate":
+        command = "validate"
     design = getattr(args, "design", None)
     designs = design if isinstance(design, list) else [design]
     starts_uvloop = "uvloop" in designs or command == "reproduce"
-    opens_store = getattr(args, "work", None) == "kv"
+    opens_store = getattr(args, "work", None) == "kv" or (
+        command == "reproduce" and args.experiment != "imbalance"
+    )
     return (
         NEEDS.get(command, ())
         + (("uvloop",) if starts_uvloop else ())

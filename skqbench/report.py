@@ -277,9 +277,12 @@ def _load(value: float, _pos: float) -> str:
     return f"{value:,.0f}"
 
 
-def figure(res: SweepResults, key: str, labels: Iterable[str] | None = None) -> Figure:
+def figure(
+    res: SweepResults, key: str, labels: Iterable[str] | None = None, title: str | None = None
+) -> Figure:
     """One latency plot (``key`` is ``p99_us`` or ``p50_us``) of the given configurations
-    (default all).  Each configuration's line is labelled with its configuration label."""
+    (default all).  Each configuration's line is labelled with its configuration label;
+    ``title`` replaces the one naming the service distribution."""
     look = styles(res)
     wanted = [label for label in (res.labels if labels is None else labels) if label in look]
     name = key.removesuffix("_us")
@@ -344,7 +347,8 @@ def figure(res: SweepResults, key: str, labels: Iterable[str] | None = None) -> 
     load = res.plan["load"]
     simulated = "simulated " if res.plan.get("simulated") else ""
     ax.set_title(
-        f"{simulated}{name} latency vs offered load: {load['dist']}, "
+        title
+        or f"{simulated}{name} latency vs offered load: {load['dist']}, "
         f"{load['connections']} connections, mean service {res.mean_service_us:.0f} us",
         fontsize=11,
         loc="left",

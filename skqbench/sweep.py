@@ -6,6 +6,11 @@ can be compared at identical offered loads.  A configuration stops at its first
 saturated point (kept in the results): achieved throughput below ``saturation`` times
 the scheduled rate, any timeout or error, or p99 above ``explode`` times the SLO.
 
+With ``repeats`` > 1 (:func:`run_interleaved`) every configuration's server runs for the
+whole sweep and each load is measured ``repeats`` times, the configurations taking turns
+in an order rotated every round, so that drift on a shared machine hits all of them
+alike; a configuration stops after the first load at which most of its repeats saturated.
+
 Results go to ``results.json`` after every point, so an interrupted sweep (Ctrl-C) keeps
 everything measured so far.
 """
@@ -45,10 +50,13 @@ class SweepPlan:
     saturation: float = 0.95
     explode: float = 10.0
     settle_s: float = 0.2  # pause between points so one point's tail does not leak
+    repeats: int = 1  # measurements of each point (run_interleaved)
 
     def __post_init__(self) -> None:
         if not self.configs or not self.rates:
             raise ValueError("a sweep needs at least one configuration and one rate")
+        if self.repeats < 1:
+            raise ValueError("repeats must be >= 1")
         if any(r <= 0 for r in self.rates):
             raise ValueError("rates must be positive")
         self.rates = sorted(self.rates)
@@ -71,6 +79,10 @@ class Point:
     result: dict[str, Any]
     saturated: bool
     why: str
+    repeat: int = 0  # which of the plan's repeats
+    # Every population's result when the load has more than one (kv: "bg", "rt");
+    # ``result`` is the first.
+    populations: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -218,20 +230,112 @@ def _sweep_one(
             if progress:
                 progress(f"{cfg.label} @ {rate:.0f}/s", done, total, None)
             try:
-                res = gen.run(replace(plan.load, port=port, rate=rate))
+                point = _measure(plan, cfg, gen, port, rate)
             except RuntimeError as exc:
                 results.errors[cfg.label] = str(exc)
                 break
-            why = saturation_reason(res, plan)
-            point = Point(cfg.label, asdict(cfg), res.to_json(), bool(why), why)
             results.points.append(point)
             results.save(out_dir)
             done += 1
             if progress:
                 progress(cfg.label, done, total, point)
-            if why:
+            if point.saturated:
                 break
             time.sleep(plan.settle_s)
     finally:
         with _uninterrupted():
             server.stop()
+
+
+def _measure(
+    plan: SweepPlan, cfg: ServerConfig, gen: LoadGenerator, port: int, rate: float, repeat: int = 0
+) -> Point:
+    """One point: saturated by its first population's figures or any population's losses."""
+    pops = gen.run_populations(replace(plan.load, port=port, rate=rate))
+    (_, first), *others = pops.items()
+    why = saturation_reason(first, plan) or next(
+        (
+            f"{name}: {r.errors} errors, {r.timeouts} unanswered"
+            for name, r in others
+            if r.errors or r.timeouts
+        ),
+        "",
+    )
+    return Point(
+        cfg.label,
+        asdict(cfg),
+        first.to_json(),
+        bool(why),
+        why,
+        repeat,
+        {name: r.to_json() for name, r in pops.items()} if others else {},
+    )
+
+
+def interleaved_order(n_configs: int, repeats: int) -> list[tuple[int, int]]:
+    """(repeat, configuration index) in the order one load is measured: every round
+    visits every configuration, each round starting one configuration later."""
+    return [(r, (r + i) % n_configs) for r in range(repeats) for i in range(n_configs)]
+
+
+def run_interleaved(
+    plan: SweepPlan, out_dir: str, progress: Progress | None = None
+) -> SweepResults:
+    """Measure every configuration ``plan.repeats`` times at each rate, interleaved (see
+    the module docstring); every server runs for the whole sweep.  As :func:`run_sweep`."""
+    results = SweepResults(
+        plan=asdict(plan),
+        slo_us=plan.slo_us,
+        mean_service_us=plan.mean_service_us,
+        labels=[c.label for c in plan.configs],
+    )
+    total = len(plan.configs) * len(plan.rates) * plan.repeats
+    t0 = time.monotonic()
+    gen = LoadGenerator(plan.processes)
+    servers: dict[int, tuple[ServerProcess, int]] = {}
+    try:
+        with _handling(_interrupt, (signal.SIGTERM,)):
+            for i, cfg in enumerate(plan.configs):
+                server = ServerProcess(cfg)
+                try:
+                    servers[i] = (server, server.start())
+                except RuntimeError as exc:
+                    results.errors[cfg.label] = str(exc)
+            results.save(out_dir)
+            done = 0
+            for rate in plan.rates:
+                saturated: dict[int, int] = {}
+                for repeat, i in interleaved_order(len(plan.configs), plan.repeats):
+                    cfg = plan.configs[i]
+                    if i not in servers:
+                        continue
+                    if progress:
+                        progress(f"{cfg.label} @ {rate:.0f}/s #{repeat + 1}", done, total, None)
+                    try:
+                        point = _measure(plan, cfg, gen, servers[i][1], rate, repeat)
+                    except RuntimeError as exc:
+                        results.errors[cfg.label] = str(exc)
+                        with _uninterrupted():
+                            servers.pop(i)[0].stop()
+                        continue
+                    results.points.append(point)
+                    results.save(out_dir)
+                    saturated[i] = saturated.get(i, 0) + point.saturated
+                    done += 1
+                    if progress:
+                        progress(cfg.label, done, total, point)
+                    time.sleep(plan.settle_s)
+                for i, count in saturated.items():
+                    if 2 * count > plan.repeats and i in servers:
+                        with _uninterrupted():
+                            servers.pop(i)[0].stop()
+    except KeyboardInterrupt:
+        results.interrupted = True
+    finally:
+        with _uninterrupted():
+            for server, _ in servers.values():
+                server.stop()
+            gen.close()
+            results.elapsed_s = round(time.monotonic() - t0, 1)
+            results.save(out_dir)
+    return results

@@ -81,6 +81,8 @@ FKQTUNE = 0x2000665B  # _IO('f', 91): ours
 KQ_SCHED_QUEUE = 0x01
 KQ_SCHED_CPU = 0x02
 KQ_SCHED_BEST = 0x04
+# Ours, outside freebsd-skq's bits: measure the workload and pick one of the above.
+KQ_SCHED_AUTO = 0x80
 KQ_SCHED_FEAT_WS = 0x01
 KQTUNE_RTSHARE = 0
 KQTUNE_FREQ = 1
@@ -216,6 +218,7 @@ __all__ = [
     "KQ_NOTE_TRACK",
     "KQ_NOTE_TRACKERR",
     "KQ_NOTE_WRITE",
+    "KQ_SCHED_AUTO",
     "KQ_SCHED_BEST",
     "KQ_SCHED_CPU",
     "KQ_SCHED_FEAT_WS",

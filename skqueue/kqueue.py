@@ -87,8 +87,10 @@ class kqueue:
     wait): every activation is placed on one waiting thread's kevq by the policy,
     and what a thread receives is its own until it waits again.
 
-    * ``sched``: a name ("random", "queue", "cpu", "best") or a number (0,
-      ``KQ_SCHED_QUEUE``, ``KQ_SCHED_CPU``, ``KQ_SCHED_BEST``).
+    * ``sched``: a name ("random", "queue", "cpu", "best", "auto") or a number (0,
+      ``KQ_SCHED_QUEUE``, ``KQ_SCHED_CPU``, ``KQ_SCHED_BEST``, ``KQ_SCHED_AUTO``: ours,
+      0x80, outside freebsd-skq's numbers; it measures the workload and follows
+      one of the others, see :mod:`skqueue.sched.auto`).
     * ``sargs``: N for best-of-N (default 2), or the sample size of a queue/cpu hybrid.
     * ``feat=KQ_SCHED_FEAT_WS`` with ``fargs``, or just ``steal=fargs``: idle threads
       steal up to ``fargs`` events at a time from busy ones.

@@ -55,7 +55,7 @@ DESIGNS: dict[str, str] = {
 # What a server serves: timed requests with a work routine, or the key-value store.
 SERVED = (*WORK_KINDS, "kv")
 
-_POLICY = re.compile(r"^(?:(random)|(queue|cpu)(\d*)|(best)(\d+))(?:\+ws(\d*))?$")
+_POLICY = re.compile(r"^(?:(random|auto)|(queue|cpu)(\d*)|(best)(\d+))(?:\+ws(\d*))?$")
 
 
 @dataclass(frozen=True)
@@ -75,11 +75,13 @@ def parse_policy(name: str) -> Policy:
     m = _POLICY.match(name)
     if m is None:
         raise ValueError(
-            f"bad SKQ policy {name!r}; use random, queue, cpu, bestN, queueN or cpuN, "
+            f"bad SKQ policy {name!r}; use random, queue, cpu, bestN, queueN, cpuN or auto, "
             "optionally followed by +ws"
         )
     random_, affinity, hybrid_n, best, best_n, ws = m.groups()
     kind = random_ or affinity or best
+    if kind == "auto" and ws is not None:
+        raise ValueError(f"bad SKQ policy {name!r}: auto decides stealing itself")
     sargs = int(best_n or hybrid_n or 0)
     if best and sargs < 1:
         raise ValueError(f"bad SKQ policy {name!r}: best needs N >= 1")

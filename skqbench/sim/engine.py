@@ -11,7 +11,11 @@ Every activation costs ``costs.place`` before it is queued; every wait that retu
 events costs ``costs.harvest`` on the worker's core, every request ``costs.io`` plus
 its service time, every wake-up of a sleeping worker ``costs.wakeup``, every steal
 ``costs.steal`` (see :mod:`.costs`).  Each delivered event serves one request, as the
-real servers' ``serve_one`` does.
+real servers' ``serve_one`` does.  ``serve_ns`` is the rest of a real server's
+per-request CPU (its Python around the event path: framing, the service routine's
+call, the reply, its loop), which differs by design and so is a property of the
+configuration, not of the event path; ``skqueue sim validate`` measures it per design
+(:func:`skqbench.sim.validate.measure_serve`).
 
 The designs:
 
@@ -31,7 +35,9 @@ The designs:
   wait holds it for ``costs.lock`` (FIFO), so its operations serialise as cores grow.
 
 What the model leaves out (for ``skqueue sim validate`` to find): the leader thread
-in epoll_wait (activations cost no worker time), the GIL, and time-slicing.
+in epoll_wait (activations cost no worker time), the GIL, and time-slicing.  A GIL
+build runs at most one worker's Python at a time: simulate it as one core
+(``cores=1``; ``work="sleep"`` service still waits off it), as validate does.
 
 The loop is a heap of (time, sequence, action, argument), not SimPy: on one M/M/4
 workload of 200,000 requests SimPy 4.1.2 (processes and a Resource) ran 46,000
@@ -91,6 +97,8 @@ class SimConfig:
     freq: int = 0
     work: str = "cpu"  # cpu: service holds the core; sleep: it waits off the core
     costs: Costs = field(default_factory=Costs)
+    serve_ns: int = 0  # per-request server CPU beyond the event path (see the module)
+    name: str = ""  # the label, if not the design's own (the measured one it stands for)
 
     def __post_init__(self) -> None:
         if self.design not in DESIGNS:
@@ -99,15 +107,19 @@ class SimConfig:
             parse_policy(self.policy)
         if self.arrival not in ARRIVALS or self.work not in WORKS:
             raise ValueError(f"unknown arrival {self.arrival!r} or work {self.work!r}")
-        if min(self.workers, self.connections) < 1 or self.cores < 0 or self.rate <= 0:
+        if min(self.workers, self.connections) < 1 or self.rate <= 0:
             raise ValueError("workers, connections and rate must be positive")
+        if min(self.cores, self.serve_ns) < 0:
+            raise ValueError("cores and serve_ns must not be negative")
         if not 0 <= self.realtime <= self.connections or not 1 <= self.rtshare <= 100:
             raise ValueError("realtime must be <= connections and rtshare in 1..100")
         parse_dist(self.dist)
 
     @property
     def label(self) -> str:
-        """As :attr:`skqbench.servers.base.ServerConfig.label`."""
+        """``name``, or as :attr:`skqbench.servers.base.ServerConfig.label`."""
+        if self.name:
+            return self.name
         what = f"skq {self.policy}" if self.design == "skq" else self.design
         return f"{what} x{self.workers}"
 
@@ -252,6 +264,7 @@ class Simulation:
     def __init__(self, cfg: SimConfig) -> None:
         self.cfg = cfg
         self.costs = cfg.costs
+        self._request_ns = cfg.costs.io + cfg.serve_ns  # on the core, per request
         self.now = 0
         self._heap: list[tuple[int, int, Callable[[Any], None], Any]] = []
         self._seq = itertools.count()
@@ -456,9 +469,9 @@ class Simulation:
             return
         w.current, service = w.batch.popleft()
         if self.cfg.work == "cpu":
-            self._at(self.now + self.costs.io + service, self._served, w)
+            self._at(self.now + self._request_ns + service, self._served, w)
         else:
-            self._at(self.now + self.costs.io, self._sleep_service, (w, service))
+            self._at(self.now + self._request_ns, self._sleep_service, (w, service))
 
     def _sleep_service(self, arg: tuple[Worker, int]) -> None:
         w, service = arg

@@ -34,7 +34,7 @@ Rules:
 * The same inputs give the same outputs: the clock is read only through
   ``clock`` (once per placement for the decision, once more for the placement's
   cost), activation CPUs only through ``cpu_of``, and only when the policy needs
-  them (queue affinity at a knote's first activation, CPU affinity always).
+  them (queue affinity at a knote's first activation, CPU affinity and auto always).
 * A placement changes nothing but counters and, under queue affinity, the knote's
   group on its first activation; the caller queues the knote and wakes the thread.
 * Everything runs with the kqueue lock held, and never blocks.

@@ -70,6 +70,7 @@ class Kevq:
 
     __slots__ = (
         "avg_ns",
+        "busy_ns",
         "closing",
         "cond",
         "events",
@@ -90,6 +91,7 @@ class Kevq:
         "steals",
         "thread_id",
         "thread_name",
+        "var_ns",
         "waiting",
         "waits",
     )
@@ -117,6 +119,10 @@ class Kevq:
         self.avg_ns = 0.0
         self.last_return_ns = 0
         self.n_last = 0
+        # The auto policy's evidence: time spent serving batches, and the EWMA
+        # variance of the time per event (same 95/5 weights as avg_ns).
+        self.busy_ns = 0
+        self.var_ns = 0.0
         # Statistics.
         self.events = 0
         self.waits = 0
@@ -150,12 +156,15 @@ class Kevq:
     def account_wait(self, now_ns: int) -> None:
         """A new wait closes the previous batch: update the time-per-event average."""
         if self.n_last:
-            per_event = (now_ns - self.last_return_ns) / self.n_last
-            self.avg_ns = (
-                per_event
-                if not self.avg_ns
-                else (_EWMA_OLD * self.avg_ns + (1 - _EWMA_OLD) * per_event)
-            )
+            busy = now_ns - self.last_return_ns
+            self.busy_ns += busy
+            per_event = busy / self.n_last
+            if not self.avg_ns:
+                self.avg_ns = per_event
+            else:
+                dev = per_event - self.avg_ns
+                self.avg_ns = _EWMA_OLD * self.avg_ns + (1 - _EWMA_OLD) * per_event
+                self.var_ns = _EWMA_OLD * (self.var_ns + (1 - _EWMA_OLD) * dev * dev)
         self.waits += 1
 
     def account_return(self, now_ns: int, n: int) -> None:

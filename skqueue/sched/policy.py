@@ -1,9 +1,11 @@
 """SKQ placement policies, reserved workers and work stealing.
 
 At every activation :meth:`Scheduler.place` picks one kevq: random, queue
-affinity, CPU affinity, best-of-N by expected start time, or a hybrid of an
-affinity policy with best-of-N sampling.  Time, activation CPUs, the topology and
-randomness are what the scheduler was made with (see the package docstring).
+affinity, CPU affinity, best-of-N by expected start time, a hybrid of an
+affinity policy with best-of-N sampling, or ``auto`` (:mod:`.auto`), which
+measures the workload and follows one of the others.  Time, activation CPUs, the
+topology and randomness are what the scheduler was made with (see the package
+docstring).
 All methods run with the kqueue lock held.
 
 Reserved workers (KQTUNE_RTRESERVE = n, ours, after the reservation of
@@ -27,8 +29,15 @@ import random
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ..constants import KQ_SCHED_BEST, KQ_SCHED_CPU, KQ_SCHED_FEAT_WS, KQ_SCHED_QUEUE
+from ..constants import (
+    KQ_SCHED_AUTO,
+    KQ_SCHED_BEST,
+    KQ_SCHED_CPU,
+    KQ_SCHED_FEAT_WS,
+    KQ_SCHED_QUEUE,
+)
 from ..tunables import tunables
+from .auto import CHOICES, AutoPolicy
 from .kevq import Kevq, RetiredKevqs
 from .topology import Topology
 
@@ -41,6 +50,7 @@ _NAMES = {
     KQ_SCHED_QUEUE: "queue",
     KQ_SCHED_CPU: "cpu",
     KQ_SCHED_BEST: "best",
+    KQ_SCHED_AUTO: "auto",
 }
 #: Friendly names accepted by ``skqueue.kqueue(sched=...)``.
 POLICY_NAMES = {name: number for number, name in _NAMES.items()}
@@ -80,11 +90,18 @@ class Scheduler:
             raise ValueError(f"unknown scheduler {sched:#x} / feature {feat:#x}")
         if sched == KQ_SCHED_BEST and sargs < 1:
             raise ValueError("best-of-N needs sargs >= 1")
+        if sched == KQ_SCHED_AUTO and (sargs or feat):
+            raise ValueError("auto picks its sample size and stealing: no sargs or feat")
         self.sched = sched
         self.sargs = sargs
         self.feat = feat
-        self.steal = bool(feat & KQ_SCHED_FEAT_WS)
         self.fargs = max(1, fargs)
+        # The rule place() follows: the configured one, or auto's current choice.
+        self.auto = AutoPolicy() if sched == KQ_SCHED_AUTO else None
+        self._kind, self._sargs = sched, sargs
+        self.steal = bool(feat & KQ_SCHED_FEAT_WS)
+        if self.auto is not None:
+            self._follow(self.auto.choice)
         self.kevqs: list[Kevq] = []
         # KQTUNE_RTRESERVE: the kevqs asked for, and the pools it splits kevqs into.
         self.reserve = 0
@@ -101,8 +118,14 @@ class Scheduler:
         self._cpu_of = cpu_of
         self._random = rng
 
+    def _follow(self, choice: str) -> None:
+        """Place future activations by auto's choice; queued events stay put."""
+        self._kind, self._sargs, self.steal = CHOICES[choice]
+
     @property
     def name(self) -> str:
+        if self.auto is not None:
+            return "auto"
         base = _NAMES[self.sched]
         if self.sched == KQ_SCHED_BEST or self.sargs:
             base += str(self.sargs)
@@ -163,7 +186,8 @@ class Scheduler:
         if not kevqs:
             return fallback
         now = self._clock()
-        if self.sched == KQ_SCHED_QUEUE and kn.group < 0:
+        kind = self._kind
+        if kind == KQ_SCHED_QUEUE and kn.group < 0:
             # Bound at its first activation, whether or not there is a choice yet.
             kn.group = self.topology.group(self._cpu_of(kn))
         if self.reserved:
@@ -175,16 +199,31 @@ class Scheduler:
                 self.refused += 1
         if len(kevqs) == 1:
             chosen = kevqs[0]
-        elif self.sched == KQ_SCHED_BEST:
-            chosen = self._best(self._sample(kevqs, self.sargs), now)
-        elif self.sched == SCHED_RANDOM:
+        elif kind == KQ_SCHED_BEST:
+            chosen = self._best(self._sample(kevqs, self._sargs), now)
+        elif kind == SCHED_RANDOM:
             chosen = self._random.choice(kevqs)
         else:
             chosen = self._affine(kn, kevqs, now)
+        if self.auto is not None:
+            self._observe(self.auto, kn, kevqs, now)
         chosen.placements += 1
         self.placements += 1
         self.place_ns += self._clock() - now
         return chosen
+
+    def _observe(self, auto: AutoPolicy, kn: Knote, kevqs: list[Kevq], now: int) -> None:
+        """auto's evidence of one placement: would affinity hold, how unequal are queues."""
+        sample = self._sample(kevqs, 2)
+        best_start = self._best(sample, now).expected_start_ns(now)
+        group = self.topology.group(self._cpu_of(kn))
+        local = [k for k in kevqs if k.group == group]
+        holds = bool(local) and (
+            self._best(local, now).expected_start_ns(now) <= best_start + tunables.cache_penalty_ns
+        )
+        auto.observe(holds, abs(len(sample[0]) - len(sample[-1])))
+        if auto.due() and auto.close_window(now, self.kevqs):
+            self._follow(auto.choice)
 
     def _sample(self, kevqs: list[Kevq], n: int) -> list[Kevq]:
         size = len(kevqs)
@@ -208,15 +247,15 @@ class Scheduler:
 
     def _affine(self, kn: Knote, kevqs: list[Kevq], now: int) -> Kevq:
         """Queue or CPU affinity among kevqs, optionally hybrid with best-of-sargs sampling."""
-        group = kn.group if self.sched == KQ_SCHED_QUEUE else self.topology.group(self._cpu_of(kn))
+        group = kn.group if self._kind == KQ_SCHED_QUEUE else self.topology.group(self._cpu_of(kn))
         local = [k for k in kevqs if k.group == group]
         if not local:
             chosen = self._random.choice(kevqs)
             chosen.fallbacks += 1
             return chosen
         chosen = self._best(local, now)
-        if self.sargs:
-            other = self._best(self._sample(kevqs, self.sargs), now)
+        if self._sargs:
+            other = self._best(self._sample(kevqs, self._sargs), now)
             penalty = tunables.cache_penalty_ns
             if other.group != group and (
                 other.expected_start_ns(now) + penalty < chosen.expected_start_ns(now)
@@ -288,6 +327,7 @@ class Scheduler:
             "place_total_us": self.place_ns / 1e3,
             "place_avg_us": self.place_ns / 1e3 / (self.placements or 1),
             "topology": self.topology.describe(),
+            **({} if self.auto is None else {"auto": self.auto.stats()}),
             "kevqs": [k.stats() for k in self.kevqs],
             "retired": self.retired.stats(),
         }

@@ -44,6 +44,7 @@ BAD_VALUES: dict[str, list[str]] = {
     "--service": [*DISTS, "classes:1ms", "bimodal:1ms:2ms:0.5"],
     "--knee": POSITIVE,
     "folder": ["", HUGE_PATH, "/nonexistent/folder"],
+    "experiment": ["nothing", "", "KV"],
     "--sockperf-service": DISTS,
     "--control": ["", LONG_PATH],
     "--wait": ["-1", "1e9", "inf", "nan", "x"],
@@ -62,6 +63,7 @@ BAD_VALUES: dict[str, list[str]] = {
     "--freq": ["-1", "1e99", "1.5", "x"],
     "--cost": ["harvest", "harvest=-1", "harvest=inf", "lock=nan", "foo=1", "=1", ""],
     "--calibrate": ["x"],  # a flag: given as --calibrate=x
+    "--from-results": ["", HUGE_PATH, "/nonexistent/folder"],
 }
 # What a command needs besides the option under test.
 REQUIRED: dict[str, list[str]] = {
@@ -136,6 +138,7 @@ def nothing_runs(monkeypatch: pytest.MonkeyPatch) -> None:
         "cmd_serve",
         "cmd_stats",
         "cmd_sim_run",
+        "cmd_sim_grid",
     ):
         monkeypatch.setattr(cli, name, accepted)
 

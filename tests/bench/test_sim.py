@@ -18,7 +18,7 @@ from skqbench.sim.engine import DESIGNS, Outcome, SimConfig, simulate
 from skqbench.sweep import load_results
 
 SHORT = SimConfig(duration_s=0.3, warmup_s=0.05, connections=32)
-SKQ_POLICIES = ["random", "queue", "cpu2", "best2", "best2+ws", "queue+ws2"]
+SKQ_POLICIES = ["random", "queue", "cpu2", "best2", "best2+ws", "queue+ws2", "auto"]
 ALL = [replace(SHORT, design=d) for d in DESIGNS if d != "skq"] + [
     replace(SHORT, design="skq", policy=p) for p in SKQ_POLICIES
 ]
@@ -144,6 +144,22 @@ def test_sim_run_writes_results_plots_and_its_speed(
     with open(os.path.join(tmp_out, "results.json")) as f:
         assert json.load(f)["points"][0]["config"]["realtime"] == 2
     assert cli.main(["bench", "report", tmp_out]) == 0  # the harness's report reads them
+
+
+def test_sim_grid_quick_writes_json_and_a_table_relative_to_the_best_fixed_policy(
+    tmp_out: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["sim", "grid", "--quick", "--out", tmp_out]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"simulator: [\d,]+ events in [\d.]+ s, [\d,]+ simulated events/s", out)
+    assert re.search(r"auto: worst [\d.]+x of the best fixed policy", out)
+    with open(os.path.join(tmp_out, "grid.json")) as f:
+        grid = json.load(f)
+    assert len(grid["points"]) == 8
+    for point in grid["points"]:
+        fixed = [v for k, v in point["rel"].items() if k != "auto"]
+        assert min(fixed) == 1.0 and point["auto"] and point["rel"]["auto"] > 0
+    assert os.path.getsize(os.path.join(tmp_out, "grid.txt")) > 0
 
 
 def test_a_combination_no_option_rejects_alone_is_one_line_and_exit_2(

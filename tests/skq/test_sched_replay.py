@@ -12,14 +12,23 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, cast
 
 import pytest
 
-from skqueue import KQ_SCHED_BEST, KQ_SCHED_CPU, KQ_SCHED_FEAT_WS, KQ_SCHED_QUEUE, tunables
+from skqueue import (
+    KQ_SCHED_AUTO,
+    KQ_SCHED_BEST,
+    KQ_SCHED_CPU,
+    KQ_SCHED_FEAT_WS,
+    KQ_SCHED_QUEUE,
+    tunables,
+)
 from skqueue.sched import RTRESERVE_MAX, Kevq, Scheduler, Topology, realtime_budget
+from skqueue.sched import auto as auto_policy
+from skqueue.sched.auto import AutoPolicy
 
 if TYPE_CHECKING:
     from skqueue.knote import Knote
@@ -108,6 +117,7 @@ POLICIES = {
     "cpu2": (KQ_SCHED_CPU, 2, 0, 0),
     "random+ws1": (0, 0, KQ_SCHED_FEAT_WS, 1),
     "best2+ws2": (KQ_SCHED_BEST, 2, KQ_SCHED_FEAT_WS, 2),
+    "auto": (KQ_SCHED_AUTO, 0, 0, 0),
 }
 RTSHARE = 50
 
@@ -189,7 +199,7 @@ def test_a_replay_gives_the_same_placements_twice(name: str) -> None:
     assert len({step[2] for step in placed}) > 1  # a real choice was made
 
 
-@pytest.mark.parametrize("name", ["random", "best2", "queue2", "random+ws1"])
+@pytest.mark.parametrize("name", ["random", "best2", "queue2", "random+ws1", "auto"])
 def test_the_random_choices_come_from_the_given_random(name: str) -> None:
     steps = script(seed=11)
     assert replay(POLICIES[name], steps, seed=3) != replay(POLICIES[name], steps, seed=4)
@@ -521,3 +531,126 @@ def test_a_reserved_thief_steals_realtime_events_only() -> None:
     assert (list(other.rt), len(other.normal), len(busy)) == ([late], 3, 0)
     assert sched.steal_into(other)  # only thief has anything left
     assert list(other.rt) == [late, urgent] and not thief.rt
+
+
+# auto: the switching decisions, replayed ------------------------------------------------
+def auto_replay(
+    service: Callable[[random.Random], int], gap_ns: float, placements: int, seed: int
+) -> tuple[Scheduler, list[str], list[int]]:
+    """Open-loop arrivals on four kevqs that each serve FIFO, one event per wait.
+
+    Returns the scheduler, auto's choice after every placement, and the order in
+    which the placed activations (numbered) were served, after draining.
+    """
+    clock = FakeClock()
+    sched = scheduler(KQ_SCHED_AUTO, clock=clock, seed=seed)
+    kevqs = [Kevq(LOCK, group) for group in (0, 0, 2, 2)]
+    for q in kevqs:
+        sched.register(q)
+    free = [0] * len(kevqs)  # when each kevq's thread is next free
+    rng = random.Random(seed)
+    served: list[int] = []
+    numbers: dict[int, int] = {}
+
+    def run_until(t: float) -> None:
+        for i, q in enumerate(kevqs):
+            while free[i] <= t:
+                q.account_wait(free[i])  # closes the previous batch, if any
+                if not q.normal:
+                    q.account_return(free[i], 0)
+                    break
+                kn = q.normal.popleft()
+                cast(Activation, kn).kevq = None
+                served.append(numbers[id(kn)])
+                q.account_return(free[i], 1)
+                free[i] += service(rng)
+
+    choices: list[str] = []
+    for n in range(placements):
+        clock.now += round(rng.expovariate(1 / gap_ns))
+        run_until(clock.now)
+        kn = knote(rng.randrange(4))
+        numbers[id(kn)] = n
+        chosen = sched.place(kn, Kevq(LOCK))
+        chosen.push(kn, False)
+        i = kevqs.index(chosen)
+        free[i] = max(free[i], clock.now)
+        choices.append(sched.stats()["auto"]["choice"])
+    run_until(float("inf"))
+    return sched, choices, served
+
+
+def uniform(_: random.Random) -> int:
+    return 20_000
+
+
+def dispersed(rng: random.Random) -> int:
+    return 2_000_000 if rng.random() < 0.01 else 20_000
+
+
+def test_auto_settles_on_affinity_for_a_uniform_light_workload() -> None:
+    # 20 us per event, 4 kevqs at 10 % load: the local kevq is almost always free.
+    sched, choices, served = auto_replay(uniform, 50_000, 3000, seed=5)
+    auto = sched.stats()["auto"]
+    assert choices[0] == "best2+ws" and choices[-1] == "cpu+ws", auto
+    assert auto["switches"] == 1 and auto["reason"]["holds"] >= 0.97, auto
+    assert auto["reason"]["load"] == pytest.approx(0.1, abs=0.05), auto
+    # The switch happened after HOLD windows of agreeing evidence, not before.
+    assert choices.index("cpu+ws") >= 3 * 256 - 1
+    assert sorted(served) == list(range(3000))  # across the switch: each exactly once
+
+
+def test_auto_keeps_best_of_two_and_stealing_for_a_dispersed_loaded_workload() -> None:
+    # 1 % of events take 100x the rest, 4 kevqs at about 80 % load.
+    sched, choices, served = auto_replay(dispersed, 12_500, 3000, seed=5)
+    auto = sched.stats()["auto"]
+    assert set(choices) == {"best2+ws"}, auto
+    assert auto["reason"]["cv"] >= 1.0 and auto["reason"]["holds"] < 0.85, auto
+    assert sched.steal
+    assert sorted(served) == list(range(3000))
+
+
+def test_auto_replays_the_same_decisions_twice() -> None:
+    first = auto_replay(uniform, 50_000, 1500, seed=9)
+    second = auto_replay(uniform, 50_000, 1500, seed=9)
+    assert first[1:] == second[1:]
+    assert first[0].stats()["auto"] == second[0].stats()["auto"]
+
+
+def evidence_window(auto: AutoPolicy, holds: bool) -> bool:
+    for _ in range(auto_policy.WINDOW):
+        auto.observe(holds, 0)
+    return auto.close_window(0, [])
+
+
+def test_auto_needs_hold_agreeing_windows_to_switch() -> None:
+    auto = AutoPolicy()
+    assert [evidence_window(auto, True) for _ in range(auto_policy.HOLD)] == [
+        *([False] * (auto_policy.HOLD - 1)),
+        True,
+    ]
+    assert auto.choice == "cpu+ws" and auto.switches == 1
+
+
+def test_auto_does_not_flap_on_evidence_that_alternates_within_the_window() -> None:
+    auto = AutoPolicy()
+    for i in range(20 * auto_policy.HOLD):
+        assert not evidence_window(auto, i % 2 == 0)
+    assert auto.choice == auto_policy.START and auto.switches == 0
+    assert auto.windows == 20 * auto_policy.HOLD
+
+
+def test_auto_switching_moves_nothing_that_is_queued() -> None:
+    """A switch changes the rule for future placements only: queues stay as they are."""
+    clock = FakeClock()
+    sched = scheduler(KQ_SCHED_AUTO, clock=clock)
+    kevqs = [kevq(group, queued=3) for group in (0, 2)]
+    for q in kevqs:
+        sched.register(q)
+    before = [list(q.normal) for q in kevqs]
+    for _ in range(auto_policy.HOLD * auto_policy.WINDOW):
+        clock.now += 1_000
+        kn = knote(0)
+        sched.place(kn, Kevq(LOCK))  # placed, never queued: only the decision counts
+    assert sched.stats()["auto"]["switches"] == 1
+    assert [list(q.normal) for q in kevqs] == before

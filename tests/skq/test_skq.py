@@ -12,6 +12,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import pytest
 
@@ -23,6 +24,7 @@ from skqueue import (
     EVFILT_READ,
     FKQMULTI,
     FKQTUNE,
+    KQ_SCHED_AUTO,
     KQ_SCHED_BEST,
     KQ_SCHED_CPU,
     KQ_SCHED_FEAT_WS,
@@ -35,7 +37,7 @@ from skqueue import (
 )
 from support import join_all, start_thread
 
-POLICIES = {
+POLICIES: dict[str, dict[str, Any]] = {
     "random": dict(sched=0),
     "best2": dict(sched=KQ_SCHED_BEST, sargs=2),
     "queue0": dict(sched=KQ_SCHED_QUEUE),
@@ -44,6 +46,7 @@ POLICIES = {
     "cpu0": dict(sched=KQ_SCHED_CPU),
     "cpu2": dict(sched=KQ_SCHED_CPU, sargs=2),
     "ws1": dict(sched=0, feat=KQ_SCHED_FEAT_WS, fargs=1),
+    "auto": dict(sched="auto"),
 }
 
 
@@ -62,7 +65,7 @@ def socketpairs(n: int) -> Iterator[list[tuple[socket.socket, socket.socket]]]:
 
 # 1. Every edge to exactly one thread -------------------------------------------------------
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize("policy", ["random", "best2"])
+@pytest.mark.parametrize("policy", ["random", "best2", "auto"])
 def test_clear_socket_every_edge_once(policy: str) -> None:
     kq = skqueue.kqueue(**POLICIES[policy])
     with kq, socketpairs(1) as [(reader, writer)]:
@@ -470,6 +473,24 @@ def test_fkqmulti_ioctl_rules() -> None:
             kq.ioctl(FKQMULTI, KQSCHED_MAKE(0, 0, 0, 0))
     with skqueue.kqueue() as kq, pytest.raises(OSError):
         kq.ioctl(FKQMULTI, KQSCHED_MAKE(0x40, 0, 0, 0))
+
+
+def test_auto_by_name_and_by_fkqmulti_number_shows_its_choice_and_reason() -> None:
+    with skqueue.kqueue() as kq:
+        kq.ioctl(FKQMULTI, KQSCHED_MAKE(KQ_SCHED_AUTO, 0, 0, 0))
+        assert kq.stats()["policy"] == "auto"
+    with skqueue.kqueue() as kq, pytest.raises(OSError) as err:
+        kq.ioctl(FKQMULTI, KQSCHED_MAKE(KQ_SCHED_AUTO, 2, 0, 0))  # auto picks N itself
+    assert err.value.errno == 22
+    with skqueue.kqueue(sched="auto") as kq, socketpairs(1) as [(reader, writer)]:
+        kq.control([kevent(reader, EVFILT_READ, EV_ADD | EV_CLEAR)], 0)
+        for _ in range(300):  # more than one evidence window
+            writer.send(b"x")
+            assert len(kq.control(None, 1, 1)) == 1
+            reader.recv(1)
+        auto = kq.stats()["auto"]
+    assert auto["choice"] in ("cpu+ws", "cpu2+ws", "best2+ws") and auto["windows"] >= 1
+    assert set(auto["reason"]) == {"holds", "imbalance", "cv", "load"}
 
 
 def test_only_waiting_threads_get_kevqs() -> None:

@@ -1,0 +1,140 @@
+"""The ``auto`` grid: every fixed SKQ policy and auto over workloads, loads and machines.
+
+Each grid point (service distribution, load, workers) is simulated once per policy
+with the same seed; the table gives each policy's p99 relative to the best fixed
+policy at that point.  ``auto``'s target: within :data:`TARGET` of the best at every
+point, while every fixed policy is more than 2x worse than the best somewhere.
+
+Load is offered requests/s x (mean service + the per-request io and harvest costs)
+/ workers, so 95 % is still below saturation.  Every point simulates about
+``requests`` arrivals (the duration follows from the rate), so large machines do
+not cost more wall time per point than small ones.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from skqbench.service import parse_dist
+
+from .costs import Costs
+from .engine import SimConfig, simulate
+
+DISTS = {
+    "fixed": "fixed:100us",
+    "exp": "exp:100us",
+    "classes": "classes:50us",  # 95/4/1 % of connections at 50/250/1000 us
+    "heavy": "bimodal:50us:5ms:0.01",  # 1 % of requests 100x the rest
+}
+FIXED = ("random", "cpu", "cpu+ws", "cpu2", "best2", "best2+ws")
+POLICIES = (*FIXED, "auto")
+TARGET = 1.10
+
+
+@dataclass(frozen=True)
+class GridPlan:
+    dists: tuple[str, ...]
+    loads: tuple[float, ...]
+    workers: tuple[int, ...]
+    requests: int
+    seed: int = 1
+    costs: Costs = field(default_factory=Costs)
+
+    def config(self, dist: str, load: float, workers: int, policy: str) -> SimConfig:
+        spec = DISTS[dist]
+        connections = max(64, 4 * workers)
+        per_request_ns = parse_dist(spec).mean_ns(connections) + self.costs.io + self.costs.harvest
+        rate = load * workers * 1e9 / per_request_ns
+        duration = self.requests / rate
+        return SimConfig(
+            policy=policy.replace("+ws", "+ws1"),
+            workers=workers,
+            connections=connections,
+            dist=spec,
+            rate=rate,
+            duration_s=duration,
+            warmup_s=duration / 4,
+            drain_s=max(0.05, duration),
+            seed=self.seed,
+            costs=self.costs,
+        )
+
+
+QUICK = GridPlan(("fixed", "classes"), (0.3, 0.9), (2, 16), requests=1500)
+FULL = GridPlan(tuple(DISTS), (0.1, 0.5, 0.8, 0.95), (2, 8, 64), requests=4000)
+
+
+def run_grid(
+    plan: GridPlan, out_dir: str, progress: Callable[[str], None] | None = None
+) -> dict[str, Any]:
+    """Simulate every point and policy; write grid.json and grid.txt to out_dir."""
+    points: list[dict[str, Any]] = []
+    events = 0
+    wall = 0.0
+    t0 = time.monotonic()
+    for dist in plan.dists:
+        for workers in plan.workers:
+            for load in plan.loads:
+                p99: dict[str, float] = {}
+                choice = ""
+                for policy in POLICIES:
+                    outcome = simulate(plan.config(dist, load, workers, policy))
+                    p99[policy] = outcome.result().p99_us
+                    events += outcome.events
+                    wall += outcome.wall_s
+                    if policy == "auto":
+                        choice = outcome.stats["auto"]["choice"]
+                best = min(p99[p] for p in FIXED)
+                rel = {p: p99[p] / best for p in POLICIES}
+                points.append(
+                    dict(dist=dist, workers=workers, load=load, p99_us=p99, rel=rel, auto=choice)
+                )
+                if progress:
+                    progress(_row(points[-1]))
+    summary = {
+        "auto_within_target": all(p["rel"]["auto"] <= TARGET for p in points),
+        "auto_worst": max(p["rel"]["auto"] for p in points),
+        "fixed_worst": {f: max(p["rel"][f] for p in points) for f in FIXED},
+        "sim_events": events,
+        "sim_wall_s": wall,
+        "sim_events_per_s": events / wall if wall else 0.0,
+        "elapsed_s": time.monotonic() - t0,
+    }
+    out = {"plan": {**plan.__dict__, "costs": plan.costs.__dict__}, "points": points, **summary}
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, "grid.json"), "w") as f:
+        json.dump(out, f, indent=1)
+    with open(os.path.join(out_dir, "grid.txt"), "w") as f:
+        f.write(table(out))
+    return out
+
+
+_HEAD = f"{'dist':8} {'workers':>7} {'load':>5} " + " ".join(f"{p:>9}" for p in POLICIES)
+
+
+def _row(point: dict[str, Any]) -> str:
+    rel = " ".join(f"{point['rel'][p]:9.2f}" for p in POLICIES)
+    return f"{point['dist']:8} {point['workers']:7} {point['load']:5.2f} {rel}  {point['auto']}"
+
+
+def table(grid: dict[str, Any]) -> str:
+    """p99 relative to the best fixed policy per point, auto's final choice, the verdict."""
+    lines = [_HEAD + "  auto chose", *(_row(p) for p in grid["points"])]
+    worst = ", ".join(f"{f} {w:.2f}x" for f, w in grid["fixed_worst"].items())
+    lines += [
+        f"auto: worst {grid['auto_worst']:.2f}x of the best fixed policy "
+        f"(target {TARGET:.2f}x): {'met' if grid['auto_within_target'] else 'missed'}",
+        f"fixed policies' worst: {worst}",
+        f"simulator: {grid['sim_events']:,} events in {grid['sim_wall_s']:.1f} s, "
+        f"{grid['sim_events_per_s']:,.0f} simulated events/s",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def plan_for(quick: bool) -> GridPlan:
+    return QUICK if quick else FULL

@@ -1,0 +1,143 @@
+"""``skqueue sim validate`` (issue 15): the verdicts on synthetic series (a miss is
+reported as one, a match passes), the simulation of each measured configuration (and
+its measured per-request CPU), and the command on a results folder written here."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import asdict, replace
+from typing import Any
+
+import pytest
+
+from skqbench import cli
+from skqbench.loadgen import LoadSpec
+from skqbench.servers.base import ServerConfig
+from skqbench.sim.costs import Costs
+from skqbench.sim.engine import SimConfig, simulate
+from skqbench.sim.validate import VALIDATE_FILE, compare, sim_plan_for, verdict
+from skqbench.sweep import Point, SweepPlan, SweepResults
+
+SLO_US = 10_000.0
+RATES = [1000.0, 2000.0, 3000.0, 4000.0]
+CONFIGS = [
+    ServerConfig("vanilla", 2),
+    ServerConfig("skq", 2, "best2"),
+    ServerConfig("dispatch", 2),
+    ServerConfig("asyncio", 2),
+]
+
+
+def _plan() -> SweepPlan:
+    load = LoadSpec(1, 1.0, duration_s=0.05, warmup_s=0.01, connections=8, dist="classes:400us")
+    return SweepPlan(list(CONFIGS), RATES[:2], load, slo_us=SLO_US)
+
+
+def _results(series: dict[str, list[tuple[float, float, float, bool]]]) -> SweepResults:
+    """A sweep of (offered, achieved, p99_us, saturated) per label."""
+    res = SweepResults(
+        plan=asdict(_plan()), slo_us=SLO_US, mean_service_us=500.0, labels=list(series)
+    )
+    for label, points in series.items():
+        for offered, achieved, p99, saturated in points:
+            result: dict[str, Any] = {
+                "offered": offered,
+                "achieved": achieved,
+                "p50_us": p99 / 4,
+                "p99_us": p99,
+            }
+            res.points.append(Point(label, {}, result, saturated, "late" if saturated else ""))
+    return res
+
+
+MEASURED = [
+    (1000.0, 1000.0, 2000.0, False),
+    (2000.0, 2000.0, 4000.0, False),
+    (3000.0, 3000.0, 9000.0, False),
+    (4000.0, 3500.0, 80_000.0, True),
+]
+
+
+def test_a_close_simulation_passes() -> None:
+    sim = [(o, a * 0.95, p * 1.1, s) for o, a, p, s in MEASURED]
+    v = verdict(_results({"m": MEASURED}), _results({"m": sim}), "m")
+    assert v.llt_measured == 3000.0 and v.llt_simulated == 2850.0
+    assert [c.offered for c in v.loads] == RATES[:3]  # not the saturated load
+    assert v.llt_ok and v.p99_ok and v.ok
+    assert v.worst_p99_ratio == pytest.approx(1.1)
+
+
+def test_a_throughput_miss_fails() -> None:
+    # p99 over the SLO at 3000/s: low-latency throughput 2000 against 3000 (-33 %)
+    sim = [(1000.0, 1000.0, 2000.0, False), (2000.0, 2000.0, 4000.0, False)]
+    sim += [(3000.0, 3000.0, 12_000.0, False)]
+    v = verdict(_results({"m": MEASURED}), _results({"m": sim}), "m")
+    assert v.llt_error == pytest.approx(1 / 3)
+    assert not v.llt_ok and not v.ok
+    assert v.p99_ok  # 12 / 9 ms is within 1.5x
+
+
+def test_a_p99_miss_below_saturation_fails() -> None:
+    sim = [(o, a, p * (2.0 if o == 1000.0 else 1.0), s) for o, a, p, s in MEASURED]
+    v = verdict(_results({"m": MEASURED}), _results({"m": sim}), "m")
+    assert v.llt_ok and not v.p99_ok and not v.ok
+    assert [c.ok for c in v.loads] == [False, True, True]
+
+
+def test_a_simulation_that_saturates_early_fails() -> None:
+    sim = [MEASURED[0], (2000.0, 1500.0, 90_000.0, True)]
+    v = verdict(_results({"m": MEASURED}), _results({"m": sim}), "m")
+    assert not v.p99_ok and math.isinf(v.worst_p99_ratio)
+    assert v.loads[1].simulated_p99_us is None
+
+
+def test_asyncio_is_simulated_as_the_shared_queue_it_is() -> None:
+    serve = {"asyncio x2": 300_000, "dispatch x2": 100_000}
+    plan = sim_plan_for(_results({}), Costs(), cores=1, serve_ns=serve)
+    assert [c.label for c in plan.configs] == [c.label for c in CONFIGS]
+    dispatch, asyncio = plan.configs[2:]
+    assert dispatch.design == asyncio.design == "dispatch"
+    assert (dispatch.serve_ns, asyncio.serve_ns, plan.configs[0].serve_ns) == (100_000, 300_000, 0)
+    first = plan.configs[0]
+    assert (first.n_cores, first.work, first.duration_s, first.connections) == (1, "sleep", 0.05, 8)
+    assert plan.rates == RATES[:2] and plan.slo_us == SLO_US
+
+
+def test_serve_ns_is_charged_per_request_on_the_core() -> None:
+    cfg = SimConfig(design="dispatch", cores=1, rate=500.0, duration_s=0.3, dist="fixed:100us")
+    light, heavy = simulate(cfg).result(), simulate(replace(cfg, serve_ns=200_000)).result()
+    assert heavy.p50_us - light.p50_us == pytest.approx(200.0, abs=20.0)
+
+
+def test_compare_pairs_every_measured_configuration() -> None:
+    real = _results({c.label: MEASURED for c in CONFIGS})
+    verdicts = compare(real, _results({c.label: MEASURED for c in CONFIGS[1:]}))
+    assert [v.label for v in verdicts] == [c.label for c in CONFIGS[1:]]
+    assert all(v.ok for v in verdicts)
+
+
+def test_from_results_compares_without_measuring(tmp_path: str) -> None:
+    real_dir, out = os.path.join(tmp_path, "real"), os.path.join(tmp_path, "out")
+    series = [(r, r, 3000.0, False) for r in RATES[:2]]
+    _results({c.label: series for c in CONFIGS}).save(real_dir)
+    code = cli.main(["sim", "validate", "--from-results", real_dir, "--out", out])
+    assert code in (0, 1)  # the verdicts, not the plumbing, decide
+    with open(os.path.join(out, VALIDATE_FILE)) as f:
+        doc = json.load(f)
+    assert [v["label"] for v in doc["verdicts"]] == [c.label for c in CONFIGS]
+    assert code == (0 if all(v["ok"] for v in doc["verdicts"]) else 1)
+    assert doc["simulated"]["labels"] == [c.label for c in CONFIGS]
+    assert set(doc["serve_ns"]) == {c.label for c in CONFIGS}
+    figures = sorted(f for f in os.listdir(out) if f.startswith("validate-"))
+    assert len(figures) == len(CONFIGS)
+    assert not os.path.exists(os.path.join(out, "real"))  # nothing was measured
+
+
+def test_a_missing_results_folder_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["sim", "validate", "--from-results", "/nonexistent/folder"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--from-results" in err and "results.json" in err
