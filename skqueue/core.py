@@ -72,7 +72,13 @@ With the lock held run: change processing (every filter method), the harvest
 backend's alarm (also for a short wait: ``prepare_wait``) and close.  It is
 released only by the leader around epoll_wait (``backend.poll``, which touches no
 state of ours), by a sleeper inside ``WaitQueue.wait``, and around the
-``before_wait`` hook.
+``before_wait`` hook.  While the leader polls, every wake-up eventfd write is for
+it, so another thread's harvest (a zero-timeout poll, ``pending``) leaves the
+eventfd readable (``dispatch(keep_wake)``): drained there, the leader would sleep on.
+
+``SKQUEUE_CHECK_LOCKS=1`` (``skqueue._lockcheck``) checks these rules on every
+access to the guarded fields: the ones above and KqueueCore's mutable fields but
+``handles`` (the handle table's lock) and ``abandoned`` (a fork child's).
 
 Filters
 -------
@@ -104,6 +110,7 @@ import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from ._lockcheck import CHECK_LOCKS, install_lock_checks, new_lock
 from .backend.epoll import EpollBackend, Poller
 from .backend.watcher import InotifyWatcher
 from .constants import (
@@ -142,7 +149,7 @@ from .knote import (
     Filter,
     Knote,
 )
-from .sched.kevq import Kevq, realtime_budget
+from .sched.kevq import Kevq, WaitQueue, realtime_budget
 from .sched.policy import Scheduler, check_reserve
 from .sched.threads import ThreadKevqs
 from .sched.world import real_scheduler
@@ -166,7 +173,7 @@ class KqueueCore:
     """State shared by every handle (``kqueue.fromfd``) of one kqueue."""
 
     def __init__(self) -> None:
-        self.lock = threading.Lock()
+        self.lock = new_lock()
         self.backend = EpollBackend()
         self.watcher = InotifyWatcher(self.backend)
         self.knotes: dict[tuple[int, int], Knote] = {}
@@ -449,8 +456,9 @@ class KqueueCore:
             # watching kq.fileno() (a nested kqueue, asyncio) sees this event.
             self.backend.wake()
 
-    def pending(self) -> int | None:
-        """Events waiting here (FreeBSD's kq_count, a kqueue fd's READ data).
+    def pending(self) -> tuple[int, int] | None:
+        """Events waiting here (FreeBSD's kq_count, a kqueue fd's READ data), and
+        ``enqueues``, read together so that the count covers what the number says.
 
         Looks at the kernel first, since FreeBSD counts an event the moment it
         happens.  None if the lock stays busy: a filter must not wait for long,
@@ -460,13 +468,13 @@ class KqueueCore:
             return None
         try:
             if self.closed:
-                return 0
-            self.backend.dispatch(self.backend.poll(0, _HARVEST_BATCH))
+                return 0, self.enqueues
+            self.backend.dispatch(self.backend.poll(0, _HARVEST_BATCH), self.leader_polling)
             kevqs = [self.shared, *(self.sched.kevqs if self.sched else [])]
             count = sum(len(kevq) for kevq in kevqs)
             if count and not self.in_wait and self.sched is None:
                 self.backend.wake()  # harvesting drained the wake-up: stay readable
-            return count
+            return count, self.enqueues
         finally:
             self.lock.release()
 
@@ -498,7 +506,8 @@ class KqueueCore:
                 # Queued events will satisfy this wait without epoll_wait; look at
                 # the kernel anyway so that fds re-armed since (still-ready level
                 # knotes) join the tail of the queue, as FreeBSD re-queues them.
-                self.backend.dispatch(self.backend.poll(0, _HARVEST_BATCH))
+                ready = self.backend.poll(0, _HARVEST_BATCH)
+                self.backend.dispatch(ready, self.leader_polling)
             while True:
                 out = self._scan(kevq, nevents)
                 if out:
@@ -573,13 +582,14 @@ class KqueueCore:
         events (they come first) or realtime knotes (they would jump the list)
         keeps the ordinary path.
         """
+        keep_wake = self.leader_polling  # a zero-timeout poll's harvest, beside the leader
         if self.sched is not None or kevq.normal or kevq.rt or self.realtime_knotes:
-            self.backend.dispatch(ready)
+            self.backend.dispatch(ready, keep_wake)
             return []
         reported: list[Knote] = []
         self._reported, self._room = reported, nevents
         try:
-            self.backend.dispatch(ready)
+            self.backend.dispatch(ready, keep_wake)
         finally:
             self._reported = None
             for kn in reported:
@@ -822,6 +832,9 @@ class HandleTable:
 
 #: Every open handle of this process.
 handles = HandleTable()
+
+if CHECK_LOCKS:  # SKQUEUE_CHECK_LOCKS=1: the guarded fields check the lock
+    install_lock_checks(KqueueCore, Kevq, WaitQueue, Knote)
 
 
 def _undo_attach(kn: Knote) -> None:

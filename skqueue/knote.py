@@ -94,12 +94,9 @@ class Knote:
 class NestedKqueue(Protocol):
     """Another kqueue, watched by an EVFILT_READ knote on its fd."""
 
-    @property
-    def enqueues(self) -> int:
-        """How many activations it has queued so far."""
-
-    def pending(self) -> int | None:
-        """Its pending events (FreeBSD's kq_count); None if its lock stays busy."""
+    def pending(self) -> tuple[int, int] | None:
+        """Its pending events (FreeBSD's kq_count) and how many activations it has
+        queued so far, read together under its lock; None if that lock stays busy."""
 
 
 class KqueueHost(Protocol):

@@ -92,7 +92,8 @@ class Udata:
 
 def timer_filter(kq: skqueue.kqueue) -> TimerFilter:
     assert kq._core is not None
-    ops = kq._core.filter_for(EVFILT_TIMER)
+    with kq._core.lock:  # the core's state, as a filter sees it (SKQUEUE_CHECK_LOCKS)
+        ops = kq._core.filter_for(EVFILT_TIMER)
     assert isinstance(ops, TimerFilter)
     return ops
 
@@ -156,7 +157,8 @@ def test_refused_reset_keeps_the_running_timer(
 ) -> None:
     add_timer(kq, 1, 30_000)
     assert kq._core is not None
-    state = kq._core.knotes[(1, EVFILT_TIMER)].hook
+    with kq._core.lock:
+        state = kq._core.knotes[(1, EVFILT_TIMER)].hook
     deadline = state.deadline
 
     def arm_alarm(deadline_ns: int) -> None:

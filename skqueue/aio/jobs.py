@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..filters import aio as aiofilter
-from ..knote import KN_DETACHED
 from ..kqueue import kqueue
 
 if TYPE_CHECKING:
@@ -306,8 +305,7 @@ class JobTable:
             for kn in retire:
                 aiofilter.retire(kn)
             for kn in fire:
-                if not kn.status & KN_DETACHED:
-                    aiofilter.notify(kn)
+                aiofilter.notify(kn)  # a knote deleted meanwhile is left alone there
 
     # Life of a job (lock held) ------------------------------------------------------
     def admit(self, job: Job) -> None:
@@ -458,4 +456,4 @@ class JobTable:
             for job in jobs:
                 self.cancel(job)
             fire, self.to_fire = self.to_fire, []
-        self.defer([kn for kn in fire if not kn.status & KN_DETACHED])
+        self.defer(fire)

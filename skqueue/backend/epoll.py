@@ -104,15 +104,21 @@ class EpollBackend:
         """epoll_wait (None blocks); it touches nothing of ours, so needs no lock."""
         return self._epoll.poll(-1 if timeout is None else timeout, maxevents)
 
-    def dispatch(self, ready: list[tuple[int, int]]) -> None:
-        """Run the handler of every ready fd (the caller holds the kqueue lock)."""
+    def dispatch(self, ready: list[tuple[int, int]], keep_wake: bool = False) -> None:
+        """Run the handler of every ready fd (the caller holds the kqueue lock).
+
+        keep_wake: another thread blocks in poll(), and a wake-up is for it; a
+        harvest that drained the eventfd would leave it asleep (a lost wake-up), so
+        the eventfd stays readable (level-triggered) until that thread harvests.
+        """
         handlers, wake_fd, alarm_fd = self._handlers, self._wake_fd, self._alarm_fd
         for fd, events in ready:
             handler = handlers.get(fd)
             if handler is not None:
                 handler(events)
             elif fd == wake_fd:
-                self._drain_wake()
+                if not keep_wake:
+                    self._drain_wake()
             elif fd == alarm_fd:
                 timerfd_read(alarm_fd)
                 self._alarm_ns = 0

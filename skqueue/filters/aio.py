@@ -16,7 +16,7 @@ from typing import Protocol
 
 from ..constants import EV_ADD, EV_CLEAR, EV_DISPATCH, EV_EOF, EV_ONESHOT, EVFILT_AIO
 from ..event import kevent
-from ..knote import REPORT, SKIP, Delivery, Filter, Knote, KqueueHost
+from ..knote import KN_DETACHED, REPORT, SKIP, Delivery, Filter, Knote, KqueueHost
 
 #: The only flags a sigevent may ask for (FreeBSD's sigev_notify_kevent_flags).
 SIGEV_KEVENT_FLAGS = EV_ONESHOT | EV_CLEAR | EV_DISPATCH
@@ -92,8 +92,12 @@ def post(
 
 
 def notify(kn: Knote) -> None:
-    """The target finished: queue its event (the kqueue lock not held)."""
-    kn.ops.kq.activate_from_thread(lambda: kn)
+    """The target finished: queue its event (the kqueue lock not held).
+
+    kn may have been deleted since the target took it (EV_DELETE, the kqueue's
+    close): its status is the kqueue's, so it is looked at under that lock.
+    """
+    kn.ops.kq.activate_from_thread(lambda: None if kn.status & KN_DETACHED else kn)
 
 
 def retire(kn: Knote) -> None:

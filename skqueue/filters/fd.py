@@ -97,7 +97,7 @@ class FdWatch:
         self.kind = _kind_of(fd, st.st_mode)
         self.anonymous = self.kind == FIFO and st.st_dev == _pipe_device()  # pipe(2), not mkfifo
         self.nested: weakref.ref[NestedKqueue] | None = None  # the skqueue kqueue behind fd
-        self.seen_enqueues = -1  # nested.enqueues when an EV_CLEAR READ last looked
+        self.seen_enqueues = -1  # its enqueues count when an EV_CLEAR READ last looked
         self.read: Knote | None = None
         self.write: Knote | None = None
         self.armed = -1  # mask in the kernel; -1 = unknown (forces a MOD)
@@ -439,15 +439,16 @@ class FdFilter(Filter):
 
     def _read_kqueue(self, kn: Knote, watch: FdWatch, revents: int, lowat: int) -> bool:
         inner = watch.nested() if watch.nested is not None else None
-        pending = inner.pending() if inner is not None else None
-        if inner is None or pending is None:  # gone: an fd like any other
+        counts = inner.pending() if inner is not None else None
+        if counts is None:  # gone: an fd like any other
             return self._read_other(kn, watch, revents, lowat)
+        pending, enqueues = counts
         kn.data = pending  # FreeBSD's kq_count
         if kn.flags & EV_CLEAR:
             # FreeBSD reports a watched kqueue again only when it queues
             # a new event, not each time its fd is seen readable.
-            fresh = inner.enqueues != watch.seen_enqueues
-            watch.seen_enqueues = inner.enqueues
+            fresh = enqueues != watch.seen_enqueues
+            watch.seen_enqueues = enqueues
             return fresh and pending >= lowat
         return pending >= lowat
 

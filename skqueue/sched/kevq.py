@@ -34,6 +34,11 @@ class WaitQueue:
         #: One lock per thread in wait() that notify() has not picked yet (read-only).
         self.unwoken: deque[threading.Lock] = deque()
 
+    @property
+    def lock(self) -> threading.Lock:
+        """The kqueue lock this condition is built on."""
+        return self._lock
+
     def wait(self, timeout: float | None) -> bool:
         """Release the lock until notify() picks this thread or timeout passes; False: timeout."""
         sleeper = threading.Lock()

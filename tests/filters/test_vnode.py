@@ -381,9 +381,10 @@ def test_unmount_is_revoke_and_ends_the_knote(kq: skqueue.kqueue, fd: int) -> No
     does; so the event is handed to the knote's real inotify subscription."""
     add(kq, fd, NOTE_REVOKE)
     assert kq._core is not None
-    kn = kq._core.knotes[(fd, EVFILT_VNODE)]
-    assert kn.hook.sub is not None
-    kn.hook.sub.callback(IN_UNMOUNT, "")  # the event Linux would send on unmount
+    with kq._core.lock:  # as the harvest runs the watcher's callbacks
+        kn = kq._core.knotes[(fd, EVFILT_VNODE)]
+        assert kn.hook.sub is not None
+        kn.hook.sub.callback(IN_UNMOUNT, "")  # the event Linux would send on unmount
     ev = one(kq)
     assert (ev.flags, ev.fflags) == (EV_EOF | EV_ONESHOT, NOTE_REVOKE)
     assert kq.stats()["knotes"] == 0

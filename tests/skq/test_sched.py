@@ -78,12 +78,14 @@ def test_queue_affinity_binds_at_first_activation() -> None:
     try:
         kq.control([kevent(reader, EVFILT_READ, EV_ADD)], 0)
         assert kq._core is not None
-        knote = kq._core.knotes[(reader.fileno(), EVFILT_READ)]
+        with kq._core.lock:
+            knote = kq._core.knotes[(reader.fileno(), EVFILT_READ)]
         assert knote.group == -1
         writer.send(b"1")
         assert len(kq.control(None, 1, 1)) == 1
         group = knote.group
-        assert group in kq._core.sched.topology.groups  # type: ignore[union-attr]
+        with kq._core.lock:
+            assert group in kq._core.sched.topology.groups  # type: ignore[union-attr]
         reader.recv(1)
         for _ in range(3):
             writer.send(b"n")

@@ -1,0 +1,247 @@
+"""SKQUEUE_CHECK_LOCKS=1: check the core header's lock rules on every guarded access.
+
+The core's header ("Knote states", "Locks") says the kqueue lock guards the
+kqueue's mutable state, its kevqs and its knotes' queue state.  Under the GIL a
+broken rule rarely shows; without it, it is a race.  With the variable set to 1
+when skqueue is first imported:
+
+* every kqueue lock (:func:`new_lock`) is an :class:`OwnedLock`, which records
+  the thread holding it (and refuses a release by another thread);
+* the guarded fields (:data:`GUARDED`) become data descriptors that raise
+  AssertionError, naming the field and the thread, when a thread that does not
+  hold the owning kqueue's lock reads or writes them.
+
+When the variable is not set, nothing here runs: :func:`new_lock` is
+``threading.Lock`` itself and the classes keep their own slots, so the hot path
+has no extra branch and no extra frame.
+
+What it cannot check:
+
+* the first assignment of a field (an object's ``__init__``): the object is not
+  shared yet, so it is allowed without the lock;
+* objects whose lock was not made by :func:`new_lock` (the scheduler tests' kevqs
+  on a plain lock): nothing to ask, so unchecked;
+* what a field refers to: a deque read under the lock and mutated after its
+  release is not seen; nor the scheduler's and the backend's own fields, which
+  have no lock of their own to name (they run under the kqueue lock);
+* lock order: it checks that the lock is held, not how it was reached.
+
+The exceptions the rules allow are listed in :data:`RACY_READS`, each with why;
+writes of those fields are checked like any other.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from typing import Any, cast
+
+#: Read once, at import: turning checks on later would leave locks made unchecked.
+CHECK_LOCKS = os.environ.get("SKQUEUE_CHECK_LOCKS") == "1"
+
+
+class OwnedLock:
+    """threading.Lock's interface, recording the owner so that a field can ask."""
+
+    __slots__ = ("_lock", "_owner")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._owner = 0  # ident of the holder; only the holder writes its own ident
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        if not self._lock.acquire(blocking, timeout):
+            return False
+        self._owner = threading.get_ident()
+        return True
+
+    def release(self) -> None:
+        if self._owner != threading.get_ident():
+            raise AssertionError(
+                f"kqueue lock released by {_describe(threading.get_ident())}, "
+                f"held by {_describe(self._owner)}"
+            )
+        self._owner = 0
+        self._lock.release()
+
+    def locked(self) -> bool:
+        return self._lock.locked()
+
+    def held(self) -> bool:
+        """Whether the calling thread holds it (a racy read that cannot lie to the caller)."""
+        return self._owner == threading.get_ident()
+
+    @property
+    def owner(self) -> int:
+        return self._owner
+
+    def __enter__(self) -> bool:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def _owned_lock() -> threading.Lock:
+    return cast(threading.Lock, OwnedLock())  # the same interface, by duck typing
+
+
+#: Makes a kqueue lock: threading.Lock itself when off.
+new_lock: Callable[[], threading.Lock] = _owned_lock if CHECK_LOCKS else threading.Lock
+
+
+def _describe(ident: int) -> str:
+    if not ident:
+        return "nobody"
+    for thread in threading.enumerate():
+        if thread.ident == ident:
+            return f"thread {thread.name!r} ({ident})"
+    return f"thread {ident} (gone)"
+
+
+# How each guarded class finds the lock that guards it.
+def _core_lock(core: Any) -> object:
+    if core.__dict__.get("abandoned"):
+        return None  # a fork() child's copy: single-threaded, and must not take the lock
+    return core.__dict__.get("lock")
+
+
+def _kevq_lock(kevq: Any) -> object:
+    return kevq.cond.lock
+
+
+def _waitqueue_lock(queue: Any) -> object:
+    return queue.lock
+
+
+def _knote_lock(kn: Any) -> object:
+    return getattr(kn.ops.kq, "lock", None)  # a test's stand-in host has none
+
+
+#: class name -> (fields the kqueue lock guards, how to find that lock).
+GUARDED: dict[str, tuple[tuple[str, ...], Callable[[Any], object]]] = {
+    "KqueueCore": (
+        (
+            "knotes",
+            "filters",
+            "closed",
+            "initialised",
+            "sched",
+            "in_wait",
+            "leader",
+            "leader_polling",
+            "rtshare",
+            "freq",
+            "rtreserve",
+            "realtime_knotes",
+            "_reported",
+            "_room",
+            "enqueues",
+            "before_wait",
+        ),
+        _core_lock,
+    ),
+    "Kevq": (
+        (
+            "normal",
+            "rt",
+            "owned",
+            "sleeping",
+            "waiting",
+            "closing",
+            "reserved",
+            "avg_ns",
+            "last_return_ns",
+            "n_last",
+        ),
+        _kevq_lock,
+    ),
+    "WaitQueue": (("unwoken",), _waitqueue_lock),
+    "Knote": (("status", "kevq", "owner"), _knote_lock),
+}
+
+#: (class name, field) -> why a read without the lock is correct.  Writes are checked.
+RACY_READS: dict[tuple[str, str], str] = {
+    ("KqueueCore", "closed"): (
+        "monotonic (False to True, once): the handle's early checks, the handle "
+        "table's core_behind and a fork() child read it unlocked, and whatever they "
+        "then do under the lock checks it again there"
+    ),
+    ("KqueueCore", "before_wait"): (
+        "control() calls the hook before taking the lock (lock order: the hook takes "
+        "the signal hub's reader_lock, outside the kqueue lock); one reference read "
+        "gives the old or the new hook, and either is a complete hook"
+    ),
+}
+
+
+class _DictSlot:
+    """A plain instance attribute, seen through the slot interface."""
+
+    __slots__ = ("_name",)
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __get__(self, obj: Any, objtype: type | None = None) -> Any:
+        try:
+            return obj.__dict__[self._name]
+        except KeyError:
+            raise AttributeError(self._name) from None
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        obj.__dict__[self._name] = value
+
+
+class _Guarded:
+    """A field that only the holder of its kqueue's lock may read or write."""
+
+    __slots__ = ("_field", "_lock_of", "_reads", "_slot")
+
+    def __init__(
+        self, field: str, slot: Any, lock_of: Callable[[Any], object], check_reads: bool
+    ) -> None:
+        self._field = field
+        self._slot = slot
+        self._lock_of = lock_of
+        self._reads = check_reads
+
+    def __get__(self, obj: Any, objtype: type | None = None) -> Any:
+        if obj is None:
+            return self
+        value = self._slot.__get__(obj, objtype)
+        if self._reads:
+            self._check(obj, "read")
+        return value
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        try:
+            self._slot.__get__(obj, type(obj))
+        except AttributeError:
+            pass  # the first assignment, in __init__: nobody else can see obj yet
+        else:
+            self._check(obj, "written")
+        self._slot.__set__(obj, value)
+
+    def _check(self, obj: Any, verb: str) -> None:
+        lock = self._lock_of(obj)
+        if not isinstance(lock, OwnedLock) or lock.held():
+            return
+        raise AssertionError(
+            f"{self._field} {verb} by {_describe(threading.get_ident())} without "
+            f"the kqueue lock (held by {_describe(lock.owner)})"
+        )
+
+
+def install_lock_checks(*classes: type) -> None:
+    """Put a checking descriptor on each guarded field of classes (once, at import)."""
+    for cls in classes:
+        fields, lock_of = GUARDED[cls.__name__]
+        for field in fields:
+            slot = cls.__dict__.get(field, _DictSlot(field))
+            if isinstance(slot, _Guarded):
+                continue
+            racy = (cls.__name__, field) in RACY_READS
+            name = f"{cls.__name__}.{field}"
+            setattr(cls, field, _Guarded(name, slot, lock_of, check_reads=not racy))
