@@ -1,25 +1,40 @@
 """SKQ scaling and overhead: events/s with 1, 2, 4, 8 threads on always-ready pipes.
 
-Designs, all with a tiny handler (count the event, nothing else):
-  skq       one multi kqueue (best-of-2); ownership, no re-arm calls
-  dispatch  one classic kqueue shared by all threads, EV_DISPATCH + EV_ENABLE per event
-  perthread one classic kqueue per thread, pipes split between them
-Ratios are against ``dispatch`` with the same thread count, in the same run.
-Then the average cost of one placement per policy (from kq.stats()).
+Designs, each with a handler that counts the event and then spins for ``--work-us``
+microseconds of pure Python (0: the tiny handler):
+  skq        one multi kqueue (best-of-2); ownership, no re-arm calls
+  dispatch   one classic kqueue shared by all threads, EV_DISPATCH + EV_ENABLE per event
+  perthread  one classic kqueue per thread, pipes split between them
+  ceiling    no kqueue: one raw epoll set shared by all threads, EPOLLONESHOT items,
+             and per event the calls an SKQ delivery makes (FIONREAD, the re-arm):
+             what a leaderless pure-Python harvest could reach at best
+Rounds are interleaved (every design and thread count once per round) and each
+figure is the median over rounds with its min-max spread.  Ratios: skq against its
+own 1-thread figure (scaling) and against perthread with the same thread count (the
+price of scheduling).  Then the average cost of one placement per policy.  Run it on
+both interpreters: on free-threaded CPython the threads really run at once.
 """
 
 from __future__ import annotations
 
 import argparse
+import fcntl
 import os
+import select
+import statistics
+import sys
+import termios
 import threading
 import time
+from array import array
+from collections.abc import Callable
 
 from _common import write_results
 
 import skqueue
 from skqueue import EV_ADD, EV_DISPATCH, EV_ENABLE, EVFILT_READ, kevent
 
+DESIGNS = ("skq", "dispatch", "perthread", "ceiling")
 POLICIES = {
     "random": dict(sched=0),
     "queue": dict(sched=skqueue.KQ_SCHED_QUEUE),
@@ -37,31 +52,79 @@ def ready_pipes(n: int) -> list[tuple[int, int]]:
     return pipes
 
 
-def run_threads(
-    work: list[tuple[skqueue.kqueue, list[kevent]]], duration: float, dispatch: bool
-) -> int:
-    counts = [0] * len(work)
+def spinner(work_us: float) -> Callable[[], None]:
+    """A pure-Python busy loop of about work_us microseconds on this interpreter."""
+    if work_us <= 0:
+        return lambda: None
+    probe = 50_000
+    timings = []
+    for _ in range(5):  # the fastest probe: the others were preempted
+        t0 = time.perf_counter()
+        for _ in range(probe):
+            pass
+        timings.append(time.perf_counter() - t0)
+    per_iteration = min(timings) / probe
+    count = max(1, round(work_us * 1e-6 / per_iteration))
+
+    def spin() -> None:
+        for _ in range(count):
+            pass
+
+    return spin
+
+
+def run_threads(workers: list[Callable[[threading.Event], int]], duration: float) -> int:
+    counts = [0] * len(workers)
     stop = threading.Event()
 
-    def worker(i: int) -> None:
-        kq, _ = work[i]
-        changes: list[kevent] = []
-        n = 0
-        while not stop.is_set():
-            events = kq.control(changes, 8, 0.05)
-            n += len(events)
-            if dispatch:
-                changes = [kevent(ev.ident, EVFILT_READ, EV_ENABLE) for ev in events]
-        counts[i] = n
+    def run(i: int) -> None:
+        counts[i] = workers[i](stop)
 
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(len(work))]
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(workers))]
     for t in threads:
         t.start()
     time.sleep(duration)
     stop.set()
     for t in threads:
         t.join(10)
+        if t.is_alive():
+            raise SystemExit("a benchmark thread hung")
     return sum(counts)
+
+
+def kqueue_worker(
+    kq: skqueue.kqueue, spin: Callable[[], None], dispatch: bool
+) -> Callable[[threading.Event], int]:
+    def work(stop: threading.Event) -> int:
+        changes: list[kevent] = []
+        n = 0
+        while not stop.is_set():
+            events = kq.control(changes, 8, 0.05)
+            n += len(events)
+            for _ in events:
+                spin()
+            if dispatch:
+                changes = [kevent(ev.ident, EVFILT_READ, EV_ENABLE) for ev in events]
+        return n
+
+    return work
+
+
+def ceiling_worker(ep: select.epoll, spin: Callable[[], None]) -> Callable[[threading.Event], int]:
+    mask = select.EPOLLIN | select.EPOLLONESHOT
+
+    def work(stop: threading.Event) -> int:
+        size = array("i", [0])
+        n = 0
+        while not stop.is_set():
+            for fd, _ in ep.poll(0.05, 8):
+                fcntl.ioctl(fd, termios.FIONREAD, size)
+                n += 1
+                spin()
+                ep.modify(fd, mask)  # released: the owner's re-arm
+        return n
+
+    return work
 
 
 def design(
@@ -69,59 +132,115 @@ def design(
     threads: int,
     pipes: list[tuple[int, int]],
     duration: float,
+    spin: Callable[[], None],
     policy: dict[str, int] | None = None,
 ) -> tuple[float, dict[str, object]]:
     fds = [r for r, _ in pipes]
+    stats: dict[str, object] = {}
+    if name == "ceiling":
+        with select.epoll() as ep:
+            for fd in fds:
+                ep.register(fd, select.EPOLLIN | select.EPOLLONESHOT)
+            total = run_threads([ceiling_worker(ep, spin) for _ in range(threads)], duration)
+        return total / duration, stats
     if name == "perthread":
         kqs = [skqueue.kqueue() for _ in range(threads)]
         for i, fd in enumerate(fds):
             kqs[i % threads].control([kevent(fd, EVFILT_READ, EV_ADD)], 0)
-        work = [(kq, []) for kq in kqs]
+        workers = [kqueue_worker(kq, spin, False) for kq in kqs]
     else:
         kq = skqueue.kqueue(**(policy or POLICIES["best2"])) if name == "skq" else skqueue.kqueue()
         flags = EV_ADD | (EV_DISPATCH if name == "dispatch" else 0)
         kq.control([kevent(fd, EVFILT_READ, flags) for fd in fds], 0)
         kqs = [kq]
-        work = [(kq, []) for _ in range(threads)]
-    total = run_threads(work, duration, dispatch=name == "dispatch")
+        workers = [kqueue_worker(kq, spin, name == "dispatch") for _ in range(threads)]
+    total = run_threads(workers, duration)
     stats = kqs[0].stats()
     for kq in kqs:
         kq.close()
     return total / duration, stats
 
 
+def _numbers(kind: Callable[[str], float]) -> Callable[[str], list[float]]:
+    def parse(text: str) -> list[float]:
+        values = [kind(part) for part in text.split(",")]
+        if not values or min(values) < 0:
+            raise argparse.ArgumentTypeError(f"expected non-negative numbers, got {text!r}")
+        return values
+
+    return parse
+
+
+def gil_state() -> str:
+    enabled = getattr(sys, "_is_gil_enabled", lambda: True)()
+    return "GIL" if enabled else "free-threaded (GIL off)"
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--duration", type=float, default=1.0)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--duration", type=float, default=1.0, help="seconds per run")
     parser.add_argument("--pipes", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median)")
+    parser.add_argument("--threads", type=_numbers(int), default=[1, 2, 4, 8])
+    parser.add_argument(
+        "--work-us", type=_numbers(float), default=[0.0, 5.0], help="handler work per event"
+    )
     args = parser.parse_args()
     pipes = ready_pipes(args.pipes)
+    print(f"python {sys.version.split()[0]}, {gil_state()}, {os.cpu_count()} CPUs")
+    threads_list = [int(t) for t in args.threads]
+    samples: dict[tuple[float, int, str], list[float]] = {}
+    spins = {work: spinner(work) for work in args.work_us}
+    for rnd in range(args.rounds):
+        for work in args.work_us:
+            for threads in threads_list:
+                for name in DESIGNS:
+                    rate, _ = design(name, threads, pipes, args.duration, spins[work])
+                    samples.setdefault((work, threads, name), []).append(rate)
+        print(f"round {rnd + 1}/{args.rounds} done")
     rows = []
-    print(
-        f"{'threads':>7}{'skq ev/s':>12}{'dispatch ev/s':>15}{'perthread ev/s':>16}"
-        f"{'skq/dispatch':>14}{'skq/perthread':>15}"
-    )
-    for threads in (1, 2, 4, 8):
-        rate = {
-            name: design(name, threads, pipes, args.duration)[0]
-            for name in ("skq", "dispatch", "perthread")
-        }
-        rows.append({"threads": threads, **rate})
+    for work in args.work_us:
+        print(f"\nhandler work {work:g} us: median ev/s over {args.rounds} rounds (min-max)")
         print(
-            f"{threads:>7}{rate['skq']:>12,.0f}{rate['dispatch']:>15,.0f}"
-            f"{rate['perthread']:>16,.0f}{rate['skq'] / rate['dispatch']:>14.2f}"
-            f"{rate['skq'] / rate['perthread']:>15.2f}"
+            f"{'threads':>7}"
+            + "".join(f"{name:>24}" for name in DESIGNS)
+            + f"{'skq/skq(1)':>12}{'skq/perthread':>15}"
         )
+        base = statistics.median(samples[(work, threads_list[0], "skq")])
+        for threads in threads_list:
+            med = {n: statistics.median(samples[(work, threads, n)]) for n in DESIGNS}
+            cells = "".join(
+                f"{med[n]:>10,.0f} ({min(samples[(work, threads, n)]):,.0f}-"
+                f"{max(samples[(work, threads, n)]):,.0f})".rjust(24)
+                for n in DESIGNS
+            )
+            print(
+                f"{threads:>7}{cells}{med['skq'] / base:>12.2f}"
+                f"{med['skq'] / med['perthread']:>15.2f}"
+            )
+            rows.append(
+                {
+                    "work_us": work,
+                    "threads": threads,
+                    **{n: med[n] for n in DESIGNS},
+                    "samples": {n: samples[(work, threads, n)] for n in DESIGNS},
+                    "skq_vs_skq1": med["skq"] / base,
+                    "skq_vs_perthread": med["skq"] / med["perthread"],
+                }
+            )
     placement = {}
     print(f"\n{'policy':<10}{'ev/s (4 threads)':>18}{'placement us':>14}")
     for policy, params in POLICIES.items():
-        rate, stats = design("skq", 4, pipes, args.duration, params)
+        rate, stats = design("skq", 4, pipes, args.duration, spins[args.work_us[0]], params)
         placement[policy] = {"events_per_s": rate, "place_avg_us": stats["place_avg_us"]}
         print(f"{policy:<10}{rate:>18,.0f}{stats['place_avg_us']:>14.2f}")
     for r, w in pipes:
         os.close(r)
         os.close(w)
-    print(f"wrote {write_results('skq_scaling', {'scaling': rows, 'placement': placement})}")
+    result = {"gil": gil_state(), "rounds": args.rounds, "scaling": rows, "placement": placement}
+    print(f"wrote {write_results('skq_scaling', result)}")
 
 
 if __name__ == "__main__":

@@ -27,7 +27,12 @@ BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
             {"ratio", "per_event_us", "budget_us_at_target", "exact_syscalls_us"},
         ),
         ("bench_registrations.py", ["-n", "2000"], "registrations", set()),
-        ("bench_skq_scaling.py", ["--duration", "0.2", "--pipes", "8"], "skq_scaling", set()),
+        (
+            "bench_skq_scaling.py",
+            ["--duration", "0.1", "--pipes", "8", "--rounds", "1", "--threads", "1,2"],
+            "skq_scaling",
+            {"gil", "scaling", "placement"},
+        ),
         ("bench_aio.py", ["--quick"], "bench_aio", set()),
         (
             "bench_kv_stores.py",
