@@ -99,8 +99,8 @@ def styles(res: SweepResults) -> dict[str, Style]:
     """A style per configuration label: hue from the design, a shade per member.
 
     SKQ's members are its policies without ``+ws`` (a policy and its stealing variant
-    share shade and marker and differ in line style) times worker counts; a baseline's
-    members are its worker counts."""
+    share shade and marker and differ in line style), with and without reserved workers,
+    times worker counts; a baseline's members are its worker counts."""
     configs = {p.label: p.config for p in res.points}
     members: dict[str, list[tuple[str, int]]] = {}
     keys: dict[str, tuple[str, tuple[str, int]]] = {}
@@ -110,6 +110,8 @@ def styles(res: SweepResults) -> dict[str, Style]:
             continue
         design = cfg["design"]
         base = cfg["policy"].split("+")[0] if design == "skq" else ""
+        if cfg.get("rtreserve"):
+            base += f" rt{cfg['rtreserve']}"
         member = (base, cfg["workers"])
         keys[label] = (design, member)
         if member not in members.setdefault(design, []):

@@ -7,7 +7,7 @@ from __future__ import annotations
 import colorsys
 import json
 import os
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import matplotlib
 import numpy as np
@@ -30,6 +30,7 @@ from skqbench.report import (
     markdown,
     plot,
     story_labels,
+    styles,
     summarize,
     write_report,
 )
@@ -377,3 +378,12 @@ def test_plots_of_an_empty_sweep_are_still_written(tmp_out: str) -> None:
     res = _results(CURVES[:1], ())
     res.points.clear()
     assert [os.path.basename(p) for p in plot(res, tmp_out)] == ["p99.png", "p50.png", STORY_PLOT]
+
+
+def test_reserved_workers_get_their_own_shade_and_marker() -> None:
+    plain = ServerConfig("skq", 4, "best2+ws")
+    reserved = replace(plain, rtreserve=1)
+    pts = [(100.0, 100.0, 1.0, False)]
+    style = styles(_results([(plain, pts), (reserved, pts)], extra_labels=()))
+    assert style[plain.label].color != style[reserved.label].color
+    assert style[plain.label].marker != style[reserved.label].marker
