@@ -340,18 +340,7 @@ def build_parser() -> argparse.ArgumentParser:
         "default both, each in its own subfolder of --out",
     )
     rep.add_argument("--quick", action="store_true", help="under three minutes each on 2 cores")
-    rep.add_argument(
-        "--workers",
-        type=_workers,
-        default=REPRO_WORKERS,
-        help="worker threads/processes per server (default %(default)s)",
-    )
-    rep.add_argument(
-        "--base-us",
-        type=_number(float, 1.0, MAX_BASE_US, "a number of microseconds"),
-        default=REPRO_BASE_US,
-        help="base service time of the 1x class in us (default %(default)s)",
-    )
+    _add_reproduce_shape(rep)
     rep.add_argument(
         "--keys",
         type=_number(int, 1, MAX_KEYS, "a key count"),
@@ -992,6 +981,22 @@ def _simulate(plan: SimPlan, out_dir: str, console: Console) -> tuple[int, Sweep
     return code, done[-1][0] if done else None
 
 
+def _add_reproduce_shape(p: argparse.ArgumentParser) -> None:
+    """The imbalance experiment's workers and base service time (reproduce, sim validate)."""
+    p.add_argument(
+        "--workers",
+        type=_workers,
+        default=REPRO_WORKERS,
+        help="worker threads/processes per server (default %(default)s)",
+    )
+    p.add_argument(
+        "--base-us",
+        type=_number(float, 1.0, MAX_BASE_US, "a number of microseconds"),
+        default=REPRO_BASE_US,
+        help="base service time of the 1x class in us (default %(default)s)",
+    )
+
+
 def _add_sim_validate(simsub: argparse._SubParsersAction[_Parser]) -> None:
     sv = simsub.add_parser(
         "validate",
@@ -1005,18 +1010,7 @@ def _add_sim_validate(simsub: argparse._SubParsersAction[_Parser]) -> None:
         "runs a few seconds, to measure its CPU per request).  Exit 1 if a target is missed.",
     )
     sv.add_argument("--quick", action="store_true", help="about two minutes on 2 cores")
-    sv.add_argument(
-        "--workers",
-        type=_workers,
-        default=REPRO_WORKERS,
-        help="worker threads/processes per server (default %(default)s)",
-    )
-    sv.add_argument(
-        "--base-us",
-        type=_number(float, 1.0, MAX_BASE_US, "a number of microseconds"),
-        default=REPRO_BASE_US,
-        help="base service time of the 1x class in us (default %(default)s)",
-    )
+    _add_reproduce_shape(sv)
     _add_sweep_options(sv, quick=True)
     sv.add_argument(
         "--from-results",
