@@ -11,17 +11,21 @@ microseconds of pure Python (0: the tiny handler):
 Rounds are interleaved (every design and thread count once per round) and each
 figure is the median over rounds with its min-max spread.  Ratios: skq against its
 own 1-thread figure (scaling) and against perthread with the same thread count (the
-price of scheduling).  Then the average cost of one placement per policy.  Run it on
-both interpreters: on free-threaded CPython the threads really run at once.
+price of scheduling).  Then the average cost of one placement per policy, and where
+an skq thread's time goes: a second process with SKQUEUE_LOCK_TIMING=1 adds up how
+long the threads waited for the kqueue lock and held it, per event.  Run it on both
+interpreters: on free-threaded CPython the threads really run at once.
 """
 
 from __future__ import annotations
 
 import argparse
 import fcntl
+import json
 import os
 import select
 import statistics
+import subprocess
 import sys
 import termios
 import threading
@@ -176,6 +180,54 @@ def gil_state() -> str:
     return "GIL" if enabled else "free-threaded (GIL off)"
 
 
+def lock_profile(threads_list: list[int], works: list[float], duration: float) -> list[dict]:
+    """In this process (SKQUEUE_LOCK_TIMING=1): per event, the thread time spent waiting
+    for the kqueue lock, holding it, and outside it, for each thread count."""
+    pipes = ready_pipes(64)
+    rows = []
+    for work in works:
+        spin = spinner(work)
+        for threads in threads_list:
+            rate, stats = design("skq", threads, pipes, duration, spin)
+            lock = stats["lock"]
+            assert isinstance(lock, dict), "run with SKQUEUE_LOCK_TIMING=1"
+            events = rate * duration
+            thread_ns = threads * duration * 1e9 / events
+            wait, hold = lock["wait_ns"] / events, lock["hold_ns"] / events
+            rows.append(
+                {
+                    "work_us": work,
+                    "threads": threads,
+                    "events_per_s": rate,
+                    "thread_us_per_event": thread_ns / 1e3,
+                    "lock_wait_us_per_event": wait / 1e3,
+                    "lock_hold_us_per_event": hold / 1e3,
+                    "outside_us_per_event": (thread_ns - wait - hold) / 1e3,
+                    "acquisitions_per_event": lock["acquisitions"] / events,
+                }
+            )
+    for r, w in pipes:
+        os.close(r)
+        os.close(w)
+    return rows
+
+
+def print_lock_profile(rows: list[dict]) -> None:
+    print("\nwhere an skq thread's time goes, us per event (SKQUEUE_LOCK_TIMING=1, one run):")
+    print(
+        f"{'work us':>7}{'threads':>8}{'ev/s':>10}{'thread time':>12}{'lock wait':>10}"
+        f"{'lock held':>10}{'outside':>9}{'acq/ev':>8}"
+    )
+    for row in rows:
+        print(
+            f"{row['work_us']:>7g}{row['threads']:>8}{row['events_per_s']:>10,.0f}"
+            f"{row['thread_us_per_event']:>12.2f}{row['lock_wait_us_per_event']:>10.2f}"
+            f"{row['lock_hold_us_per_event']:>10.2f}{row['outside_us_per_event']:>9.2f}"
+            f"{row['acquisitions_per_event']:>8.2f}"
+        )
+    print("(lock held: serial work; lock wait: what serialising costs the others)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -187,7 +239,11 @@ def main() -> None:
     parser.add_argument(
         "--work-us", type=_numbers(float), default=[0.0, 5.0], help="handler work per event"
     )
+    parser.add_argument("--lock-profile", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.lock_profile:  # the child process of the lock-time table
+        print(json.dumps(lock_profile(args.threads, args.work_us, args.duration)))
+        return
     pipes = ready_pipes(args.pipes)
     print(f"python {sys.version.split()[0]}, {gil_state()}, {os.cpu_count()} CPUs")
     threads_list = [int(t) for t in args.threads]
@@ -239,7 +295,29 @@ def main() -> None:
     for r, w in pipes:
         os.close(r)
         os.close(w)
-    result = {"gil": gil_state(), "rounds": args.rounds, "scaling": rows, "placement": placement}
+    child = subprocess.run(
+        [
+            sys.executable,
+            __file__,
+            "--lock-profile",
+            *("--duration", str(args.duration)),
+            *("--threads", ",".join(map(str, threads_list))),
+            *("--work-us", ",".join(f"{w:g}" for w in args.work_us)),
+        ],
+        env={**os.environ, "SKQUEUE_LOCK_TIMING": "1", "SKQUEUE_CHECK_LOCKS": "0"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    locks = json.loads(child.stdout)
+    print_lock_profile(locks)
+    result = {
+        "gil": gil_state(),
+        "rounds": args.rounds,
+        "scaling": rows,
+        "placement": placement,
+        "lock_time": locks,
+    }
     print(f"wrote {write_results('skq_scaling', result)}")
 
 

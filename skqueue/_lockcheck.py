@@ -11,7 +11,11 @@ when skqueue is first imported:
   AssertionError, naming the field and the thread, when a thread that does not
   hold the owning kqueue's lock reads or writes them.
 
-When the variable is not set, nothing here runs: :func:`new_lock` is
+``SKQUEUE_LOCK_TIMING=1`` instead makes every kqueue lock a :class:`TimedLock`, which
+adds up how long threads waited for it and held it (``kq.stats()["lock"]``): what
+still serialises, on a free-threaded build.
+
+When neither variable is set, nothing here runs: :func:`new_lock` is
 ``threading.Lock`` itself and the classes keep their own slots, so the hot path
 has no extra branch and no extra frame.
 
@@ -34,6 +38,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -83,12 +88,72 @@ class OwnedLock:
         self.release()
 
 
+#: SKQUEUE_LOCK_TIMING=1: kqueue locks count how long threads wait for them and hold
+#: them (read at import, like CHECK_LOCKS; the benchmarks' "where the time goes").
+LOCK_TIMING = os.environ.get("SKQUEUE_LOCK_TIMING") == "1"
+
+
+class TimedLock:
+    """threading.Lock's interface, adding up wait and hold times (nanoseconds).
+
+    The counters are written only by the holder, so the lock guards them itself.
+    """
+
+    __slots__ = ("_acquired_ns", "_lock", "acquisitions", "hold_ns", "wait_ns")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._acquired_ns = 0
+        self.acquisitions = 0
+        self.wait_ns = 0
+        self.hold_ns = 0
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        start = time.perf_counter_ns()
+        if not self._lock.acquire(blocking, timeout):
+            return False
+        now = time.perf_counter_ns()
+        self.acquisitions += 1
+        self.wait_ns += now - start
+        self._acquired_ns = now
+        return True
+
+    def release(self) -> None:
+        self.hold_ns += time.perf_counter_ns() - self._acquired_ns
+        self._lock.release()
+
+    def locked(self) -> bool:
+        return self._lock.locked()
+
+    def figures(self) -> dict[str, int]:
+        """The totals so far (call with the lock held for a consistent set)."""
+        return {"acquisitions": self.acquisitions, "wait_ns": self.wait_ns, "hold_ns": self.hold_ns}
+
+    def __enter__(self) -> bool:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
 def _owned_lock() -> threading.Lock:
     return cast(threading.Lock, OwnedLock())  # the same interface, by duck typing
 
 
-#: Makes a kqueue lock: threading.Lock itself when off.
-new_lock: Callable[[], threading.Lock] = _owned_lock if CHECK_LOCKS else threading.Lock
+def _timed_lock() -> threading.Lock:
+    return cast(threading.Lock, TimedLock())
+
+
+def lock_figures(lock: object) -> dict[str, int] | None:
+    """A TimedLock's totals; None for any other lock (timing is off)."""
+    return lock.figures() if isinstance(lock, TimedLock) else None
+
+
+#: Makes a kqueue lock: threading.Lock itself when neither mode is on.  The ownership
+#: checks win over timing (their extra work would be timed too).
+new_lock: Callable[[], threading.Lock] = (
+    _owned_lock if CHECK_LOCKS else _timed_lock if LOCK_TIMING else threading.Lock
+)
 
 
 def _describe(ident: int) -> str:

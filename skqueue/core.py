@@ -110,7 +110,7 @@ import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from ._lockcheck import CHECK_LOCKS, install_lock_checks, new_lock
+from ._lockcheck import CHECK_LOCKS, install_lock_checks, lock_figures, new_lock
 from .backend.epoll import EpollBackend, Poller
 from .backend.watcher import InotifyWatcher
 from .constants import (
@@ -769,13 +769,16 @@ class KqueueCore:
 
     def stats(self) -> dict[str, Any]:
         with self.lock:
-            common = {
+            common: dict[str, Any] = {
                 "knotes": len(self.knotes),
                 "rtshare": self.rtshare,
                 "freq": self.freq,
                 "rtreserve": self.rtreserve,
                 "tunables": tunables.as_dict(),
             }
+            timing = lock_figures(self.lock)
+            if timing is not None:  # SKQUEUE_LOCK_TIMING=1
+                common["lock"] = timing
             if self.sched is None:
                 return {
                     "multi": False,

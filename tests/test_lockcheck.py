@@ -1,17 +1,23 @@
-"""SKQUEUE_CHECK_LOCKS: the lock-ownership debug mode fires, and costs nothing when off."""
+"""SKQUEUE_CHECK_LOCKS and SKQUEUE_LOCK_TIMING: the lock debug modes work, and cost
+nothing when off."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import textwrap
 
+_MODES = ("SKQUEUE_CHECK_LOCKS", "SKQUEUE_LOCK_TIMING")
 
-def run(code: str, check_locks: bool) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "SKQUEUE_CHECK_LOCKS"}
+
+def run(code: str, check_locks: bool, timing: bool = False) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in _MODES}
     if check_locks:
         env["SKQUEUE_CHECK_LOCKS"] = "1"
+    if timing:
+        env["SKQUEUE_LOCK_TIMING"] = "1"
     return subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code)],
         env=env,
@@ -83,6 +89,7 @@ def test_off_leaves_the_classes_untouched() -> None:
         assert not set(_lockcheck.GUARDED["KqueueCore"][0]) & set(vars(KqueueCore))
         kq = skqueue.kqueue()
         assert type(kq._core.lock) is type(threading.Lock())
+        assert "lock" not in kq.stats()
         kq.close()
         print("untouched")
         """,
@@ -90,3 +97,40 @@ def test_off_leaves_the_classes_untouched() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "untouched"
+
+
+def test_timing_counts_waits_and_holds_of_every_acquisition() -> None:
+    result = run(
+        """
+        import json, threading, time
+        import skqueue
+        from skqueue import EV_ADD, EVFILT_USER, NOTE_TRIGGER, kevent
+
+        kq = skqueue.kqueue(sched="random")
+        kq.control([kevent(1, EVFILT_USER, EV_ADD)], 0)
+        before = kq.stats()["lock"]
+        core = kq._core
+        held = threading.Event()
+
+        def holder():
+            with core.lock:
+                held.set()
+                time.sleep(0.2)
+
+        t = threading.Thread(target=holder)
+        t.start()
+        held.wait(10)
+        kq.control([kevent(1, EVFILT_USER, 0, NOTE_TRIGGER)], 1, 0)  # waits for holder
+        t.join(10)
+        after = kq.stats()["lock"]
+        print(json.dumps([before, after]))
+        kq.close()
+        """,
+        check_locks=False,
+        timing=True,
+    )
+    assert result.returncode == 0, result.stderr
+    before, after = json.loads(result.stdout)
+    assert after["acquisitions"] >= before["acquisitions"] + 2  # the holder and control()
+    assert after["hold_ns"] - before["hold_ns"] >= 0.2e9  # the holder's sleep
+    assert after["wait_ns"] - before["wait_ns"] >= 0.1e9  # control() waited most of it

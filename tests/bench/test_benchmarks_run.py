@@ -31,7 +31,7 @@ BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
             "bench_skq_scaling.py",
             ["--duration", "0.1", "--pipes", "8", "--rounds", "1", "--threads", "1,2"],
             "skq_scaling",
-            {"gil", "scaling", "placement"},
+            {"gil", "scaling", "placement", "lock_time"},
         ),
         ("bench_aio.py", ["--quick"], "bench_aio", set()),
         (
