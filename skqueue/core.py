@@ -146,6 +146,7 @@ from .knote import (
     KN_REPORTED,
     REPORT_REARMED,
     SKIP,
+    Delivery,
     Filter,
     Knote,
 )
@@ -159,6 +160,7 @@ _HARVEST_BATCH = 256
 _PEEK_LOCK_TIMEOUT = 0.05  # seconds pending() waits for another kqueue's lock
 _SLICE = 86_400.0  # seconds: the longest single sleep of a wait (a day)
 _RARE_FLAGS = EV_REALTIME | EV_ONESHOT | EV_CLEAR | EV_DISPATCH
+_LATER = kevent(0)  # a place held in a scan's events for a delivery still unlocked
 
 
 def _einval(message: str) -> OSError:
@@ -620,6 +622,9 @@ class KqueueCore:
             return out  # classic: nothing queued, and nothing is owned between scans
         append = out.append
         multi = sched is not None
+        # SKQ: the deliveries whose system calls run without the lock (begin_unlocked),
+        # with their tokens; each holds its place in out with _LATER until it finishes.
+        later: list[tuple[Knote, int]] = []
         rt_budget = realtime_budget(nevents, self.rtshare)
         while len(out) < nevents:
             if rt and rt_budget > 0:
@@ -636,41 +641,85 @@ class KqueueCore:
             if status & (KN_DISABLED | KN_DETACHED):
                 kn.status = status
                 continue
+            # The delivery takes the activation; one arriving meanwhile (while the
+            # lock is free for an unlocked delivery) is kept for the release.
+            status &= ~KN_ACTIVE
             if multi:
                 kn.owner = kevq
-                status |= KN_OWNED
-            kn.status = status
-            delivery = kn.ops.deliver(kn)
-            if delivery is SKIP:
-                # Not ready after all: no longer owned, so let the filter re-arm it.
-                kn.owner = None
-                if not kn.status & KN_DETACHED:
-                    kn.status &= ~(KN_ACTIVE | KN_OWNED)
-                    kn.ops.recheck(kn)
-                continue
-            flags = kn.flags | kn.oflags
-            append(event(kn.ident, kn.filter, flags, kn.fflags, kn.data, kn.udata))
-            kn.status &= ~KN_ACTIVE
-            if flags & _RARE_FLAGS:
-                if flags & EV_REALTIME:
-                    kevq.realtime_events += 1
-                if flags & EV_ONESHOT:
-                    kn.owner = None
-                    self.drop(kn)
+                kn.status = status | KN_OWNED
+                token = kn.ops.begin_unlocked(kn)
+                if token >= 0:
+                    later.append((kn, token))
+                    append(_LATER)
                     continue
-                if flags & EV_CLEAR:
-                    kn.ops.clear(kn)
-                if flags & EV_DISPATCH:
-                    kn.status |= KN_DISABLED
-            if delivery is REPORT_REARMED:
-                continue  # classic mode, and its delivery re-armed it: nothing to release
-            if not multi:  # SKQ made it owned before deliver()
-                kn.owner = kevq
-                kn.status |= KN_OWNED
-            kevq.owned.append(kn)
+            else:
+                kn.status = status
+            ev = self._take(kevq, kn, kn.ops.deliver(kn))
+            if ev is not None:
+                append(ev)
+        if later:
+            self._finish_unlocked(kevq, later, out)
         if not multi:
             self._release_owned(kevq)
         return out
+
+    def _finish_unlocked(
+        self, kevq: Kevq, later: list[tuple[Knote, int]], out: list[kevent]
+    ) -> None:
+        """Make later's system calls without the lock, then put each event in its place."""
+        self.lock.release()
+        try:
+            measured = [kn.ops.measure_unlocked(kn) for kn, _ in later]
+        finally:
+            self.lock.acquire()
+        taken: list[kevent | None] = []
+        for (kn, token), found in zip(later, measured, strict=True):
+            delivery = kn.ops.finish(kn, token, found)
+            if kn.status & KN_DETACHED:  # dropped while the lock was free: not reported
+                kn.owner = None
+                taken.append(None)
+            else:
+                taken.append(self._take(kevq, kn, delivery))
+        results = iter(taken)
+        merged: list[kevent] = []
+        for ev in out:
+            if ev is _LATER:
+                found_ev = next(results)
+                if found_ev is None:
+                    continue
+                ev = found_ev
+            merged.append(ev)
+        out[:] = merged
+
+    def _take(self, kevq: Kevq, kn: Knote, delivery: Delivery) -> kevent | None:
+        """What a delivery found: the event to report (None: nothing), and kn's new state."""
+        if delivery is SKIP:
+            # Not ready after all: no longer owned, so let the filter re-arm it.
+            kn.owner = None
+            if not kn.status & KN_DETACHED:
+                kn.status &= ~(KN_ACTIVE | KN_OWNED)
+                kn.ops.recheck(kn)
+            return None
+        flags = kn.flags | kn.oflags
+        ev = event(kn.ident, kn.filter, flags, kn.fflags, kn.data, kn.udata)
+        if flags & _RARE_FLAGS:
+            if flags & EV_REALTIME:
+                kevq.realtime_events += 1
+            if flags & EV_ONESHOT:
+                kn.owner = None
+                self.drop(kn)
+                return ev
+            if flags & EV_CLEAR:
+                kn.ops.clear(kn)
+            if flags & EV_DISPATCH:
+                kn.status |= KN_DISABLED
+        if delivery is REPORT_REARMED:
+            return ev  # classic mode, and its delivery re-armed it: nothing to release
+        if kn.owner is not kevq:  # classic; SKQ made it owned before deliver()
+            kn.owner = kevq
+            kn.status |= KN_OWNED
+        kevq.owned.append(kn)
+        return ev
 
     def _release_owned(self, kevq: Kevq) -> None:
         """The owner is done with what it was given: level knotes may fire again."""

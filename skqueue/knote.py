@@ -170,7 +170,7 @@ class Filter:
     """Default behaviour of a filter (FreeBSD's filterops); subclasses override what they need.
 
     A filter is instantiated once per kqueue, with the per-kqueue state a Linux
-    mapping needs.  All methods run with the kqueue lock held.
+    mapping needs.  All methods run with the kqueue lock held, but measure_unlocked.
     """
 
     #: True when ident is a file descriptor (closing it drops the knote).
@@ -193,6 +193,26 @@ class Filter:
     def deliver(self, kn: Knote) -> Delivery:
         """Fill kn.data/fflags/oflags for delivery, and say what to do with it."""
         return REPORT
+
+    def begin_unlocked(self, kn: Knote) -> int:
+        """An owned kn about to be delivered (SKQ): a token (>= 0) if the system calls of
+        its delivery may run without the kqueue lock (measure_unlocked, then finish),
+        else -1, and the core calls deliver() at once."""
+        return -1
+
+    def measure_unlocked(self, kn: Knote) -> int:
+        """Without the kqueue lock: the system calls of kn's delivery; what they found.
+
+        May touch the kernel and kn's hook's fields that never change, nothing else:
+        every other thread may be running filter methods meanwhile.
+        """
+        raise NotImplementedError
+
+    def finish(self, kn: Knote, token: int, measured: int) -> Delivery:
+        """Lock held again: fill kn from measured and say what to do, or deliver() afresh
+        if anything changed since begin_unlocked.  Also called for a kn dropped
+        meanwhile, to undo what the system calls did; then its answer is ignored."""
+        raise NotImplementedError
 
     def clear(self, kn: Knote) -> None:
         """Reset state after an EV_CLEAR delivery."""

@@ -9,6 +9,15 @@ EV_CLEAR knote uses an edge-triggered item instead (re-arming would re-report da
 that was already seen); its identity is checked with fstat.  Every delivery
 recomputes ``data`` and drops the event if the fd is not ready after all, which
 also filters out reports from an epoll item orphaned by ``dup`` + ``close``.
+
+On an SKQ kqueue the delivery of a lone level READ (``FdWatch.plain``) runs its
+system calls without the kqueue lock, so that the threads serving one kqueue
+measure their fds at once: ``begin_unlocked`` notes the watch's ``version``
+(bumped by every change of its modes or masks) under the lock, ``measure_unlocked``
+makes FIONREAD and the re-arm unlocked, ``finish`` applies them under the lock if
+the version still holds, and otherwise repairs the kernel item and delivers the
+ordinary way.  Reports that arrive meanwhile (``fired``) only mark the owned
+knote active.
 """
 
 from __future__ import annotations
@@ -77,6 +86,8 @@ class FdWatch:
         "armed",
         "edge",
         "fd",
+        "fired",
+        "fired_at_begin",
         "growth",
         "identity",
         "kind",
@@ -87,6 +98,7 @@ class FdWatch:
         "seen_enqueues",
         "sndbuf",
         "unsettled",
+        "version",
         "want_edge",
         "write",
     )
@@ -108,8 +120,14 @@ class FdWatch:
         self.unsettled = False  # epoll says ready, our measure disagrees
         self.growth: Subscription | None = None  # inotify watch waking READ on a file
         self.plain: Knote | None = None  # the knote deliver()'s fast path may serve
+        # An unlocked delivery (SKQ) checks that nothing but a report changed the watch
+        # meanwhile: version counts the other changes (modes, masks), fired the reports.
+        self.version = 0
+        self.fired = 0
+        self.fired_at_begin = 0
 
     def update_mode(self) -> None:
+        self.version += 1
         # An unsettled fd would make a level item report again at once, for ever
         # (a busy loop): edges until a delivery succeeds bound that to one wake-up.
         self.want_edge = self.unsettled or any(
@@ -289,6 +307,7 @@ class FdFilter(Filter):
             edge = watch.edge
             if not edge:
                 watch.armed = 0  # EPOLLONESHOT disarmed the item
+            watch.fired += 1
             watch.revents |= events
             r, w = watch.read, watch.write
             if r is not None and events & _WAKES_READ:
@@ -320,6 +339,7 @@ class FdFilter(Filter):
             raise
         watch.armed = mask
         watch.edge = edge
+        watch.version += 1
         return True
 
     def recheck(self, kn: Knote) -> None:
@@ -394,6 +414,55 @@ class FdFilter(Filter):
             if ready and exclude is None and not kn.flags & (EV_DISPATCH | EV_ONESHOT):
                 return REPORT_REARMED
         return REPORT if ready else SKIP
+
+    def begin_unlocked(self, kn: Knote) -> int:
+        watch: FdWatch = kn.hook
+        if (
+            watch.plain is not kn
+            or watch.revents & _UNUSUAL
+            or watch.unsettled
+            or watch.armed  # queued knotes of a one-shot item are disarmed; else unusual
+        ):
+            return -1
+        watch.fired_at_begin = watch.fired
+        return watch.version
+
+    def measure_unlocked(self, kn: Knote) -> int:
+        """FIONREAD (a pipe's hang-up asked too) and the re-arm, which also proves the
+        fd still names its file; the bytes ready, or 0 when anything is unusual.
+
+        The item is re-armed while kn is still owned: a report meanwhile only marks
+        kn active (the owner's release queues it again), and the release needs no
+        epoll_ctl of its own.
+        """
+        watch: FdWatch = kn.hook
+        fd, buf = watch.fd, array("i", [0])  # not the filter's scratch: no lock here
+        try:
+            _ioctl(fd, _FIONREAD, buf)
+            if buf[0] <= 0 or (watch.kind == FIFO and _poll_now(fd) & _UNUSUAL):
+                return 0
+            self._modify(fd, _IN_ONESHOT)
+        except (OSError, ValueError):  # ValueError: the kqueue closed meanwhile
+            return 0
+        return buf[0]
+
+    def finish(self, kn: Knote, token: int, measured: int) -> Delivery:
+        watch: FdWatch = kn.hook
+        if measured > 0 and watch.version == token and not kn.status & KN_DETACHED:
+            if watch.fired == watch.fired_at_begin:  # else it fired since: disarmed again
+                watch.armed = _IN
+                watch.revents &= ~_IN
+            kn.data, kn.fflags, kn.oflags = measured, 0, 0
+            return REPORT
+        # Something changed while the lock was free, and the re-arm may have overwritten
+        # a mask set meanwhile (or a new registration's, if the number was reused): put
+        # the kernel item back in line, then deliver the ordinary way.
+        current = self.watches.get(watch.fd)
+        if current is not None:
+            self._rearm(current, None, force=True)
+        if kn.status & KN_DETACHED:
+            return SKIP
+        return self.deliver(kn)
 
     def _measure_or_guess(self, kn: Knote, watch: FdWatch) -> bool | None:
         """Fill data/fflags/oflags as FreeBSD does and say whether kn is ready; None only
