@@ -681,15 +681,8 @@ class KqueueCore:
             else:
                 taken.append(self._take(kevq, kn, delivery))
         results = iter(taken)
-        merged: list[kevent] = []
-        for ev in out:
-            if ev is _LATER:
-                found_ev = next(results)
-                if found_ev is None:
-                    continue
-                ev = found_ev
-            merged.append(ev)
-        out[:] = merged
+        placed = (next(results) if ev is _LATER else ev for ev in out)
+        out[:] = [ev for ev in placed if ev is not None]
 
     def _take(self, kevq: Kevq, kn: Knote, delivery: Delivery) -> kevent | None:
         """What a delivery found: the event to report (None: nothing), and kn's new state."""
