@@ -348,6 +348,12 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"kv: records in the store (default {kvstore.KEYS_FULL:,}; "
         f"{kvstore.KEYS_QUICK:,} with --quick)",
     )
+    rep.add_argument(
+        "--probe",
+        action="store_true",
+        help="kv: run a wake-up probe in every server (skqbench.probe); the summary then "
+        "shows how late a woken server thread runs and the server's CPU use",
+    )
     _add_sweep_options(rep, quick=True)
     rep.set_defaults(parser=rep, run=cmd_reproduce)
 
@@ -787,7 +793,9 @@ def run_plan(plan: SweepPlan, out_dir: str) -> int:
 def kv_reproduce_plan(args: argparse.Namespace) -> SweepPlan:
     """The key-value experiment: every design, ``kvexp.REPEATS`` interleaved repeats."""
     keys = args.keys or (kvstore.KEYS_QUICK if args.quick else kvstore.KEYS_FULL)
-    template = ServerConfig(workers=args.workers, work="kv", kv_keys=keys, kv_seed=args.seed)
+    template = ServerConfig(
+        workers=args.workers, work="kv", kv_keys=keys, kv_seed=args.seed, probe=args.probe
+    )
     load = replace(
         _load_template(args, "fixed:0us", args.quick),
         workload="kv",

@@ -51,6 +51,9 @@ METRICS: dict[str, tuple[str, str, float]] = {
     "bg_p99_ms": ("bg", "p99_us", 1e-3),
     "throughput": ("", "achieved", 1.0),
 }
+# With ServerConfig.probe, per point (skqbench.probe): how late a woken server thread ran,
+# and the server's CPU cores in use.
+PROBE_METRICS = ("wake_p99_ms", "cpu_cores")
 
 
 def kv_configs(template: ServerConfig, policies: Sequence[str]) -> list[ServerConfig]:
@@ -189,7 +192,12 @@ def summarize(res: SweepResults) -> dict[str, Any]:
             "note": "" if pts else ("saturated" if by_rate else "not measured"),
             "rt_low_latency_load": _low_latency_load(by_rate, res.slo_us) if by_rate else None,
         }
-        for key, s in spreads[label].items():
+        probes = {
+            f"server_{key}": Spread.of([float(p.probe[key]) for p in pts])
+            for key in PROBE_METRICS
+            if pts and all(p.probe for p in pts)
+        }
+        for key, s in [*spreads[label].items(), *probes.items()]:
             row[key] = None if s is None else s.median
             row[f"{key}_spread"] = None if s is None else [s.low, s.high]
         configs[label] = row
@@ -227,19 +235,25 @@ def markdown(summary: dict[str, Any]) -> str:
     ms: Callable[[float], str] = lambda v: f"{v:.2f}"  # noqa: E731
     rate: Callable[[float], str] = lambda v: f"{v:,.0f}"  # noqa: E731
     ref = summary["reference"]
+    probed = any("server_wake_p99_ms" in row for row in summary["configs"].values())
     lines = [
         "| configuration | latency-sensitive p50 ms | latency-sensitive p99 ms | "
-        "background p99 ms | throughput /s | rt low-latency load /s | "
-        "rt p99 better than |",
-        "|---|---|---|---|---|---|---|",
+        "background p99 ms | throughput /s | rt low-latency load /s | rt p99 better than |"
+        + (" server wake-up p99 ms | server CPU cores |" if probed else ""),
+        "|---|---|---|---|---|---|---|" + ("---|---|" if probed else ""),
     ]
     for label, row in summary["configs"].items():
         llt = row["rt_low_latency_load"]
+        probe = (
+            f" {_cell(row, 'server_wake_p99_ms', ms)} | {_cell(row, 'server_cpu_cores', ms)} |"
+            if "server_wake_p99_ms" in row
+            else (" - | - |" if probed else "")
+        )
         lines.append(
             f"| {label} | {_cell(row, 'rt_p50_ms', ms)} | {_cell(row, 'rt_p99_ms', ms)} | "
             f"{_cell(row, 'bg_p99_ms', ms)} | {_cell(row, 'throughput', rate)} | "
             f"{'-' if llt is None else rate(llt)} | "
-            f"{', '.join(row['rt_p99_better_than']) or '-'} |"
+            f"{', '.join(row['rt_p99_better_than']) or '-'} |" + probe
         )
     if ref["measured_at"] is None:
         where = "no reference load (no baseline measured)"
@@ -256,6 +270,13 @@ def markdown(summary: dict[str, Any]) -> str:
         "Throughput: both populations' replies. rt low-latency load: the highest offered "
         f"background load with the latency-sensitive median p99 <= {summary['slo_ms']:g} ms. "
         "'Better than': latency-sensitive p99 spreads do not overlap."
+        + (
+            " Server wake-up: how late a server thread that slept 1 ms ran again (the "
+            "interpreter lock and the cores, not the design's queues); CPU: the server's "
+            "cores in use."
+            if probed
+            else ""
+        )
         + (" INTERRUPTED: partial results." if summary["interrupted"] else ""),
     ]
     lines += [f"- {label}: {err}" for label, err in summary["errors"].items()]

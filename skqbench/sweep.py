@@ -83,6 +83,8 @@ class Point:
     # Every population's result when the load has more than one (kv: "bg", "rt");
     # ``result`` is the first.
     populations: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # With ``ServerConfig.probe``: the server's WakeProbe figures over this point alone.
+    probe: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -230,7 +232,7 @@ def _sweep_one(
             if progress:
                 progress(f"{cfg.label} @ {rate:.0f}/s", done, total, None)
             try:
-                point = _measure(plan, cfg, gen, port, rate)
+                point = _measure(plan, cfg, gen, server, port, rate)
             except RuntimeError as exc:
                 results.errors[cfg.label] = str(exc)
                 break
@@ -248,10 +250,20 @@ def _sweep_one(
 
 
 def _measure(
-    plan: SweepPlan, cfg: ServerConfig, gen: LoadGenerator, port: int, rate: float, repeat: int = 0
+    plan: SweepPlan,
+    cfg: ServerConfig,
+    gen: LoadGenerator,
+    server: ServerProcess,
+    port: int,
+    rate: float,
+    repeat: int = 0,
 ) -> Point:
-    """One point: saturated by its first population's figures or any population's losses."""
+    """One point: saturated by its first population's figures or any population's losses.
+    A probing server's figures are read (and so reset) before the load and after it."""
+    if cfg.probe:
+        server.stats()
     pops = gen.run_populations(replace(plan.load, port=port, rate=rate))
+    probe = server.stats().get("probe", {}) if cfg.probe else {}
     (_, first), *others = pops.items()
     why = saturation_reason(first, plan) or next(
         (
@@ -269,6 +281,7 @@ def _measure(
         why,
         repeat,
         {name: r.to_json() for name, r in pops.items()} if others else {},
+        probe,
     )
 
 
@@ -312,7 +325,7 @@ def run_interleaved(
                     if progress:
                         progress(f"{cfg.label} @ {rate:.0f}/s #{repeat + 1}", done, total, None)
                     try:
-                        point = _measure(plan, cfg, gen, servers[i][1], rate, repeat)
+                        point = _measure(plan, cfg, gen, *servers[i], rate, repeat)
                     except RuntimeError as exc:
                         results.errors[cfg.label] = str(exc)
                         with _uninterrupted():

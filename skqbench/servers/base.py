@@ -9,6 +9,7 @@ starts the workers and returns the port; ``stop`` ends them; ``stats`` is JSON-r
 from __future__ import annotations
 
 import abc
+import contextlib
 import errno
 import functools
 import importlib
@@ -17,10 +18,12 @@ import random
 import re
 import socket
 import threading
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from skqbench.kvstore import MAX_SCAN, VALUE_MAX, Dataset, KvService, Store, load
+from skqbench.probe import WakeProbe
 from skqbench.protocol import (
     KV_MAX_SCAN,
     KV_MAX_VALUE,
@@ -118,6 +121,9 @@ class ServerConfig:
     kv_max_scan: int = MAX_SCAN
     # The skq design's KQTUNE_RTRESERVE: worker threads kept for realtime connections.
     rtreserve: int = 0
+    # Run a :class:`~skqbench.probe.WakeProbe` in the process(es) that serve, and report
+    # its figures under ``stats()["probe"]`` (read and reset by each stats call).
+    probe: bool = False
 
     def __post_init__(self) -> None:
         if self.design not in DESIGNS:
@@ -189,6 +195,8 @@ class Server(abc.ABC):
     server is the framings' :class:`~skqbench.protocol.Handler`; the jobs it returns run
     in whatever thread the design serves in."""
 
+    serves_here = True  # False: child processes serve (and probe), not this one
+
     def __init__(self, cfg: ServerConfig) -> None:
         self.cfg = cfg
         self.work: WorkFn | None = None
@@ -203,6 +211,7 @@ class Server(abc.ABC):
         self._served_lock = threading.Lock()
         self._events: dict[str, int] = {}
         self._max_service_ns = cfg.max_service_ns
+        self.probe = WakeProbe() if cfg.probe and self.serves_here else None
 
     @abc.abstractmethod
     def start(self) -> int:
@@ -211,6 +220,21 @@ class Server(abc.ABC):
     @abc.abstractmethod
     def stop(self) -> None:
         """Stop every worker and close every socket."""
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[int]:
+        """start() (the port) and, at the end, stop(), with the probe running between."""
+        port = self.start()
+        try:
+            if self.probe:
+                self.probe.start()
+            yield port
+        finally:
+            try:
+                if self.probe:
+                    self.probe.stop()
+            finally:
+                self.stop()
 
     def sockperf_service_ns(self) -> int:
         """Service time for a sockperf message (drawn here: the message has none)."""
@@ -288,6 +312,7 @@ class Server(abc.ABC):
             "served": served,
             "served_total": sum(served.values()),
             "events": events,
+            **({"probe": self.probe.read()} if self.probe else {}),
         }
 
 

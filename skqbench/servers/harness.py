@@ -30,16 +30,13 @@ def run_server(
 ) -> None:
     """Start the design and its control socket, call ``ready(port)``, serve until ``stop``."""
     server = load_design(cfg.design)(cfg)
-    port = server.start()
-    try:
+    with server.running() as port:
         control = ControlServer(control_path, server.stats)
         try:
             ready(port)
             stop.wait()
         finally:
             control.close()
-    finally:
-        server.stop()
 
 
 def _child_main(cfg: ServerConfig, control_path: str, pipe: Pipe) -> None:

@@ -16,6 +16,7 @@ from multiprocessing.process import BaseProcess
 from typing import Any
 
 from skqbench.osutil import child_process_setup
+from skqbench.probe import merge
 from skqbench.servers.asyncio_pool import AsyncioServer
 from skqbench.servers.base import LOOPBACK, Server, ServerConfig
 
@@ -26,22 +27,23 @@ def _process_main(cfg: ServerConfig, pipe: Pipe) -> None:
     """One worker process: serve until told to stop (or until the parent dies)."""
     child_process_setup()
     server = AsyncioServer(cfg)
-    server.start()
-    pipe.send("ready")
-    while True:
-        try:
-            msg = pipe.recv()
-        except EOFError:
-            break
-        if msg == "stats":
-            pipe.send(server.stats())
-        else:
-            break
-    server.stop()
+    with server.running():
+        pipe.send("ready")
+        while True:
+            try:
+                msg = pipe.recv()
+            except EOFError:
+                break
+            if msg == "stats":
+                pipe.send(server.stats())
+            else:
+                break
 
 
 class ReuseportServer(Server):
     """Starts ``cfg.workers`` processes sharing one port."""
+
+    serves_here = False
 
     def start(self) -> int:
         # A bound, non-listening socket reserves the port without joining the group
@@ -89,14 +91,19 @@ class ReuseportServer(Server):
         out = super().stats()
         served = {}
         events = Counter[str]()
+        probes = []
         for proc, pipe in self._procs:
             pipe.send("stats")
             child = pipe.recv()
             served[f"{proc.name} pid {proc.pid}"] = child["served_total"]
             events.update(child["events"])
+            if "probe" in child:
+                probes.append(child["probe"])
         out["served"] = served
         out["served_total"] = sum(served.values())
         out["events"] = dict(events)
+        if probes:
+            out["probe"] = merge(probes)
         return out
 
 

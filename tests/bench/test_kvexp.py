@@ -213,6 +213,7 @@ def test_the_command_end_to_end_on_a_reduced_plan(
     monkeypatch.setattr(kvexp, "RATES_QUICK", (100.0, 200.0))
     argv = ["bench", "reproduce", "kv", "--quick", "--workers", "2", "--keys", "2000"]
     argv += ["--connections", "4", "--duration", "0.4", "--warmup", "0.1", "--out", tmp_out]
+    argv += ["--probe"]
     with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
         assert cli.main(argv) == 0
     res = load_results(tmp_out)
@@ -223,9 +224,16 @@ def test_the_command_end_to_end_on_a_reduced_plan(
     assert [p.label for p in res.points][:6] == [d, k, k, d, d, k]
     assert all(set(p.populations) == {"bg", "rt"} for p in res.points)
     assert all(p.populations["rt"]["received"] > 0 for p in res.points)
+    # the probe's figures cover each point alone: about 1,000 wake-ups a second of it
+    assert all(100 < p.probe["wake_samples"] < 2000 for p in res.points)
+    assert all(p.probe["cpu_cores"] > 0 for p in res.points)
     with open(os.path.join(tmp_out, "summary.json")) as f:
         summary = json.load(f)
     assert set(summary["configs"]) == {d, k}
+    for row in summary["configs"].values():
+        assert row["server_wake_p99_ms"] > 0 and len(row["server_cpu_cores_spread"]) == 2
+    with open(os.path.join(tmp_out, "summary.md")) as f:
+        assert "server wake-up p99 ms" in f.read()
     assert summary["reference"]["measured_at"] in (100.0, 200.0)
     for name in ("results.json", "summary.md", *kvexp.PLOTS.values()):
         assert os.path.getsize(os.path.join(tmp_out, name)) > 0

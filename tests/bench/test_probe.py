@@ -1,0 +1,62 @@
+"""The wake-up probe: figures that cover the time since the last read, in every design."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from skqbench.probe import WakeProbe, merge
+from skqbench.servers.base import ServerConfig
+from skqbench.servers.harness import ServerProcess
+
+
+def test_a_read_covers_the_time_since_the_last_one() -> None:
+    probe = WakeProbe()
+    probe.start()
+    try:
+        time.sleep(0.3)
+        first = probe.read()
+        second = probe.read()
+    finally:
+        probe.stop()
+    # 1 ms sleeps for 0.3 s: at most 300 wake-ups, and not far fewer on an idle machine
+    assert 30 < first["wake_samples"] <= 300
+    assert 0 < first["wake_p50_ms"] <= first["wake_p99_ms"] <= first["wake_max_ms"]
+    assert first["cpu_cores"] >= 0
+    assert second["wake_samples"] <= 2  # reset by the first read
+
+
+def test_stop_without_start_is_harmless() -> None:
+    WakeProbe().stop()
+
+
+def test_processes_merge_as_the_worst_lateness_and_the_sum_of_cpu() -> None:
+    a = {"wake_samples": 10, "wake_p50_ms": 0.1, "wake_p99_ms": 3.0, "wake_max_ms": 4.0}
+    b = {"wake_samples": 5, "wake_p50_ms": 0.2, "wake_p99_ms": 1.0, "wake_max_ms": 9.0}
+    merged = merge([a | {"cpu_cores": 0.5}, b | {"cpu_cores": 0.25}])
+    assert merged == {
+        "wake_samples": 15,
+        "wake_p50_ms": 0.2,
+        "wake_p99_ms": 3.0,
+        "wake_max_ms": 9.0,
+        "cpu_cores": 0.75,
+    }
+    assert merge([]) == {}
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("design", ["skq", "asyncio", "reuseport"])
+def test_a_probing_server_reports_from_the_processes_that_serve(design: str) -> None:
+    with ServerProcess(ServerConfig(design, 2, probe=True)) as server:
+        server.stats()
+        time.sleep(0.3)
+        probe = server.stats()["probe"]
+    # reuseport: its two serving processes' probes, not the idle parent's
+    per_process = 2 if design == "reuseport" else 1
+    assert 30 * per_process < probe["wake_samples"] <= 310 * per_process
+
+
+def test_without_the_flag_there_is_no_probe() -> None:
+    with ServerProcess(ServerConfig("skq", 1)) as server:
+        assert "probe" not in server.stats()
