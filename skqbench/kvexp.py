@@ -52,8 +52,12 @@ METRICS: dict[str, tuple[str, str, float]] = {
     "throughput": ("", "achieved", 1.0),
 }
 # With ServerConfig.probe, per point (skqbench.probe): how late a woken server thread ran,
-# and the server's CPU cores in use.
-PROBE_METRICS = ("wake_p99_ms", "cpu_cores")
+# and what the server spent per reply (both populations): CPU and context switches.
+PROBE_METRICS: dict[str, tuple[str, float]] = {
+    "server_wake_p99_ms": ("wake_p99_ms", 0.0),
+    "server_cpu_us_per_request": ("cpu_cores", 1e6),
+    "server_switches_per_request": ("switches_per_s", 1.0),
+}
 
 
 def kv_configs(template: ServerConfig, policies: Sequence[str]) -> list[ServerConfig]:
@@ -111,6 +115,12 @@ def _value(p: Point, population: str, key: str) -> float:
     if population:
         return float(p.populations[population][key])
     return float(sum(p.populations[name][key] for name in POPULATIONS))
+
+
+def _per_reply(p: Point, field: str, per: float) -> float:
+    """A probe figure as it is (per 0) or per reply of both populations, times ``per``."""
+    value = float(p.probe[field])
+    return value * per / _value(p, "", "achieved") if per else value
 
 
 def _by_rate(res: SweepResults, label: str) -> dict[float, list[Point]]:
@@ -193,8 +203,8 @@ def summarize(res: SweepResults) -> dict[str, Any]:
             "rt_low_latency_load": _low_latency_load(by_rate, res.slo_us) if by_rate else None,
         }
         probes = {
-            f"server_{key}": Spread.of([float(p.probe[key]) for p in pts])
-            for key in PROBE_METRICS
+            key: Spread.of([_per_reply(p, field, per) for p in pts])
+            for key, (field, per) in PROBE_METRICS.items()
             if pts and all(p.probe for p in pts)
         }
         for key, s in [*spreads[label].items(), *probes.items()]:
@@ -239,15 +249,22 @@ def markdown(summary: dict[str, Any]) -> str:
     lines = [
         "| configuration | latency-sensitive p50 ms | latency-sensitive p99 ms | "
         "background p99 ms | throughput /s | rt low-latency load /s | rt p99 better than |"
-        + (" server wake-up p99 ms | server CPU cores |" if probed else ""),
-        "|---|---|---|---|---|---|---|" + ("---|---|" if probed else ""),
+        + (
+            " server wake-up p99 ms | server CPU us/reply | context switches/reply |"
+            if probed
+            else ""
+        ),
+        "|---|---|---|---|---|---|---|" + ("---|---|---|" if probed else ""),
     ]
     for label, row in summary["configs"].items():
         llt = row["rt_low_latency_load"]
         probe = (
-            f" {_cell(row, 'server_wake_p99_ms', ms)} | {_cell(row, 'server_cpu_cores', ms)} |"
+            "".join(
+                f" {_cell(row, key, fmt)} |"
+                for key, fmt in zip(PROBE_METRICS, (ms, rate, ms), strict=True)
+            )
             if "server_wake_p99_ms" in row
-            else (" - | - |" if probed else "")
+            else (" - | - | - |" if probed else "")
         )
         lines.append(
             f"| {label} | {_cell(row, 'rt_p50_ms', ms)} | {_cell(row, 'rt_p99_ms', ms)} | "
@@ -271,9 +288,9 @@ def markdown(summary: dict[str, Any]) -> str:
         f"background load with the latency-sensitive median p99 <= {summary['slo_ms']:g} ms. "
         "'Better than': latency-sensitive p99 spreads do not overlap."
         + (
-            " Server wake-up: how late a server thread that slept 1 ms ran again (the "
-            "interpreter lock and the cores, not the design's queues); CPU: the server's "
-            "cores in use."
+            " Server wake-up: how late a server thread that slept 5 ms ran again (the "
+            "interpreter lock and the cores, not the design's queues); CPU (user + system) "
+            "and context switches: the server process's, per reply of both populations."
             if probed
             else ""
         )

@@ -224,14 +224,16 @@ def test_the_command_end_to_end_on_a_reduced_plan(
     assert [p.label for p in res.points][:6] == [d, k, k, d, d, k]
     assert all(set(p.populations) == {"bg", "rt"} for p in res.points)
     assert all(p.populations["rt"]["received"] > 0 for p in res.points)
-    # the probe's figures cover each point alone: about 1,000 wake-ups a second of it
-    assert all(100 < p.probe["wake_samples"] < 2000 for p in res.points)
-    assert all(p.probe["cpu_cores"] > 0 for p in res.points)
+    # the probe's figures cover each point alone: about 200 wake-ups a second of it
+    assert all(20 < p.probe["wake_samples"] < 400 for p in res.points)
+    assert all(p.probe["cpu_cores"] > 0 and p.probe["switches_per_s"] > 0 for p in res.points)
     with open(os.path.join(tmp_out, "summary.json")) as f:
         summary = json.load(f)
     assert set(summary["configs"]) == {d, k}
     for row in summary["configs"].values():
-        assert row["server_wake_p99_ms"] > 0 and len(row["server_cpu_cores_spread"]) == 2
+        assert row["server_wake_p99_ms"] > 0 and row["server_switches_per_request"] > 0
+        low, high = row["server_cpu_us_per_request_spread"]
+        assert 0 < low <= row["server_cpu_us_per_request"] <= high
     with open(os.path.join(tmp_out, "summary.md")) as f:
         assert "server wake-up p99 ms" in f.read()
     assert summary["reference"]["measured_at"] in (100.0, 200.0)
