@@ -71,8 +71,14 @@ With the lock held run: change processing (every filter method), the harvest
 (every backend handler), every scan, placement, stealing, waking, arming the
 backend's alarm (also for a short wait: ``prepare_wait``) and close.  It is
 released only by the leader around epoll_wait (``backend.poll``, which touches no
-state of ours), by a sleeper inside ``WaitQueue.wait``, and around the
-``before_wait`` hook.  While the leader polls, every wake-up eventfd write is for
+state of ours), by a sleeper inside ``WaitQueue.wait``, around the ``before_wait``
+hook, and by an SKQ scan around the system calls of the deliveries a filter may make
+unlocked (``begin_unlocked`` / ``measure_unlocked`` / ``finish``: a lone level READ's
+FIONREAD and re-arm).  Such a knote is already owned by the scanning kevq and off
+every queue, and its filter's token tells ``finish`` whether anything changed
+meanwhile; if so, the filter delivers it the ordinary way, locked.  Its activation
+was taken when the delivery began (KN_ACTIVE cleared), so one arriving meanwhile
+stays for the owner's release.  While the leader polls, every wake-up eventfd write is for
 it, so another thread's harvest (a zero-timeout poll, ``pending``) leaves the
 eventfd readable (``dispatch(keep_wake)``): drained there, the leader would sleep on.
 
@@ -654,7 +660,13 @@ class KqueueCore:
                     continue
             else:
                 kn.status = status
-            ev = self._take(kevq, kn, kn.ops.deliver(kn))
+            delivery = kn.ops.deliver(kn)
+            flags = kn.flags | kn.oflags
+            if delivery is REPORT_REARMED and not flags & _RARE_FLAGS:
+                # The classic fast path, inline: the event, and nothing to release.
+                append(event(kn.ident, kn.filter, flags, kn.fflags, kn.data, kn.udata))
+                continue
+            ev = self._take(kevq, kn, delivery)
             if ev is not None:
                 append(ev)
         if later:
