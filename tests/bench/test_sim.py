@@ -146,6 +146,24 @@ def test_sim_run_writes_results_plots_and_its_speed(
     assert cli.main(["bench", "report", tmp_out]) == 0  # the harness's report reads them
 
 
+def test_geometric_loads_each_get_the_same_number_of_requests(tmp_out: str) -> None:
+    argv = ["sim", "run", "--steps", "3", "--min-load", "0.01", "--max-load", "0.04"]
+    argv += ["--requests", "400", "--design", "dispatch", "--out", tmp_out]
+    assert cli.main(argv) == 0
+    res = load_results(tmp_out)
+    offered = [p.result["offered"] for p in res.points]
+    assert offered[1] / offered[0] == pytest.approx(2, rel=0.02)  # rounded to 1/s
+    assert offered[2] / offered[1] == pytest.approx(2, rel=0.02)  # rounded to 1/s
+    assert res.plan["load"]["requests"] == 400 and res.plan["load"]["duration_s"] is None
+    for p in res.points:
+        window = p.config["duration_s"]
+        assert window * p.result["offered"] == pytest.approx(400)
+        assert p.config["warmup_s"] == pytest.approx(window / 4)
+        assert p.result["sent"] == pytest.approx(400, rel=0.25)  # Poisson arrivals
+        kevqs = p.result["stats"]["kevqs"]  # summed, not one record per kevq
+        assert kevqs["totals"]["events"] == sum(kevqs["events"]) > 0
+
+
 def test_sim_grid_quick_writes_json_and_a_table_relative_to_the_best_fixed_policy(
     tmp_out: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
