@@ -1146,7 +1146,7 @@ def cmd_sim_grid(args: argparse.Namespace) -> int:
     out_dir = _out_dir(args, "grid")
     grid = run_grid(plan_for(args.quick), out_dir, lambda row: print(row, flush=True))
     print(table(grid), end="")
-    print(f"written: {out_dir}/grid.json, {out_dir}/grid.txt")
+    print(f"written: {out_dir}/grid.json, {out_dir}/grid.txt, {out_dir}/grid.png")
     return 0
 
 
