@@ -77,7 +77,7 @@ FULL = GridPlan(tuple(DISTS), (0.1, 0.5, 0.8, 0.95), (2, 8, 64), requests=4000)
 def run_grid(
     plan: GridPlan, out_dir: str, progress: Callable[[str], None] | None = None
 ) -> dict[str, Any]:
-    """Simulate every point and policy; write grid.json and grid.txt to out_dir."""
+    """Simulate every point and policy; write grid.json, grid.txt and grid.png to out_dir."""
     points: list[dict[str, Any]] = []
     events = 0
     wall = 0.0
