@@ -101,6 +101,7 @@ MAX_PROCESSES = 256
 MAX_WORKERS = 1024
 MAX_STEPS = 1000
 MAX_LOAD = 100.0
+MAX_SIM_REQUESTS = 10_000_000  # per simulated point: every latency is kept in memory
 MAX_SLO_FACTOR = 1e6
 MAX_BASE_US = 100_000.0  # its 20x class stays under the protocol's MAX_SERVICE_NS
 MAX_SEED = 2**63 - 1
@@ -319,6 +320,13 @@ def _add_loads(p: argparse.ArgumentParser) -> None:
         type=_number(float, 0.0, MAX_LOAD, "a load", above=True),
         default=1.0,
         help="highest load as a fraction of workers / mean service time (default %(default)s)",
+    )
+    p.add_argument(
+        "--min-load",
+        type=_number(float, 0.0, MAX_LOAD, "a load", above=True),
+        default=None,
+        help="lowest load, as --max-load; the steps are then spaced geometrically from it "
+        "to --max-load, the same relative resolution at every load (default: evenly spaced)",
     )
 
 
@@ -644,17 +652,25 @@ def _add_sim_options(p: argparse.ArgumentParser) -> None:
         help="arrival process (pareto: mutilate's fb_ia shape; default %(default)s)",
     )
     _add_loads(p)
-    p.add_argument(
+    window = p.add_mutually_exclusive_group()
+    window.add_argument(
         "--duration",
         type=_seconds,
         default=1.0,
         help="measured simulated seconds per point (default %(default)s)",
     )
+    window.add_argument(
+        "--requests",
+        type=_number(int, 1, MAX_SIM_REQUESTS, "a request count"),
+        default=None,
+        help="instead of --duration: about this many measured requests per point, after "
+        "a warm-up of a quarter of that (loads far apart get equally good percentiles)",
+    )
     p.add_argument(
         "--warmup",
         type=_seconds_or_zero,
-        default=0.1,
-        help="unmeasured simulated seconds before each point (default %(default)s)",
+        default=None,
+        help="unmeasured simulated seconds before each point (default 0.1; not with --requests)",
     )
     p.add_argument("--seed", type=_seed, default=1, help="random seed (default %(default)s)")
     p.add_argument(
@@ -723,10 +739,21 @@ def _load_template(args: argparse.Namespace, dist: str, quick: bool) -> LoadSpec
     )
 
 
-def _capacity_rates(workers: int, mean_us: float, steps: int, max_load: float) -> list[float]:
-    """``steps`` evenly spaced loads up to ``max_load`` x the nominal capacity."""
+def _capacity_rates(
+    workers: int, mean_us: float, steps: int, max_load: float, min_load: float | None = None
+) -> list[float]:
+    """``steps`` loads up to ``max_load`` x the nominal capacity: evenly spaced, or
+    geometrically from ``min_load`` (where knees lie far apart, as a single-lock design's
+    and a work-stealing one's, each is resolved to the same fraction of its load)."""
     capacity = workers / (mean_us / 1e6)
-    return [round(capacity * max_load * (i + 1) / steps) for i in range(steps)]
+    if min_load is None:
+        return [round(capacity * max_load * (i + 1) / steps) for i in range(steps)]
+    if min_load >= max_load:
+        raise ValueError(f"--min-load {min_load:g} must be below --max-load {max_load:g}")
+    if steps == 1:
+        return [round(capacity * max_load)]
+    ratio = (max_load / min_load) ** (1 / (steps - 1))
+    return [round(capacity * min_load * ratio**i) for i in range(steps)]
 
 
 def reproduce_plan(args: argparse.Namespace) -> SweepPlan:
@@ -764,7 +791,7 @@ def sweep_plan(args: argparse.Namespace) -> SweepPlan:
     load = _load_template(args, args.dist, False)
     mean_us = parse_dist(args.dist).mean_ns(args.connections) / 1000
     rates = args.rates or _capacity_rates(
-        max(args.workers or [4]), mean_us, args.steps, args.max_load
+        max(args.workers or [4]), mean_us, args.steps, args.max_load, args.min_load
     )
     return SweepPlan(
         configs,
@@ -930,6 +957,8 @@ def sim_plan(args: argparse.Namespace) -> SimPlan:
         costs = calibrate()
     for name, us in args.cost or []:
         costs = costs.with_us(name, us)
+    if args.requests and args.warmup is not None:
+        raise ValueError("--warmup is not allowed with --requests (its warm-up is a quarter)")
     template = SimConfig(
         workers=args.workers,
         cores=args.cores or 0,
@@ -937,7 +966,7 @@ def sim_plan(args: argparse.Namespace) -> SimPlan:
         dist=args.dist,
         arrival=args.arrival,
         duration_s=args.duration,
-        warmup_s=args.warmup,
+        warmup_s=0.1 if args.warmup is None else args.warmup,
         seed=args.seed,
         realtime=args.realtime,
         rtshare=args.rtshare,
@@ -952,8 +981,14 @@ def sim_plan(args: argparse.Namespace) -> SimPlan:
     mean_us = parse_dist(args.dist).mean_ns(args.connections) / 1000
     # Service on the core: no more requests in service than cores.
     slots = min(args.workers, template.n_cores) if args.work == "cpu" else args.workers
-    rates = args.rates or _capacity_rates(slots, mean_us, args.steps, args.max_load)
-    return SimPlan(configs, rates, slo_factor=args.slo_factor, slo_us=args.slo_us or 0.0)
+    rates = args.rates or _capacity_rates(slots, mean_us, args.steps, args.max_load, args.min_load)
+    return SimPlan(
+        configs,
+        rates,
+        slo_factor=args.slo_factor,
+        slo_us=args.slo_us or 0.0,
+        requests=args.requests or 0,
+    )
 
 
 def cmd_sim_run(args: argparse.Namespace) -> int:
@@ -965,9 +1000,10 @@ def cmd_sim_run(args: argparse.Namespace) -> int:
         args.parser.error(str(exc))
     console = Console()
     c = plan.configs[0]
+    window = f"{plan.requests:,} requests" if plan.requests else f"{c.duration_s:g} simulated s"
     console.print(
         f"simulating {c.workers} workers on {c.n_cores} cores, {c.connections} connections, "
-        f"{c.dist}, {c.duration_s:g} simulated s per point; costs (us): "
+        f"{c.dist}, {window} per point; costs (us): "
         + ", ".join(f"{k} {v / 1000:g}" for k, v in plan.describe()["costs_ns"].items())
     )
     return _simulate(plan, _out_dir(args, "sim"), console)[0]
@@ -1118,7 +1154,7 @@ def cmd_sim_grid(args: argparse.Namespace) -> int:
     out_dir = _out_dir(args, "grid")
     grid = run_grid(plan_for(args.quick), out_dir, lambda row: print(row, flush=True))
     print(table(grid), end="")
-    print(f"written: {out_dir}/grid.json, {out_dir}/grid.txt")
+    print(f"written: {out_dir}/grid.json, {out_dir}/grid.txt, {out_dir}/grid.png")
     return 0
 
 

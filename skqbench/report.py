@@ -4,8 +4,10 @@
   configuration; ``p99-story.png``: the same for the few configurations that carry the
   comparison (vanilla, the best SKQ policy with and without work stealing, and every
   other baseline).  A hue per design, shades of blue for SKQ's policies (solid with work
-  stealing, dashed without), so each family is recognisable at a glance.  The x axis is
-  the offered load, which only grows, so a saturated server's line cannot fold back;
+  stealing, dashed without), so each family is recognisable at a glance; a marker
+  shape per design or policy, and lines drawn from widest to narrowest, so curves that
+  coincide all stay visible.  The x axis is the offered load (log scale when the loads
+  span more than 20x), which only grows, so a saturated server's line cannot fold back;
   saturated points are drawn hollow, and those beyond the chart's top (above the sweep's
   ``explode`` x SLO, where a point counts as saturated anyway) as hollow triangles on it.
 * The summary table: low-latency throughput (the highest achieved load whose p99 stays
@@ -73,7 +75,16 @@ FAMILIES: dict[str, Family] = {
     "kqueue": Family(SHARED_GROUP, "#7f7f7f", "#c7c7c7", "P"),  # grey: simulated only
 }
 OTHER = Family("other", "#404040", "#b0b0b0", "X")
-SKQ_MARKERS = "os^DvP<>Xh"
+# None of the baselines' markers: where an SKQ policy and a baseline draw the same
+# curve (best2+ws and dispatch often do), the shapes still tell them apart.
+SKQ_MARKERS = "*hpd<>H8"
+# Where curves coincide, the later-drawn line covers the earlier one; so the first
+# configuration is drawn widest and the last narrowest, each peeking out from under
+# the ones after it.  Sizes go by the configuration's place in the sweep, so a
+# configuration looks the same in every plot of one results set.
+MARKER_SIZES = (9.0, 4.0)  # points, first and last configuration
+LINE_WIDTHS = (3.2, 1.3)
+LOG_LOADS = 20.0  # loads spanning more than this ratio are drawn on a log axis
 
 
 @dataclass(frozen=True)
@@ -84,9 +95,17 @@ class Style:
     color: str
     linestyle: str
     marker: str
+    markersize: float = MARKER_SIZES[1]
+    linewidth: float = LINE_WIDTHS[1]
 
 
-def _shade(family: Family, i: int, n: int) -> str:
+def _stacked(bounds: tuple[float, float], i: int, n: int) -> float:
+    """The i-th of n sizes from ``bounds[0]`` (drawn first, underneath) to ``bounds[1]``."""
+    first, last = bounds
+    return last if n == 1 else first + (last - first) * i / (n - 1)
+
+
+def shade(family: Family, i: int, n: int) -> str:
     """The i-th of n shades from the family's dark end to its light end."""
     if n == 1:
         return family.dark
@@ -117,15 +136,17 @@ def styles(res: SweepResults) -> dict[str, Style]:
         if member not in members.setdefault(design, []):
             members[design].append(member)
     out = {}
-    for label, (design, member) in keys.items():
+    for rank, (label, (design, member)) in enumerate(keys.items()):
         family = FAMILIES.get(design, OTHER)
         i = members[design].index(member)
         stealing = design == "skq" and parse_policy(configs[label]["policy"]).steal > 0
         out[label] = Style(
             group=family.group,
-            color=_shade(family, i, len(members[design])),
+            color=shade(family, i, len(members[design])),
             linestyle="--" if design == "skq" and not stealing else "-",
             marker=family.marker or SKQ_MARKERS[i % len(SKQ_MARKERS)],
+            markersize=_stacked(MARKER_SIZES, rank, len(keys)),
+            linewidth=_stacked(LINE_WIDTHS, rank, len(keys)),
         )
     return out
 
@@ -307,8 +328,8 @@ def figure(
             st.linestyle,
             color=st.color,
             marker=st.marker,
-            markersize=5,
-            linewidth=1.8,
+            markersize=st.markersize,
+            linewidth=st.linewidth,
             label=label,
         )
         for x, y, p in zip(xs, ys, pts, strict=True):
@@ -343,8 +364,14 @@ def figure(
     ax.yaxis.set_major_formatter(FuncFormatter(_ms))
     ax.yaxis.set_minor_locator(LogLocator(base=10, subs=(3.0, 4.0, 6.0, 7.0, 8.0, 9.0)))
     ax.yaxis.set_minor_formatter(NullFormatter())
+    offered = [p.result["offered"] for p in res.points if p.label in lines]
+    logx = bool(offered) and max(offered) > LOG_LOADS * min(offered)
+    if logx:  # geometric load steps, and knees far apart (a single lock's, stealing's)
+        ax.set_xscale("log")
+        ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_minor_formatter(NullFormatter())
     ax.xaxis.set_major_formatter(FuncFormatter(_load))
-    ax.set_xlabel("offered load (requests/s)")
+    ax.set_xlabel(f"offered load (requests/s{', log scale' if logx else ''})")
     ax.set_ylabel(f"{name} latency (ms, log scale)")
     load = res.plan["load"]
     simulated = "simulated " if res.plan.get("simulated") else ""

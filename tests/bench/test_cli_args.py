@@ -39,6 +39,8 @@ BAD_VALUES: dict[str, list[str]] = {
     "--rates": ["", ",", "100,-5", "100,inf", "100,nan", "1e99", "x"],
     "--steps": ["0", "5000", "1.5", "x"],
     "--max-load": ["0", "-1", "1000", "inf", "nan", "x"],
+    "--min-load": ["0", "-1", "1000", "inf", "nan", "x"],
+    "--requests": ["0", "-1", "1e99", "1.5", "x"],
     "--port": ["99999", "70000", "65536", "-1", "1.5", "http"],
     "--rate": POSITIVE,
     "--service": [*DISTS, "classes:1ms", "bimodal:1ms:2ms:0.5"],

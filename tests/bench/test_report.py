@@ -280,14 +280,37 @@ def test_line_style_tells_stealing_from_not() -> None:
     assert lines["vanilla x4"].get_linestyle() == "-"
 
 
+def test_curves_that_coincide_all_stay_visible() -> None:
+    # dispatch and every SKQ policy with stealing draw the same p99 at 24 workers: no
+    # SKQ marker is a baseline's, and each line is wider than the ones drawn after it.
+    lines = list(_lines(_results()).values())
+    base = {line.get_marker() for line in lines if not str(line.get_label()).startswith("skq")}
+    skq = {line.get_marker() for line in lines if str(line.get_label()).startswith("skq")}
+    assert len(base) == 5 and not base & skq  # vanilla, reuseport and three shared
+    widths = [line.get_linewidth() for line in lines]
+    sizes = [line.get_markersize() for line in lines]
+    assert widths == sorted(widths, reverse=True) and len(set(widths)) == len(widths)
+    assert sizes == sorted(sizes, reverse=True) and len(set(sizes)) == len(sizes)
+
+
+def test_loads_over_a_wide_range_go_on_a_log_axis() -> None:
+    res = _results()
+    assert figure(res, "p99_us").axes[0].get_xscale() == "linear"  # 100..400
+    for p in res.points:
+        p.result["offered"] *= 100 if p.result["offered"] == 400 else 1
+    ax = figure(res, "p99_us").axes[0]
+    assert ax.get_xscale() == "log" and "log scale" in ax.get_xlabel()
+
+
 def test_a_configuration_keeps_its_style_in_the_story_plot() -> None:
     res = _results()
     full = _lines(res)
     story = _lines(res, labels=story_labels(res, summarize(res)[0]))
     for label, line in story.items():
-        assert (line.get_color(), line.get_linestyle()) == (
+        assert (line.get_color(), line.get_linestyle(), line.get_linewidth()) == (
             full[label].get_color(),
             full[label].get_linestyle(),
+            full[label].get_linewidth(),
         )
 
 
@@ -309,7 +332,7 @@ def test_saturated_points_are_hollow_and_off_chart_ones_sit_on_the_top_edge() ->
     hollow = [line for line in ax.get_lines() if line.get_markerfacecolor() == "white"]
     marks = sorted((_xs(line)[0], _ys(line)[0], line.get_marker()) for line in hollow)
     # vanilla 250 ms and skq random's 45 ms, best2's 60 ms and reuseport's 90 ms
-    assert marks == [(200, 45, "s"), (200, 90, "s"), (300, top, "^"), (400, 60, "o")]
+    assert marks == [(200, 45, "h"), (200, 90, "s"), (300, top, "^"), (400, 60, "*")]
     assert max(max(_ys(line)) for line in ax.get_lines()) <= top
 
 

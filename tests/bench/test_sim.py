@@ -8,10 +8,14 @@ import json
 import os
 import re
 from dataclasses import replace
+from typing import Any
 
+import matplotlib.pyplot as plt
+import numpy as np
 import pytest
 
 from skqbench import cli
+from skqbench.sim import grid
 from skqbench.sim.calibrate import calibrate
 from skqbench.sim.costs import Costs
 from skqbench.sim.engine import DESIGNS, Outcome, SimConfig, simulate
@@ -146,6 +150,24 @@ def test_sim_run_writes_results_plots_and_its_speed(
     assert cli.main(["bench", "report", tmp_out]) == 0  # the harness's report reads them
 
 
+def test_geometric_loads_each_get_the_same_number_of_requests(tmp_out: str) -> None:
+    argv = ["sim", "run", "--steps", "3", "--min-load", "0.01", "--max-load", "0.04"]
+    argv += ["--requests", "400", "--design", "dispatch", "--out", tmp_out]
+    assert cli.main(argv) == 0
+    res = load_results(tmp_out)
+    offered = [p.result["offered"] for p in res.points]
+    assert offered[1] / offered[0] == pytest.approx(2, rel=0.02)  # rounded to 1/s
+    assert offered[2] / offered[1] == pytest.approx(2, rel=0.02)  # rounded to 1/s
+    assert res.plan["load"]["requests"] == 400 and res.plan["load"]["duration_s"] is None
+    for p in res.points:
+        window = p.config["duration_s"]
+        assert window * p.result["offered"] == pytest.approx(400)
+        assert p.config["warmup_s"] == pytest.approx(window / 4)
+        assert p.result["sent"] == pytest.approx(400, rel=0.25)  # Poisson arrivals
+        kevqs = p.result["stats"]["kevqs"]  # summed, not one record per kevq
+        assert kevqs["totals"]["events"] == sum(kevqs["events"]) > 0
+
+
 def test_sim_grid_quick_writes_json_and_a_table_relative_to_the_best_fixed_policy(
     tmp_out: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -159,7 +181,41 @@ def test_sim_grid_quick_writes_json_and_a_table_relative_to_the_best_fixed_polic
     for point in grid["points"]:
         fixed = [v for k, v in point["rel"].items() if k != "auto"]
         assert min(fixed) == 1.0 and point["auto"] and point["rel"]["auto"] > 0
-    assert os.path.getsize(os.path.join(tmp_out, "grid.txt")) > 0
+    for name in ("grid.txt", "grid.png"):
+        assert os.path.getsize(os.path.join(tmp_out, name)) > 0
+
+
+def _grid(
+    dists: tuple[str, ...], workers: tuple[int, ...], loads: tuple[float, ...]
+) -> dict[str, Any]:
+    """A grid as run_grid returns it, made up: every policy at the best but cpu, 3x at
+    the highest load, and auto, 1.2x at one point."""
+    points: list[dict[str, Any]] = []
+    for d in dists:
+        for w in workers:
+            for load in loads:
+                rel = dict.fromkeys(grid.POLICIES, 1.0)
+                rel["cpu"] = 3.0 if load == max(loads) else 1.5
+                points.append(dict(dist=d, workers=w, load=load, rel=rel, auto="best2+ws"))
+    points[1]["rel"]["auto"] = 1.2
+    return dict(points=points, auto_within_target=False, auto_worst=1.2)
+
+
+def test_the_grid_plot_is_a_heat_map_per_distribution_with_its_misses_framed() -> None:
+    fig = grid.figure(_grid(("fixed", "classes", "heavy"), (2, 64), (0.1, 0.5, 0.95)))
+    maps = [ax for ax in fig.axes if ax.images]
+    assert [ax.get_title() for ax in maps] == [
+        f"{d} ({grid.DISTS[d]})" for d in ("fixed", "classes", "heavy")
+    ]
+    for i, ax in enumerate(maps):
+        cells = np.asarray(ax.images[0].get_array())
+        assert cells.shape == (len(grid.POLICIES), 2 * 3)  # a row per policy, auto first
+        assert [t.get_text() for t in ax.get_yticklabels()] == ["auto", *grid.FIXED]
+        assert cells[0].tolist() == [1.0, 1.2 if i == 0 else 1.0, 1, 1, 1, 1]
+        assert len(ax.texts) == cells.size  # every cell's value is written in it
+        # framed: auto over its target (the first map's second cell), cpu over 2x
+        assert len(ax.patches) == 2 + (i == 0)
+    plt.close(fig)
 
 
 def test_a_combination_no_option_rejects_alone_is_one_line_and_exit_2(
