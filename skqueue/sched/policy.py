@@ -117,6 +117,11 @@ class Scheduler:
         self._clock = clock
         self._cpu_of = cpu_of
         self._random = rng
+        # auto's evidence samples draw from a copy of the stream, not from it: placement
+        # then makes the very draws the fixed policy auto follows would make, so the two
+        # can be compared on the same randomness (in the simulator's grid, say).
+        self._evidence = random.Random()
+        self._evidence.setstate(rng.getstate())
 
     def _follow(self, choice: str) -> None:
         """Place future activations by auto's choice; queued events stay put."""
@@ -200,7 +205,7 @@ class Scheduler:
         if len(kevqs) == 1:
             chosen = kevqs[0]
         elif kind == KQ_SCHED_BEST:
-            chosen = self._best(self._sample(kevqs, self._sargs), now)
+            chosen = self._best(self._sample(kevqs, self._sargs, self._random), now)
         elif kind == SCHED_RANDOM:
             chosen = self._random.choice(kevqs)
         else:
@@ -214,7 +219,7 @@ class Scheduler:
 
     def _observe(self, auto: AutoPolicy, kn: Knote, kevqs: list[Kevq], now: int) -> None:
         """auto's evidence of one placement: would affinity hold, how unequal are queues."""
-        sample = self._sample(kevqs, 2)
+        sample = self._sample(kevqs, 2, self._evidence)
         best_start = self._best(sample, now).expected_start_ns(now)
         group = self.topology.group(self._cpu_of(kn))
         local = [k for k in kevqs if k.group == group]
@@ -225,15 +230,16 @@ class Scheduler:
         if auto.due() and auto.close_window(now, self.kevqs):
             self._follow(auto.choice)
 
-    def _sample(self, kevqs: list[Kevq], n: int) -> list[Kevq]:
+    @staticmethod
+    def _sample(kevqs: list[Kevq], n: int, rng: random.Random) -> list[Kevq]:
         size = len(kevqs)
         if n >= size:
             return kevqs
         if n == 2:  # the common best-of-2, without random.sample's overhead
-            first = int(self._random.random() * size)
-            second = (first + 1 + int(self._random.random() * (size - 1))) % size
+            first = int(rng.random() * size)
+            second = (first + 1 + int(rng.random() * (size - 1))) % size
             return [kevqs[first], kevqs[second]]
-        return self._random.sample(kevqs, n)
+        return rng.sample(kevqs, n)
 
     @staticmethod
     def _best(candidates: list[Kevq], now_ns: int) -> Kevq:
@@ -255,7 +261,7 @@ class Scheduler:
             return chosen
         chosen = self._best(local, now)
         if self._sargs:
-            other = self._best(self._sample(kevqs, self._sargs), now)
+            other = self._best(self._sample(kevqs, self._sargs, self._random), now)
             penalty = tunables.cache_penalty_ns
             if other.group != group and (
                 other.expected_start_ns(now) + penalty < chosen.expected_start_ns(now)

@@ -205,6 +205,16 @@ def test_the_random_choices_come_from_the_given_random(name: str) -> None:
     assert replay(POLICIES[name], steps, seed=3) != replay(POLICIES[name], steps, seed=4)
 
 
+def test_auto_places_as_the_policy_it_follows_on_the_same_randomness() -> None:
+    # Fewer placements than one window: auto follows its first choice, best2+ws,
+    # throughout; its evidence draws do not take from the placements' stream.
+    steps = script(seed=11, steps=300)
+    assert sum(what in ("activate", "realtime") for what, _, _ in steps) < auto_policy.WINDOW
+    best2_ws = (KQ_SCHED_BEST, 2, KQ_SCHED_FEAT_WS, 1)
+    assert auto_policy.START == "best2+ws"
+    assert replay(POLICIES["auto"], steps, seed=3) == replay(best2_ws, steps, seed=3)
+
+
 def test_the_affinity_policies_need_no_randomness_with_a_kevq_in_every_group() -> None:
     steps = script(seed=11)
     for name in ("queue", "cpu"):
