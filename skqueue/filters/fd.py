@@ -405,9 +405,10 @@ class FdFilter(Filter):
                 self.kq.drop_fd(watch.fd)
                 return SKIP
         else:
-            # Re-arm (classic) or keep disarmed while owned (SKQ); the MOD also
-            # proves the fd still names the file it was registered on.
-            exclude = kn if ready and owned else None
+            # Re-arm (classic) or keep disarmed while owned (SKQ) or about to be disabled
+            # or dropped (a release would only disarm it again); the MOD also proves
+            # the fd still names the file it was registered on.
+            exclude = kn if ready and (owned or kn.flags & (EV_DISPATCH | EV_ONESHOT)) else None
             if not self._rearm(watch, exclude, force=True):
                 self.kq.drop_fd(watch.fd)
                 return SKIP

@@ -7,6 +7,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import select
 import signal
 import socket
 import threading
@@ -620,3 +621,58 @@ def test_eintr_is_retried(kq: skqueue.kqueue, pair: tuple[socket.socket, socket.
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, old)
+
+
+# The system-call budget of a delivery: how many epoll_ctl calls one event costs. -----
+@pytest.fixture
+def modifies(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Every mask the kqueues made after this fixture passes to epoll_ctl(MOD)."""
+    from skqueue.backend.epoll import EpollBackend
+
+    masks: list[int] = []
+    init = EpollBackend.__init__
+
+    def counting(self: EpollBackend) -> None:
+        init(self)
+        modify = self.modify
+
+        def counted(fd: int, events: int) -> None:
+            masks.append(events)
+            modify(fd, events)
+
+        self.modify = counted
+
+    monkeypatch.setattr(EpollBackend, "__init__", counting)
+    return masks
+
+
+@pytest.mark.parametrize(
+    ("kind", "per_event"),
+    [
+        ("classic", 1),  # the re-arm, which also checks the fd's identity
+        ("skq", 1),  # re-armed at delivery while owned: the release needs none
+        ("dispatch", 3),  # identity at EV_ENABLE, arming, identity at delivery (disarmed)
+    ],
+)
+def test_epoll_ctl_calls_per_delivered_read(modifies: list[int], kind: str, per_event: int) -> None:
+    r, w = os.pipe()
+    os.write(w, b"x")  # never read: always ready
+    kq = skqueue.kqueue(sched=skqueue.KQ_SCHED_BEST, sargs=2) if kind == "skq" else skqueue.kqueue()
+    try:
+        flags = EV_ADD | (skqueue.EV_DISPATCH if kind == "dispatch" else 0)
+        kq.control([kevent(r, EVFILT_READ, flags)], 0)
+        changes: list[kevent] = []
+        for round_ in range(4):
+            if round_ == 1:
+                modifies.clear()  # counted from the steady state on
+            [ev] = kq.control(changes, 1, WAIT)
+            assert ev.ident == r and ev.data == 1
+            if kind == "dispatch":
+                changes = [kevent(r, EVFILT_READ, skqueue.EV_ENABLE)]
+        assert len(modifies) == 3 * per_event, [hex(m) for m in modifies]
+        if kind == "dispatch":  # the delivery's call leaves the disabled knote disarmed
+            assert not modifies[-1] & select.EPOLLIN
+    finally:
+        kq.close()
+        os.close(r)
+        os.close(w)
