@@ -691,12 +691,11 @@ class KqueueCore:
         in its place."""
         if _PARALLEL:
             self.lock.release()
-            try:
-                measured = [kn.ops.measure_unlocked(kn) for kn, _ in later]
-            finally:
-                self.lock.acquire()
-        else:
+        try:
             measured = [kn.ops.measure_unlocked(kn) for kn, _ in later]
+        finally:
+            if _PARALLEL:
+                self.lock.acquire()
         taken: list[kevent | None] = []
         for (kn, token), found in zip(later, measured, strict=True):
             delivery = kn.ops.finish(kn, token, found)

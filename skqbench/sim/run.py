@@ -20,6 +20,7 @@ from typing import Any
 
 from skqbench.service import parse_dist
 from skqbench.sweep import Point, Progress, SweepResults, saturation_reason
+from skqueue.sched import COUNTER_STATS
 
 from .engine import SimConfig, simulate
 
@@ -90,18 +91,6 @@ class SimPlan:
         }
 
 
-_KEVQ_COUNTS = (
-    "events",
-    "waits",
-    "realtime",
-    "steals",
-    "steal_scans",
-    "fallbacks",
-    "mismatches",
-    "placements",
-)
-
-
 def kept_stats(stats: dict[str, Any]) -> dict[str, Any]:
     """What results.json keeps of a point's statistics: every per-kevq counter summed,
     and each kevq's event count (its share of the work).  All of every kevq's fields,
@@ -110,7 +99,7 @@ def kept_stats(stats: dict[str, Any]) -> dict[str, Any]:
     out = {k: v for k, v in stats.items() if k not in ("kevqs", "topology")}
     out["kevqs"] = {
         "count": len(kevqs),
-        "totals": {name: sum(k[name] for k in kevqs) for name in _KEVQ_COUNTS},
+        "totals": {name: sum(k[name] for k in kevqs) for name in COUNTER_STATS},
         "events": [k["events"] for k in kevqs],
     }
     return out

@@ -46,13 +46,14 @@ Rules:
 
 from __future__ import annotations
 
-from .kevq import Kevq, RetiredKevqs, realtime_budget
+from .kevq import COUNTER_STATS, Kevq, RetiredKevqs, realtime_budget
 from .policy import POLICY_NAMES, RTRESERVE_MAX, Scheduler, check_reserve
 from .threads import ThreadKevqs
 from .topology import Topology
 from .world import machine_topology, real_scheduler
 
 __all__ = [
+    "COUNTER_STATS",
     "POLICY_NAMES",
     "RTRESERVE_MAX",
     "Kevq",

@@ -208,6 +208,8 @@ _COUNTERS = (
     "mismatches",
     "placements",
 )
+#: Those counters by the names stats() gives them.
+COUNTER_STATS = tuple("realtime" if name == "realtime_events" else name for name in _COUNTERS)
 
 
 class RetiredKevqs:

@@ -65,6 +65,7 @@ BAD_VALUES: dict[str, list[str]] = {
     "--freq": ["-1", "1e99", "1.5", "x"],
     "--cost": ["harvest", "harvest=-1", "harvest=inf", "lock=nan", "foo=1", "=1", ""],
     "--calibrate": ["x"],  # a flag: given as --calibrate=x
+    "--probe": ["x"],  # a flag: given as --probe=x
     "--from-results": ["", HUGE_PATH, "/nonexistent/folder"],
 }
 # What a command needs besides the option under test.
