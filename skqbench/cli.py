@@ -77,6 +77,8 @@ REPRO_SKQ_FULL = tuple(
 )
 REPRO_BASELINES = ("vanilla", "dispatch", "asyncio", "uvloop", "reuseport")
 EXPERIMENTS = ("imbalance", "kv")
+# reproduce's options that only one experiment reads: named with the other, an error.
+EXPERIMENT_ONLY = {"imbalance": ("base_us", "work", "slo_factor"), "kv": ("keys", "probe")}
 # 'sim validate' (issue 15): reproduce's plan, these designs, at least three SKQ policies.
 VALIDATE_DESIGNS = ("vanilla", "skq", "dispatch", "asyncio")
 VALIDATE_SKQ_QUICK = (*REPRO_SKQ_QUICK, "queue")
@@ -870,6 +872,16 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     """One experiment into --out, or both (imbalance first) into its subfolders; every
     plan is checked before the first one runs."""
     names = [args.experiment] if args.experiment else list(EXPERIMENTS)
+    unread = [
+        "--" + dest.replace("_", "-")
+        for other, dests in EXPERIMENT_ONLY.items()
+        if other not in names
+        for dest in dests
+        if getattr(args, dest) != args.parser.get_default(dest)
+    ]
+    if unread:
+        other = next(n for n in EXPERIMENTS if n not in names)
+        args.parser.error(f"{', '.join(unread)}: only for reproduce {other} (or both)")
     out = _out_dir(args, "reproduce")
     makers = {"imbalance": (reproduce_plan, run_plan), "kv": (kv_reproduce_plan, run_kv)}
     try:

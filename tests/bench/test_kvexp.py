@@ -56,6 +56,27 @@ def test_reproduce_with_no_name_runs_both_and_kv_needs_the_store() -> None:
 
 
 @pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (
+            ["kv", "--work", "sqlite", "--base-us", "50"],
+            "--base-us, --work: only for reproduce imbalance",
+        ),
+        (["kv", "--slo-factor", "5"], "--slo-factor: only for reproduce imbalance"),
+        (["imbalance", "--probe", "--keys", "5000"], "--keys, --probe: only for reproduce kv"),
+    ],
+)
+def test_an_option_the_named_experiment_does_not_read_is_refused(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["bench", "reproduce", *argv, "--out", "unused"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
     ("name", "expected"),
     [
         (None, [("imbalance", "imbalance"), ("kv", "kv")]),
