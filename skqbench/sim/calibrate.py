@@ -130,7 +130,8 @@ def _wakeup_ns(rounds: int = 5, trips: int = 1000) -> int:
 
 
 def calibrate() -> Costs:
-    """Measure the costs on this machine (about a second); ``lock`` is set to ``harvest``."""
+    """Measure the costs on this machine (about a second); ``lock`` is set to ``harvest``
+    and ``cold`` keeps its default (``benchmarks/bench_cache_cold.py`` measures it)."""
     harvest = _harvest_ns()
     return Costs(
         harvest=harvest,

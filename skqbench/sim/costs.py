@@ -20,6 +20,13 @@ of magnitude smaller, so for the paper's machine pass them with ``--cost``.
   the round trip of two threads that notify each other's ``threading.Condition``.
 * ``steal``: one steal that moves events, extra on the thief's core.  Measured:
   :meth:`skqueue.sched.Scheduler.steal_into` robbing one of 4 kevqs.
+* ``cold``: extra on the worker's core for a request whose connection's previous
+  request was served on another core (its socket and objects in the other core's
+  cache): what CPU and queue affinity save.  Measured by
+  ``benchmarks/bench_cache_cold.py`` (not by ``--calibrate``): the same request path
+  (recv, framing, decode, send on a socketpair) timed after the connection's previous
+  request ran on the same CPU or on the other one; 0.33 us (0.21..0.35) with 64
+  connections and 0.66 us (0.36..0.93) with 1,024 on 3.11, 0.56 us on 3.13t.
 * ``lock``: the legacy single-lock kqueue holds its one lock this long per
   operation (each activation, each wait).  A guess, not a measurement: the time of a
   kevent() call (``harvest``), since a classic kevent() holds the kqueue lock all
@@ -40,6 +47,7 @@ class Costs:
     place: int = 2_500
     wakeup: int = 10_000
     steal: int = 1_000
+    cold: int = 500
     lock: int = 8_000
 
     @classmethod

@@ -10,7 +10,8 @@ activated when it becomes readable and again whenever it is released still reada
 Every activation costs ``costs.place`` before it is queued; every wait that returns
 events costs ``costs.harvest`` on the worker's core, every request ``costs.io`` plus
 its service time, every wake-up of a sleeping worker ``costs.wakeup``, every steal
-``costs.steal`` (see :mod:`.costs`).  Each delivered event serves one request, as the
+``costs.steal``, and a request served on another core than its connection's previous
+one ``costs.cold`` more (see :mod:`.costs`).  Each delivered event serves one request, as the
 real servers' ``serve_one`` does.  ``serve_ns`` is the rest of a real server's
 per-request CPU (its Python around the event path: framing, the service routine's
 call, the reply, its loop), which differs by design and so is a property of the
@@ -143,6 +144,7 @@ class Conn:
         "home",
         "index",
         "kevq",
+        "last_core",
         "mult",
         "owner",
         "pending",
@@ -160,6 +162,7 @@ class Conn:
         self.owner: Worker | None = None
         self.activating = False  # between readable and queued (the placement's cost)
         self.pending: deque[tuple[int, int]] = deque()  # (request id, service ns)
+        self.last_core = -1  # where its previous request was served (none yet: -1)
 
     @property
     def idle(self) -> bool:
@@ -189,7 +192,7 @@ class Worker:
         self.core = core
         self.kevq = kevq
         self.owned: list[Conn] = []
-        self.batch: deque[tuple[int, int]] = deque()
+        self.batch: deque[tuple[int, int, int]] = deque()  # (request, service, cold ns)
         self.current = 0  # the request being served
         self.nevents = 1
         self.woken = False  # a wake-up is on its way
@@ -440,7 +443,10 @@ class Simulation:
                 break
             conn = as_conn(kn)
             conn.kevq = None
-            batch.append(conn.pending.popleft())
+            rid, service = conn.pending.popleft()
+            cold = self.costs.cold if conn.last_core not in (-1, w.core) else 0
+            conn.last_core = w.core
+            batch.append((rid, service, cold))
             if conn.realtime:
                 kevq.realtime_events += 1
             if self._owning:
@@ -467,11 +473,12 @@ class Simulation:
         if not w.batch:
             self._begin_wait(w)
             return
-        w.current, service = w.batch.popleft()
+        w.current, service, cold = w.batch.popleft()
+        on_core = self._request_ns + cold
         if self.cfg.work == "cpu":
-            self._at(self.now + self._request_ns + service, self._served, w)
+            self._at(self.now + on_core + service, self._served, w)
         else:
-            self._at(self.now + self._request_ns, self._sleep_service, (w, service))
+            self._at(self.now + on_core, self._sleep_service, (w, service))
 
     def _sleep_service(self, arg: tuple[Worker, int]) -> None:
         w, service = arg

@@ -87,6 +87,20 @@ def test_at_low_load_p50_is_the_service_time_plus_the_path_costs(design: str) ->
     assert res.timeouts == 0
 
 
+def test_a_request_served_on_another_core_than_its_connections_last_pays_the_cold_cost() -> None:
+    # Low load, a cold cost far above everything else: vanilla keeps each connection on
+    # its worker's core, so never pays it; dispatch moves connections between the four
+    # cores, so most requests pay it.
+    cold = replace(Costs(), cold=1_000_000)
+    p50: dict[tuple[str, int], float] = {}
+    for design in ("vanilla", "dispatch"):
+        for costs in (Costs(), cold):
+            cfg = replace(SHORT, design=design, dist="fixed:100us", rate=200.0, costs=costs)
+            p50[design, costs.cold] = simulate(cfg).result().p50_us
+    assert p50["vanilla", 1_000_000] == p50["vanilla", Costs().cold]
+    assert p50["dispatch", 1_000_000] > p50["dispatch", Costs().cold] + 900
+
+
 def test_a_static_assignment_blocks_behind_slow_connections_and_stealing_does_not() -> None:
     # 95/4/1 classes of 400 us at about half of the 4 workers' capacity.
     cfg = replace(SHORT, connections=64, rate=3000.0, duration_s=1.0)
