@@ -41,6 +41,12 @@ BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
             {"keys", "switch_us", "results"},
         ),
         (
+            "bench_cache_cold.py",
+            ["--connections", "8", "--trials", "200", "--rounds", "1"],
+            "cache_cold",
+            {"penalty_ns", "warm_ns", "rounds"},
+        ),
+        (
             "bench_asyncio.py",
             ["--connections", "2", "--messages", "50", "--rounds", "1"],
             "asyncio",
