@@ -67,21 +67,21 @@ class Conn:
         self.server, self.client = socket.socketpair()
         self.framer = Framer()
         self.rid = rid
+        self.took = 0  # ns, the last serve's
         self.client.sendall(encode(Request(0, rid, 0)))
 
-    def serve(self) -> int:
-        """One request, as a worker serves it; the time it took in ns.  Then the next
+    def serve(self) -> None:
+        """One request, as a worker serves it (its time in ``took``); then the next
         request's bytes, written by the same thread (untimed)."""
         t0 = time.perf_counter_ns()
         data = self.server.recv(4096)
         (frame,) = self.framer.feed(data)
         req = decode(frame)
         self.server.send(frame)
-        took = time.perf_counter_ns() - t0
+        self.took = time.perf_counter_ns() - t0
         self.client.recv(4096)
         self.rid = req.request_id + 1
         self.client.sendall(encode(Request(0, self.rid, 0)))
-        return took
 
 
 def measure(conns: list[Conn], trials: int, rng: random.Random) -> tuple[float, float]:
@@ -97,9 +97,8 @@ def measure(conns: list[Conn], trials: int, rng: random.Random) -> tuple[float, 
             # other thread busy on another connection, so both see the same handovers.
             here.run(conn.serve if not cold else other.serve)
             there.run(conn.serve if cold else other.serve)
-            result: list[int] = []
-            here.run(lambda c=conn: result.append(c.serve()))
-            timed[cold].append(result[0])
+            here.run(conn.serve)
+            timed[cold].append(conn.took)
     finally:
         here.stop()
         there.stop()

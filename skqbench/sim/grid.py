@@ -71,7 +71,7 @@ class GridPlan:
 
 
 QUICK = GridPlan(("fixed", "classes"), (0.3, 0.9), (2, 16), requests=1500)
-FULL = GridPlan(tuple(DISTS), (0.1, 0.5, 0.8, 0.95), (2, 8, 64), requests=4000)
+FULL = GridPlan(tuple(DISTS), (0.1, 0.5, 0.8, 0.95), (2, 8, 64), requests=20_000)
 
 
 def run_grid(
