@@ -42,10 +42,11 @@ LOAD_HYBRID = 0.3
 
 #: The fixed policies auto picks among: name -> (sched, sargs, steal).  Every one
 #: steals: on the full grid (``skqueue sim grid``, 48 points) best2 without stealing
-#: beat best2+ws by more than 2 % at one point (heavy tail, 2 workers, 95 %: 0.91x)
-#: and was up to 5.05x worse elsewhere; best2+ws was never worse than 1.17x of the
-#: best.  Affinity wins nothing in the simulator (it models no cache warmth), so it
-#: is chosen only where it costs nothing: when it holds almost always.
+#: beat best2+ws by at most 6 % (heavy tail, 2 workers, 95 %) and was up to 10.6x
+#: worse elsewhere; best2+ws was never worse than 1.17x of the best.  The simulator's
+#: only cache warmth is the measured cold cost (0.5 us for a request that changes
+#: core), so affinity wins little there and is chosen only where it costs nothing:
+#: when it holds almost always.
 CHOICES: dict[str, tuple[int, int, bool]] = {
     "cpu+ws": (KQ_SCHED_CPU, 0, True),
     "cpu2+ws": (KQ_SCHED_CPU, 2, True),
@@ -59,7 +60,7 @@ def verdict(holds: float, cv: float, load: float) -> str:
     """The fixed policy a window's figures call for.
 
     Affinity only where it would rarely cost a later start than best-of-2 (the
-    cache warmth it keeps is not in the simulator, so there it can only tie).
+    cache warmth it keeps is worth half a microsecond a request in the simulator).
     """
     if holds >= HOLDS_AFFINITY:
         return "cpu+ws"
