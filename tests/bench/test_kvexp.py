@@ -245,8 +245,9 @@ def test_the_command_end_to_end_on_a_reduced_plan(
     assert [p.label for p in res.points][:6] == [d, k, k, d, d, k]
     assert all(set(p.populations) == {"bg", "rt"} for p in res.points)
     assert all(p.populations["rt"]["received"] > 0 for p in res.points)
-    # the probe's figures cover each point alone: about 200 wake-ups a second of it
-    assert all(20 < p.probe["wake_samples"] < 400 for p in res.points)
+    # the probe's figures cover each point alone (about 200 wake-ups a second of a point
+    # of well under 5 s); never reset, they would add up to thousands by the last point
+    assert all(20 < p.probe["wake_samples"] < 1000 for p in res.points)
     assert all(p.probe["cpu_cores"] > 0 and p.probe["switches_per_s"] > 0 for p in res.points)
     with open(os.path.join(tmp_out, "summary.json")) as f:
         summary = json.load(f)
