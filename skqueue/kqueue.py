@@ -5,7 +5,8 @@ from __future__ import annotations
 import errno
 import operator
 import os
-from collections.abc import Iterable
+import sys
+from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Any
 
@@ -193,8 +194,10 @@ class kqueue:
     ) -> None:
         self.close()
 
-    def __del__(self) -> None:
-        if getattr(self, "_core", None) is not None:
+    def __del__(self, _finalizing: Callable[[], bool] = sys.is_finalizing) -> None:
+        # At interpreter exit the modules' globals may be gone (and the fds go with the
+        # process); bound as a default, the check itself survives them.
+        if not _finalizing() and getattr(self, "_core", None) is not None:
             self.close()
 
     # kevent --------------------------------------------------------------------------

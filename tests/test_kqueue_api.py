@@ -388,3 +388,24 @@ def test_random_changes_match_a_model(kind: str, steps: list[tuple[int, str, int
         kq.close()
         a.close()
         b.close()
+
+
+def test_a_kqueue_left_open_at_exit_says_nothing() -> None:
+    # Still referenced by module globals when the interpreter tears its modules down
+    # (one of them SKQ, waited on by a thread): exit quietly, as a file object does.
+    script = """
+import os, threading, skqueue
+r, w = os.pipe()
+os.write(w, b"x")
+KQ = skqueue.kqueue()
+KQ.control([skqueue.kevent(r, skqueue.EVFILT_READ, skqueue.EV_ADD)], 0)
+SKQ = skqueue.kqueue(sched=skqueue.KQ_SCHED_BEST, sargs=2)
+SKQ.control([skqueue.kevent(r, skqueue.EVFILT_READ, skqueue.EV_ADD)], 0)
+t = threading.Thread(target=SKQ.control, args=(None, 1, 1.0))
+t.start()
+t.join()
+"""
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
