@@ -53,10 +53,10 @@ METRICS: dict[str, tuple[str, str, float]] = {
 }
 # With ServerConfig.probe, per point (skqbench.probe): how late a woken server thread ran,
 # and what the server spent per reply (both populations): CPU and context switches.
-PROBE_METRICS: dict[str, tuple[str, float]] = {
-    "server_wake_p99_ms": ("wake_p99_ms", 0.0),
-    "server_cpu_us_per_request": ("cpu_cores", 1e6),
-    "server_switches_per_request": ("switches_per_s", 1.0),
+PROBE_METRICS: dict[str, tuple[str, float | None]] = {
+    "server_wake_p99_ms": ("wake_p99_ms", None),  # as it is
+    "server_cpu_us_per_request": ("cpu_cores", 1e6),  # per reply, in us
+    "server_switches_per_request": ("switches_per_s", 1.0),  # per reply
 }
 
 
@@ -117,10 +117,10 @@ def _value(p: Point, population: str, key: str) -> float:
     return float(sum(p.populations[name][key] for name in POPULATIONS))
 
 
-def _per_reply(p: Point, field: str, per: float) -> float:
-    """A probe figure as it is (per 0) or per reply of both populations, times ``per``."""
+def _per_reply(p: Point, field: str, scale: float | None) -> float:
+    """A probe figure as it is (scale None) or per reply of both populations, times scale."""
     value = float(p.probe[field])
-    return value * per / _value(p, "", "achieved") if per else value
+    return value if scale is None else value * scale / _value(p, "", "achieved")
 
 
 def _by_rate(res: SweepResults, label: str) -> dict[float, list[Point]]:
@@ -203,8 +203,8 @@ def summarize(res: SweepResults) -> dict[str, Any]:
             "rt_low_latency_load": _low_latency_load(by_rate, res.slo_us) if by_rate else None,
         }
         probes = {
-            key: Spread.of([_per_reply(p, field, per) for p in pts])
-            for key, (field, per) in PROBE_METRICS.items()
+            key: Spread.of([_per_reply(p, field, scale) for p in pts])
+            for key, (field, scale) in PROBE_METRICS.items()
             if pts and all(p.probe for p in pts)
         }
         for key, s in [*spreads[label].items(), *probes.items()]:

@@ -29,6 +29,7 @@ from multiprocessing.process import BaseProcess
 from typing import TYPE_CHECKING, Any
 
 from skqbench import kvstore
+from skqbench.histogram import new_histogram
 from skqbench.osutil import child_process_setup, epoll_wait_ns, precise_timer_slack
 from skqbench.protocol import (
     FRAME,
@@ -57,8 +58,6 @@ WORKLOADS = ("echo", "kv")
 # mutilate's "fb_ia" inter-arrival: generalized Pareto, shape 0.154971 (scale 16.0292 us
 # there); only the shape is kept, the scale is set so that the mean matches the rate.
 FB_IA_SHAPE = 0.154971
-HIST_MAX_NS = 3600 * 1_000_000_000
-HIST_DIGITS = 3
 RUN_SHIFT = 40  # request ids carry the run number above this bit
 START_DELAY_NS = 50_000_000  # from "all connected" to the first scheduled send
 CONNECT_TIMEOUT_S = 10.0
@@ -316,21 +315,13 @@ class _Connections:
             sock.close()
 
 
-def _new_hist() -> HdrHistogram:
-    """hdrh is imported here, not at the top: it is in the bench extra, and the
-    ``skqueue`` command must start (and say so) without it."""
-    from hdrh.histogram import HdrHistogram
-
-    return HdrHistogram(1, HIST_MAX_NS, HIST_DIGITS)
-
-
 class _Population:
     """Connections that share an arrival process and a latency histogram."""
 
     def __init__(self, rate: float, arrival: str, conns: list[int], rng: random.Random) -> None:
         self.conns = conns
         self.gap = interarrival(arrival, rate, rng) if conns and rate > 0 else None
-        self.hist, self.lag, self.from_send = _new_hist(), _new_hist(), _new_hist()
+        self.hist, self.lag, self.from_send = new_histogram(), new_histogram(), new_histogram()
         self.sent = self.received = self.in_window = self.errors = 0
 
     def part(self, timeouts: int) -> dict[str, Any]:
@@ -571,7 +562,7 @@ class LoadGenerator:
 def _merge(offered: float, duration_s: float, parts: list[dict[str, Any]]) -> LoadResult:
     from hdrh.histogram import HdrHistogram
 
-    hist, lag, from_send = _new_hist(), _new_hist(), _new_hist()
+    hist, lag, from_send = new_histogram(), new_histogram(), new_histogram()
     for part in parts:
         hist.add(HdrHistogram.decode(part["hist"]))
         lag.add(HdrHistogram.decode(part["lag"]))

@@ -26,21 +26,19 @@ import threading
 import time
 from typing import Any
 
+from skqbench.histogram import HIST_MAX_NS, new_histogram
 from skqbench.osutil import precise_timer_slack
 
 PERIOD_S = 0.005  # 200 wake-ups a second: p99 from about 200 samples per second
-_MAX_NS = 10 * 1_000_000_000
 
 
 class WakeProbe:
     """A thread that measures its own wake-up lateness; start() once, stop() once."""
 
     def __init__(self, period_s: float = PERIOD_S) -> None:
-        from hdrh.histogram import HdrHistogram  # the bench extra, as the load generator
-
         self._period_s = period_s
         self._lock = threading.Lock()
-        self._hist = HdrHistogram(1, _MAX_NS, 3)
+        self._hist = new_histogram()
         self._since = _now()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="wake-probe", daemon=True)
@@ -61,14 +59,14 @@ class WakeProbe:
             time.sleep(self._period_s)
             late = time.monotonic_ns() - t0 - period_ns
             with self._lock:
-                self._hist.record_value(min(max(late, 1), _MAX_NS))
+                self._hist.record_value(min(max(late, 1), HIST_MAX_NS))
 
     def read(self) -> dict[str, Any]:
         """Lateness percentiles (ms), CPU cores and context switches per second since the
         last read; resets."""
         now = _now()
         with self._lock:
-            hist, self._hist = self._hist, self._hist.__class__(1, _MAX_NS, 3)
+            hist, self._hist = self._hist, new_histogram()
             since, self._since = self._since, now
         wall = now[0] - since[0]
         user, system, switches = (

@@ -105,7 +105,7 @@ def _stacked(bounds: tuple[float, float], i: int, n: int) -> float:
     return last if n == 1 else first + (last - first) * i / (n - 1)
 
 
-def shade(family: Family, i: int, n: int) -> str:
+def _shade(family: Family, i: int, n: int) -> str:
     """The i-th of n shades from the family's dark end to its light end."""
     if n == 1:
         return family.dark
@@ -142,7 +142,7 @@ def styles(res: SweepResults) -> dict[str, Style]:
         stealing = design == "skq" and parse_policy(configs[label]["policy"]).steal > 0
         out[label] = Style(
             group=family.group,
-            color=shade(family, i, len(members[design])),
+            color=_shade(family, i, len(members[design])),
             linestyle="--" if design == "skq" and not stealing else "-",
             marker=family.marker or SKQ_MARKERS[i % len(SKQ_MARKERS)],
             markersize=_stacked(MARKER_SIZES, rank, len(keys)),
