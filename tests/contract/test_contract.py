@@ -64,12 +64,15 @@ def reg(driver: Driver, make_kq: MakeKq) -> Reg:
 def change(driver: Driver, reg: Reg, flags: int, nevents: int = 0) -> list[skqueue.kevent]:
     """Apply one change that restates the driver's fflags, data and reg.udata."""
     ev = skqueue.kevent(reg.ident, driver.filter, flags, driver.fflags, driver.data, reg.udata)
-    return reg.kq.control([ev], nevents, 0)
+    events = reg.kq.control([ev], nevents, 0)
+    reg.touched = time.monotonic()
+    return events
 
 
 def wait_one(driver: Driver, reg: Reg, flags: int = 0) -> skqueue.kevent:
     """Exactly one event for reg, with the kept flags plus the filter's own."""
     ev = one(reg.kq, WAIT)
+    reg.touched = time.monotonic()
     assert (ev.ident, ev.filter) == (reg.ident, driver.filter)
     assert ev.flags == flags | driver.implied_flags
     assert ev.udata is reg.udata
@@ -78,7 +81,8 @@ def wait_one(driver: Driver, reg: Reg, flags: int = 0) -> skqueue.kevent:
 
 
 def nothing(driver: Driver, reg: Reg) -> None:
-    assert reg.kq.control(None, 4, driver.settle) == []
+    events = reg.kq.control(None, 4, driver.settle)
+    assert driver.unexplained(events, time.monotonic() - reg.touched) == []
 
 
 def fire_gone(driver: Driver, reg: Reg) -> None:
