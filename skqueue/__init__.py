@@ -3,11 +3,13 @@
 ``kqueue`` and ``kevent`` are drop-ins for ``select.kqueue`` / ``select.kevent``;
 ``kqueue(sched=...)`` makes one kqueue that many threads share, with SKQ's event
 scheduling.  ``install()`` makes ``select``, ``selectors`` and asyncio use it.
+``accelerated`` says whether the optional C accelerator serves the per-event path.
 """
 
 from __future__ import annotations
 
 from . import aio, constants
+from .accel import accelerated
 from .aio import *  # noqa: F403 - the aio(4) calls and constants
 from .constants import *  # noqa: F403 - the kqueue vocabulary is the public surface
 from .event import kevent
@@ -21,6 +23,7 @@ __all__ = [
     *constants.__all__,
     *aio.__all__,
     "KqueueSelector",
+    "accelerated",
     "install",
     "kevent",
     "kqueue",

@@ -121,6 +121,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from ._lockcheck import CHECK_LOCKS, install_lock_checks, lock_figures, new_lock
+from .accel import speedups
 from .backend.epoll import EpollBackend, Poller
 from .backend.watcher import InotifyWatcher
 from .constants import (
@@ -136,6 +137,7 @@ from .constants import (
     EV_REALTIME,
     EV_RECEIPT,
     EV_SYSFLAGS,
+    EVFILT_READ,
     FKQMULTI,
     FKQTUNE,
     KQSCHED_PARSE,
@@ -180,6 +182,19 @@ _LATER = kevent(0)  # a place held in a scan's events for a delivery still unloc
 
 def _einval(message: str) -> OSError:
     return OSError(errno.EINVAL, f"{os.strerror(errno.EINVAL)}: {message}")
+
+
+def _events_of(reported: list[Knote]) -> list[kevent]:
+    """One event per knote reported straight from a harvest; clears KN_REPORTED."""
+    if speedups is not None:
+        events: list[kevent] = speedups.events_of(kevent, reported, KN_REPORTED)
+        return events
+    for kn in reported:
+        kn.status &= ~KN_REPORTED
+    return [
+        event(kn.ident, kn.filter, kn.flags | kn.oflags, kn.fflags, kn.data, kn.udata)
+        for kn in reported
+    ]
 
 
 def _closed_error() -> ValueError:
@@ -615,15 +630,14 @@ class KqueueCore:
         reported: list[Knote] = []
         self._reported, self._room = reported, nevents
         try:
-            self.backend.dispatch(ready, keep_wake)
+            start = 0
+            if speedups is not None and EVFILT_READ in self.filters:
+                start = self.filters[EVFILT_READ].report_ready(ready, reported, nevents)
+            self.backend.dispatch(ready, keep_wake, start)
         finally:
             self._reported = None
-            for kn in reported:
-                kn.status &= ~KN_REPORTED
-        return [
-            event(kn.ident, kn.filter, kn.flags | kn.oflags, kn.fflags, kn.data, kn.udata)
-            for kn in reported
-        ]
+            events = _events_of(reported)  # clears KN_REPORTED, also after an exception
+        return events
 
     def _hand_over_lead(self, me: Kevq) -> None:
         """Someone must poll while we work: wake an idle waiter to lead."""

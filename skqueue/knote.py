@@ -230,6 +230,12 @@ class Filter:
         """The CPU this activation happened on (for CPU and queue affinity)."""
         return current_cpu()
 
+    def report_ready(self, ready: list[tuple[int, int]], reported: list[Knote], room: int) -> int:
+        """The C accelerator's part of a classic harvest (``skqueue.accel``): report the
+        leading ready entries this filter can, as its handlers would (``report_now``),
+        appending to reported up to room; how many entries it took (0: none)."""
+        return 0
+
     def close(self) -> None:
         """The kqueue closes: free per-kqueue resources (before its knotes are dropped)."""
 

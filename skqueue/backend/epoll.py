@@ -12,7 +12,7 @@ import errno
 import os
 import select
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Protocol
 
 from .timerfd import timerfd_create, timerfd_read, timerfd_settime_ns
@@ -26,6 +26,13 @@ class Poller(Protocol):
 
     #: Called when the alarm set by arm_alarm fires (the TIMER filter's expiry).
     alarm_handler: Callable[[], None]
+
+    def fileno(self) -> int:
+        """The epoll set's descriptor."""
+
+    @property
+    def handlers(self) -> Mapping[int, Handler]:
+        """fd -> the handler the harvest runs for it (read-only: for the accelerator)."""
 
     def add(self, fd: int, events: int, handler: Handler) -> None:
         """Watch fd with this mask; handler(events) runs in the harvest (lock held)."""
@@ -73,6 +80,10 @@ class EpollBackend:
     def fileno(self) -> int:
         return self._epoll.fileno()
 
+    @property
+    def handlers(self) -> Mapping[int, Handler]:
+        return self._handlers
+
     # Registration -----------------------------------------------------------------
     def add(self, fd: int, events: int, handler: Handler) -> None:
         """Watch fd with its final mask: one epoll_ctl(ADD)."""
@@ -104,15 +115,18 @@ class EpollBackend:
         """epoll_wait (None blocks); it touches nothing of ours, so needs no lock."""
         return self._epoll.poll(-1 if timeout is None else timeout, maxevents)
 
-    def dispatch(self, ready: list[tuple[int, int]], keep_wake: bool = False) -> None:
-        """Run the handler of every ready fd (the caller holds the kqueue lock).
+    def dispatch(
+        self, ready: list[tuple[int, int]], keep_wake: bool = False, start: int = 0
+    ) -> None:
+        """Run the handler of every ready fd from ready[start] on (the caller holds the
+        kqueue lock; the entries before start were served already, by the accelerator).
 
         keep_wake: another thread blocks in poll(), and a wake-up is for it; a
         harvest that drained the eventfd would leave it asleep (a lost wake-up), so
         the eventfd stays readable (level-triggered) until that thread harvests.
         """
         handlers, wake_fd, alarm_fd = self._handlers, self._wake_fd, self._alarm_fd
-        for fd, events in ready:
+        for fd, events in ready[start:] if start else ready:
             handler = handlers.get(fd)
             if handler is not None:
                 handler(events)

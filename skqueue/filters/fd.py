@@ -34,10 +34,12 @@ from array import array
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from ..accel import speedups
 from ..backend.fdinfo import getsockopt_int, pipe_capacity, socket_outq
 from ..backend.inotify import IN_MODIFY, IN_Q_OVERFLOW
 from ..backend.sockdiag import accept_queue_length
 from ..constants import EV_CLEAR, EV_DISPATCH, EV_EOF, EV_ONESHOT, EVFILT_READ, NOTE_LOWAT
+from ..event import kevent
 from ..knote import (
     KN_DETACHED,
     KN_DISABLED,
@@ -58,7 +60,6 @@ from ..sched.world import incoming_cpu
 if TYPE_CHECKING:
     from ..backend.epoll import Handler
     from ..backend.watcher import Subscription
-    from ..event import kevent
 
 _IN = select.EPOLLIN | select.EPOLLRDHUP
 _OUT = select.EPOLLOUT
@@ -89,6 +90,7 @@ class FdWatch:
         "fired",
         "fired_at_begin",
         "growth",
+        "handler",
         "identity",
         "kind",
         "nested",
@@ -119,6 +121,7 @@ class FdWatch:
         self.sndbuf = 0
         self.unsettled = False  # epoll says ready, our measure disagrees
         self.growth: Subscription | None = None  # inotify watch waking READ on a file
+        self.handler: Handler | None = None  # what the harvest runs for its epoll item
         self.plain: Knote | None = None  # the knote deliver()'s fast path may serve
         # An unlocked delivery (SKQ) checks that nothing but a report changed the watch
         # meanwhile: version counts the other changes (modes, masks), fired the reports.
@@ -174,6 +177,10 @@ def _kind_of(fd: int, mode: int) -> int:
 # also while its knotes are queued or owned, so that data arriving meanwhile is seen.
 _NOT_WAITING = KN_DISABLED | KN_QUEUED | KN_DETACHED | KN_OWNED
 _NOT_ENABLED = KN_DISABLED | KN_DETACHED
+# What on_ready's short path tests, for the accelerator (skqueue/_accel.c, report_plain):
+# the knote bits and epoll bits that send a report the general way, the bits a delivery
+# takes from revents, the re-arm, and the mark of a knote reported from the harvest.
+_PLAIN_MASKS = (KN_REPORTED | _NOT_WAITING, _UNUSUAL, _IN, _IN_ONESHOT, KN_REPORTED)
 
 
 class FdFilter(Filter):
@@ -218,11 +225,10 @@ class FdFilter(Filter):
             # One epoll_ctl(ADD), with the mask the knote needs from the start: a new
             # watch has this knote only, enabled and not owned.
             edge, mask = watch.want_edge, _IN if kn.filter == EVFILT_READ else _OUT
+            watch.handler = self._handler(watch)
             try:
                 self.kq.poller.add(
-                    fd,
-                    mask | (select.EPOLLET if edge else select.EPOLLONESHOT),
-                    self._handler(watch),
+                    fd, mask | (select.EPOLLET if edge else select.EPOLLONESHOT), watch.handler
                 )
             except PermissionError:  # epoll refuses some files: always ready
                 watch.kind = REGULAR
@@ -415,6 +421,16 @@ class FdFilter(Filter):
             if ready and exclude is None and not kn.flags & (EV_DISPATCH | EV_ONESHOT):
                 return REPORT_REARMED
         return REPORT if ready else SKIP
+
+    def report_ready(self, ready: list[tuple[int, int]], reported: list[Knote], room: int) -> int:
+        """In C, what on_ready and _deliver_plain do for a run of plain READs."""
+        if speedups is None:
+            return 0
+        poller = self.kq.poller
+        taken: int = speedups.report_plain(
+            poller.fileno(), ready, poller.handlers, self.watches, reported, room, _PLAIN_MASKS
+        )
+        return taken
 
     def begin_unlocked(self, kn: Knote) -> int:
         watch: FdWatch = kn.hook
@@ -682,3 +698,8 @@ def _empty_message(fd: int) -> bool:
 def _sndbuf(fd: int) -> int:
     """SO_SNDBUF, which Linux autotunes upward as a TCP connection runs."""
     return getsockopt_int(fd, socket.SOL_SOCKET, socket.SO_SNDBUF)
+
+
+if speedups is not None:
+    # The accelerator reads and writes these classes' fields through their slots.
+    speedups.configure(Knote, FdWatch, kevent)

@@ -626,8 +626,12 @@ def test_eintr_is_retried(kq: skqueue.kqueue, pair: tuple[socket.socket, socket.
 # The system-call budget of a delivery: how many epoll_ctl calls one event costs. -----
 @pytest.fixture
 def modifies(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Every mask the kqueues made after this fixture passes to epoll_ctl(MOD)."""
+    """Every mask the kqueues made after this fixture passes to epoll_ctl(MOD), on the
+    pure-Python path (the accelerator's calls are its own: tests/test_accel.py shows
+    that they are the same calls)."""
     from skqueue.backend.epoll import EpollBackend
+
+    monkeypatch.setattr("skqueue.core.speedups", None)
 
     masks: list[int] = []
     init = EpollBackend.__init__
