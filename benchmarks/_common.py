@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
+import shutil
+import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+import skqueue.core
 
 RESULTS = Path(
     os.environ.get("SKQUEUE_RESULTS", Path(__file__).resolve().parent.parent / "results")
@@ -29,3 +36,29 @@ def write_results(name: str, payload: dict[str, Any]) -> Path:
     }
     path.write_text(json.dumps(payload, indent=2))
     return path
+
+
+@contextlib.contextmanager
+def pure_path() -> Iterator[None]:
+    """Meanwhile, kqueues take the pure-Python path (``skqueue.core.speedups`` is the
+    switch), so that both paths run interleaved in one process."""
+    saved = skqueue.core.speedups
+    skqueue.core.speedups = None
+    try:
+        yield
+    finally:
+        skqueue.core.speedups = saved
+
+
+def c_syscall_cost_us() -> float | None:
+    """Microseconds of an exact kevent's two system calls made from C (syscall_cost.c),
+    or None without gcc."""
+    gcc = shutil.which("gcc")
+    if gcc is None:
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        exe = Path(tmp) / "syscall_cost"
+        source = Path(__file__).with_name("syscall_cost.c")
+        subprocess.run([gcc, "-O2", "-o", str(exe), str(source)], check=True)
+        out = subprocess.run([str(exe)], check=True, capture_output=True, text=True, timeout=60)
+    return float(out.stdout)

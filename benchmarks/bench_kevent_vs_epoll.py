@@ -32,7 +32,7 @@ import time
 from array import array
 from collections.abc import Callable
 
-from _common import write_results
+from _common import c_syscall_cost_us, pure_path, write_results
 
 import skqueue
 from skqueue import EV_ADD, EVFILT_READ, kevent
@@ -202,6 +202,16 @@ def serve(harvester: Callable[[list[int]], Harvester]) -> Callable[[Pairs, int],
     return loop
 
 
+def pure(loop: Callable[[Pairs, int], float]) -> Callable[[Pairs, int], float]:
+    """loop on skqueue's pure-Python path."""
+
+    def on_pure_path(pairs: Pairs, events: int) -> float:
+        with pure_path():
+            return loop(pairs, events)
+
+    return on_pure_path
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--pairs", type=int, default=64)
@@ -216,20 +226,23 @@ def main() -> None:
         "edge floor": serve(EdgeFloor),
         "skqueue": serve(Skqueue),
     }
+    if skqueue.accelerated:  # both paths, side by side
+        loops["skqueue, pure"] = pure(serve(Skqueue))
     rates: dict[str, list[float]] = {name: [] for name in loops}
     for _ in range(args.rounds):
         for name, loop in loops.items():
             rates[name].append(loop(pairs, args.events))
     best = {name: max(values) for name, values in rates.items()}
     ratios = {name: best[name] / best["epoll"] for name in loops}
-    print(f"{'loop':<16}{'best events/s':>15}{'vs epoll':>10}   rounds (events/s)")
+    print(f"{'loop':<19}{'best events/s':>14}{'vs epoll':>10}   rounds (events/s)")
     for name, values in rates.items():
         print(
-            f"{name:<16}{best[name]:>15,.0f}{ratios[name]:>9.2f}x   "
+            f"{name:<19}{best[name]:>14,.0f}{ratios[name]:>9.2f}x   "
             + " ".join(f"{v:,.0f}" for v in values)
         )
+    path_name = "accelerated" if skqueue.accelerated else "pure Python"
     print(
-        f"skqueue / raw epoll = {ratios['skqueue']:.2f}x (target >= 0.8x); "
+        f"skqueue ({path_name}) / raw epoll = {ratios['skqueue']:.2f}x (target >= 0.8x); "
         f"skqueue / oneshot floor = {best['skqueue'] / best['oneshot floor']:.2f}x"
     )
     # Per-event costs in microseconds: what the target leaves beyond raw epoll, and
@@ -239,8 +252,16 @@ def main() -> None:
     syscalls_us = per_event_us["oneshot floor"] - per_event_us["no-syscall ceiling"]
     print(
         f"0.8x leaves {budget_us:.2f} us per event beyond raw epoll; the two system "
-        f"calls of an exact kevent cost {syscalls_us:.2f} us per event here"
+        f"calls of an exact kevent cost {syscalls_us:.2f} us per event from Python"
     )
+    c_us = c_syscall_cost_us()
+    c_ceiling = None
+    if c_us is not None:
+        c_ceiling = per_event_us["epoll"] / (per_event_us["epoll"] + c_us)
+        print(
+            f"made from C they cost {c_us:.2f} us: with nothing else per event, an exact "
+            f"kevent loop reaches at most {c_ceiling:.2f}x raw epoll here"
+        )
     path = write_results(
         "kevent_vs_epoll",
         {
@@ -254,6 +275,10 @@ def main() -> None:
             "per_event_us": per_event_us,
             "budget_us_at_target": budget_us,
             "exact_syscalls_us": syscalls_us,
+            "accelerated": skqueue.accelerated,
+            "ratio_pure": ratios.get("skqueue, pure", ratios["skqueue"]),
+            "exact_syscalls_c_us": c_us,
+            "ceiling_with_c_syscalls": c_ceiling,
         },
     )
     print(f"wrote {path}")

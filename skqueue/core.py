@@ -121,6 +121,8 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from ._lockcheck import CHECK_LOCKS, install_lock_checks, lock_figures, new_lock
+
+# The C accelerator, or None: the one switch between the two paths (see skqueue.accel).
 from .accel import speedups
 from .backend.epoll import EpollBackend, Poller
 from .backend.watcher import InotifyWatcher
@@ -349,7 +351,7 @@ class KqueueCore:
         nevents = operator.index(nevents)
         if nevents > C_INT_MAX:
             raise OverflowError(f"max_events {nevents} does not fit a C int")
-        changelist = _checked_changes(changes)
+        changelist = () if changes is None else _checked_changes(changes)
         out: list[kevent] = []
         before_wait = self.before_wait
         if before_wait is not None and nevents > 0:
@@ -550,9 +552,10 @@ class KqueueCore:
                 ready = self.backend.poll(0, _HARVEST_BATCH)
                 self.backend.dispatch(ready, self.leader_polling)
             while True:
-                out = self._scan(kevq, nevents)
-                if out:
-                    return out
+                if kevq.normal or kevq.rt or sched is not None:
+                    out = self._scan(kevq, nevents)
+                    if out:
+                        return out
                 if self.closed:
                     raise _closed_error()
                 if timeout is not None and timeout <= 0:
@@ -597,7 +600,8 @@ class KqueueCore:
         Returns the events delivered directly to this thread (see _harvest).
         """
         batch = nevents if nevents > _HARVEST_BATCH else _HARVEST_BATCH
-        self.backend.prepare_wait(remaining)
+        if remaining is not None:
+            self.backend.prepare_wait(remaining)
         self.leader = kevq
         self.leader_polling = True
         self.lock.release()
@@ -632,8 +636,10 @@ class KqueueCore:
         try:
             start = 0
             if speedups is not None and EVFILT_READ in self.filters:
-                start = self.filters[EVFILT_READ].report_ready(ready, reported, nevents)
-            self.backend.dispatch(ready, keep_wake, start)
+                fd_ops = self.filters[EVFILT_READ]
+                start = fd_ops.report_ready(speedups, ready, reported, nevents)
+            if start < len(ready):
+                self.backend.dispatch(ready, keep_wake, start)
         finally:
             self._reported = None
             events = _events_of(reported)  # clears KN_REPORTED, also after an exception
@@ -948,10 +954,8 @@ def _attempt(failures: list[BaseException], step: Callable[..., object], *args: 
         failures.append(exc)
 
 
-def _checked_changes(changes: Iterable[kevent] | None) -> list[kevent]:
+def _checked_changes(changes: Iterable[kevent]) -> list[kevent]:
     """The changelist as a list of valid kevents (TypeError, OverflowError otherwise)."""
-    if changes is None:
-        return []
     changelist = list(changes)
     for ev in changelist:
         if not isinstance(ev, kevent):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable
+from types import ModuleType
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .backend.cpu import current_cpu
@@ -230,10 +231,12 @@ class Filter:
         """The CPU this activation happened on (for CPU and queue affinity)."""
         return current_cpu()
 
-    def report_ready(self, ready: list[tuple[int, int]], reported: list[Knote], room: int) -> int:
-        """The C accelerator's part of a classic harvest (``skqueue.accel``): report the
-        leading ready entries this filter can, as its handlers would (``report_now``),
-        appending to reported up to room; how many entries it took (0: none)."""
+    def report_ready(
+        self, speedups: ModuleType, ready: list[tuple[int, int]], reported: list[Knote], room: int
+    ) -> int:
+        """The C accelerator's part of a classic harvest (``skqueue.accel``; the core
+        passes it): report the leading ready entries this filter can, as its handlers
+        would (``report_now``), appending to reported up to room; how many it took."""
         return 0
 
     def close(self) -> None:

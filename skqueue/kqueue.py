@@ -230,6 +230,8 @@ class kqueue:
         max_events = operator.index(max_events)  # TypeError for a float, as select.kqueue
         if max_events < 0:
             raise ValueError(f"Length of eventlist must be 0 or positive, got {max_events}")
+        if timeout is None:  # the common blocking wait: nothing to check
+            return core.control(changelist, max_events, None)
         ns = timeout_ns(timeout)  # before any change is applied, as CPython
         return core.control(changelist, max_events, None if ns is None else ns / 1e9)
 

@@ -11,15 +11,12 @@ from .event import kevent
 from .kqueue import kqueue
 
 _FileObj = Any  # int or object with fileno(), as selectors accepts
-_FILTERS = ((selectors.EVENT_READ, EVFILT_READ), (selectors.EVENT_WRITE, EVFILT_WRITE))
+_READ, _WRITE = selectors.EVENT_READ, selectors.EVENT_WRITE
+_FILTERS = ((_READ, EVFILT_READ), (_WRITE, EVFILT_WRITE))
 
 
 def _filters(events: int) -> list[int]:
     return [filt for flag, filt in _FILTERS if events & flag]
-
-
-def _mask(filt: int) -> int:
-    return selectors.EVENT_READ if filt == EVFILT_READ else selectors.EVENT_WRITE
 
 
 class KqueueSelector(selectors._BaseSelectorImpl):
@@ -85,10 +82,11 @@ class KqueueSelector(selectors._BaseSelectorImpl):
             events = self._selector.control(None, max(self._max_events, 1), timeout)
         except InterruptedError:
             return ready
-        for ev in events:
-            key = self._fd_to_key.get(ev.ident)
+        fd_to_key, append = self._fd_to_key, ready.append
+        for ev in events:  # per event: no call but the lookup
+            key = fd_to_key.get(ev.ident)
             if key is not None:
-                ready.append((key, _mask(ev.filter) & key.events))
+                append((key, (_READ if ev.filter == EVFILT_READ else _WRITE) & key.events))
         return ready
 
     def close(self) -> None:

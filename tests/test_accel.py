@@ -2,9 +2,9 @@
 
 Both paths run in this process: the accelerator is loaded directly, whether or not it
 serves the process (``SKQUEUE_PURE=1`` turns that off, and CI runs the suite both
-ways), and ``skqueue.core.speedups`` / ``skqueue.filters.fd.speedups`` choose the path
-per test.  The two must agree on every event of random changelists and readiness, make
-the same system calls in the same order, and the accelerator must hold no memory.
+ways), and ``skqueue.core.speedups`` chooses the path per test.  The two must agree on
+every event of random changelists and readiness, make the same system calls in the same
+order, and the accelerator must hold no memory.
 """
 
 from __future__ import annotations
@@ -49,7 +49,6 @@ needs_accel = pytest.mark.skipif(ACCEL is None, reason="skqueue._accel was not b
 def use(monkeypatch: pytest.MonkeyPatch, speedups: ModuleType | None) -> None:
     """Serve the kqueues made from now on by this path (None: pure Python)."""
     monkeypatch.setattr("skqueue.core.speedups", speedups)
-    monkeypatch.setattr("skqueue.filters.fd.speedups", speedups)
 
 
 def test_the_flag_says_which_path_serves() -> None:

@@ -32,6 +32,7 @@ import termios
 import weakref
 from array import array
 from collections.abc import Callable
+from types import ModuleType
 from typing import TYPE_CHECKING
 
 from ..accel import speedups
@@ -192,6 +193,7 @@ class FdFilter(Filter):
         super().__init__(kq)
         self.watches: dict[int, FdWatch] = {}
         self._modify = kq.poller.modify
+        self._epfd, self._handlers = kq.poller.fileno(), kq.poller.handlers  # for report_ready
         self._int_buf = array("i", [0])  # ioctl scratch; filter calls hold the kqueue lock
 
     # Registration ----------------------------------------------------------------
@@ -422,13 +424,12 @@ class FdFilter(Filter):
                 return REPORT_REARMED
         return REPORT if ready else SKIP
 
-    def report_ready(self, ready: list[tuple[int, int]], reported: list[Knote], room: int) -> int:
+    def report_ready(
+        self, speedups: ModuleType, ready: list[tuple[int, int]], reported: list[Knote], room: int
+    ) -> int:
         """In C, what on_ready and _deliver_plain do for a run of plain READs."""
-        if speedups is None:
-            return 0
-        poller = self.kq.poller
         taken: int = speedups.report_plain(
-            poller.fileno(), ready, poller.handlers, self.watches, reported, room, _PLAIN_MASKS
+            self._epfd, ready, self._handlers, self.watches, reported, room, _PLAIN_MASKS
         )
         return taken
 
