@@ -9,6 +9,7 @@ order, and the accelerator must hold no memory.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import re
@@ -17,6 +18,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 from types import ModuleType
 from typing import Any
 
@@ -36,7 +38,7 @@ from skqueue.constants import (
     EVFILT_READ,
     EVFILT_WRITE,
 )
-from support import checkout_env
+from support import checkout_env, join_all
 
 try:
     ACCEL: ModuleType | None = importlib.import_module("skqueue._accel")
@@ -271,3 +273,43 @@ def test_bad_arguments_are_errors_not_crashes() -> None:
             ACCEL.configure(object, object, object)
     # An fd that names nothing: the accelerator leaves it to Python, which drops it.
     assert ACCEL.report_plain(-1, [(10**6, 1)], {10**6: None}, {}, [], 1, (0,) * 5) == 0
+
+
+@needs_accel
+def test_threads_sharing_a_classic_kqueue_lose_no_readiness(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The accelerated harvest under the kqueue lock, from four threads at once (on
+    free-threaded CPython, really at once) on plain READs: every event says there is
+    data, and every byte sent gets read (a lost re-arm would leave its fd silent)."""
+    use(monkeypatch, ACCEL)
+    pairs = [socket.socketpair() for _ in range(16)]
+    for a, _ in pairs:
+        a.setblocking(False)
+    per_pair, threads, total = 200, 4, 16 * 200
+    by_fd = {a.fileno(): a for a, _ in pairs}
+    received = [0] * threads
+    empty_events: list[skqueue.kevent] = []
+    with skqueue.kqueue() as kq:
+        kq.control([skqueue.kevent(a, EVFILT_READ, EV_ADD) for a in by_fd.values()], 0)
+
+        def serve(me: int) -> None:
+            while sum(received) < total:
+                for ev in kq.control(None, 4, 0.05):
+                    if ev.data <= 0:
+                        empty_events.append(ev)
+                    with contextlib.suppress(BlockingIOError):  # another thread read it
+                        received[me] += len(by_fd[ev.ident].recv(65536))
+
+        workers = [threading.Thread(target=serve, args=(i,), daemon=True) for i in range(threads)]
+        for worker in workers:
+            worker.start()
+        for _ in range(per_pair):
+            for _, b in pairs:
+                b.send(b"y")
+        join_all(workers, timeout=60)
+    for a, b in pairs:
+        a.close()
+        b.close()
+    assert sum(received) == total, received
+    assert empty_events == []
