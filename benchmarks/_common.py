@@ -11,7 +11,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -50,15 +50,21 @@ def pure_path() -> Iterator[None]:
         skqueue.core.speedups = saved
 
 
-def c_syscall_cost_us() -> float | None:
-    """Microseconds of an exact kevent's two system calls made from C (syscall_cost.c),
-    or None without gcc."""
+@contextlib.contextmanager
+def c_floor(name: str) -> Iterator[Callable[[], float] | None]:
+    """benchmarks/<name>.c, compiled: a call runs it and returns what it prints
+    (microseconds of a floor no Python code can beat, measured here).  None without gcc."""
     gcc = shutil.which("gcc")
     if gcc is None:
-        return None
+        yield None
+        return
     with tempfile.TemporaryDirectory() as tmp:
-        exe = Path(tmp) / "syscall_cost"
-        source = Path(__file__).with_name("syscall_cost.c")
-        subprocess.run([gcc, "-O2", "-o", str(exe), str(source)], check=True)
-        out = subprocess.run([str(exe)], check=True, capture_output=True, text=True, timeout=60)
-    return float(out.stdout)
+        exe = Path(tmp) / name
+        source = Path(__file__).with_name(f"{name}.c")
+        subprocess.run([gcc, "-O2", "-pthread", "-o", str(exe), str(source)], check=True)
+
+        def run() -> float:
+            out = subprocess.run([exe], check=True, capture_output=True, text=True, timeout=60)
+            return float(out.stdout)
+
+        yield run

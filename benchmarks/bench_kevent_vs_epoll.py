@@ -32,7 +32,7 @@ import time
 from array import array
 from collections.abc import Callable
 
-from _common import c_syscall_cost_us, pure_path, write_results
+from _common import c_floor, pure_path, write_results
 
 import skqueue
 from skqueue import EV_ADD, EVFILT_READ, kevent
@@ -254,7 +254,8 @@ def main() -> None:
         f"0.8x leaves {budget_us:.2f} us per event beyond raw epoll; the two system "
         f"calls of an exact kevent cost {syscalls_us:.2f} us per event from Python"
     )
-    c_us = c_syscall_cost_us()
+    with c_floor("syscall_cost") as syscall_cost:
+        c_us = None if syscall_cost is None else syscall_cost()
     c_ceiling = None
     if c_us is not None:
         c_ceiling = per_event_us["epoll"] / (per_event_us["epoll"] + c_us)
