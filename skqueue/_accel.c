@@ -10,7 +10,9 @@
                  that delivery's FIONREAD and epoll_ctl(MOD) re-arm, fills the knote
                  and appends it to the harvest's list.  It stops at the first entry it
                  cannot take whole, and the Python dispatch runs from there, so the
-                 order of events and of system calls is the pure path's.
+                 order of events and of system calls is the pure path's; where it stops
+                 after a system call (no bytes after all, a re-arm refused for a closed
+                 fd), the Python path makes that call again and decides.
    events_of     is KqueueCore's _events_of: one kevent per reported knote, clearing
                  KN_REPORTED.
 
@@ -191,7 +193,8 @@ report_one(int epfd, PyObject *entry, PyObject *handlers, PyObject *watches, PyO
     if (nread == 0) {
         goto done;
     }
-    result = fill_plain(watch, kn, status, revents, nread, m) < 0 || PyList_Append(reported, kn) < 0
+    /* Listed first: whatever fails after, the harvest's end clears KN_REPORTED of it. */
+    result = PyList_Append(reported, kn) < 0 || fill_plain(watch, kn, status, revents, nread, m) < 0
                  ? -1
                  : 1;
 done:
