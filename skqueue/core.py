@@ -110,7 +110,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import operator
 import os
 import sys
 import threading
@@ -148,7 +147,7 @@ from .constants import (
     KQTUNE_RTRESERVE,
     KQTUNE_RTSHARE,
 )
-from .event import C_INT_MAX, checked, event, kevent
+from .event import checked, event, kevent
 from .filters import registry
 from .knote import (
     KN_ACTIVE,
@@ -346,11 +345,10 @@ class KqueueCore:
     def control(
         self, changes: Iterable[kevent] | None, nevents: int, timeout: float | None
     ) -> list[kevent]:
-        # As select.kqueue.control does before the syscall: a bad room for events,
-        # or a changelist with a bad entry, is refused before any change is applied.
-        nevents = operator.index(nevents)
-        if nevents > C_INT_MAX:
-            raise OverflowError(f"max_events {nevents} does not fit a C int")
+        """kevent(): nevents (0 <= nevents <= C_INT_MAX) and timeout (seconds, >= 0, or
+        None) as kqueue.control has checked them."""
+        # As select.kqueue.control does before the syscall: a changelist with a bad
+        # entry is refused before any change is applied.
         changelist = () if changes is None else _checked_changes(changes)
         out: list[kevent] = []
         before_wait = self.before_wait

@@ -16,7 +16,7 @@ from .constants import (
     KQ_SCHED_FEAT_WS,
 )
 from .core import KqueueCore, handles
-from .event import kevent
+from .event import C_INT_MAX, kevent
 from .sched.policy import POLICY_NAMES
 
 __all__ = ["kqueue"]
@@ -228,6 +228,8 @@ class kqueue:
         if core is None or core.closed:  # a fork() child must not touch the lock
             raise ValueError("I/O operation on closed kqueue object")
         max_events = operator.index(max_events)  # TypeError for a float, as select.kqueue
+        if max_events > C_INT_MAX:
+            raise OverflowError(f"max_events {max_events} does not fit a C int")
         if max_events < 0:
             raise ValueError(f"Length of eventlist must be 0 or positive, got {max_events}")
         if timeout is None:  # the common blocking wait: nothing to check
