@@ -1,4 +1,4 @@
-/* skqueue._accel: the optional C accelerator of a classic kqueue's per-event path.
+/* skqueue._accel: the optional C accelerator of skqueue's per-event path.
 
    The pure-Python path is the reference (skqueue/accel.py says when this module is
    used).  Everything here does exactly what that path does, with the same system
@@ -15,11 +15,14 @@
                  fd), the Python path makes that call again and decides.
    events_of     is KqueueCore's _events_of: one kevent per reported knote, clearing
                  KN_REPORTED.
+   measure_plain is FdFilter.measure_unlocked's system calls, for an SKQ scan's plain
+                 READ delivery without the kqueue lock (it touches no Python object).
 
-   Every knote and watch field is read and written through the ordinary attribute
-   protocol, so the objects stay Python's (slots, locking on free-threaded builds);
-   the caller holds the kqueue lock, which guards them.  The module keeps no state
-   between calls but interned names, and declares that it needs no GIL. */
+   Every knote and watch field is read and written through its slot's own descriptor
+   functions (configure() binds them), so the objects stay Python's (locking on
+   free-threaded builds); the caller holds the kqueue lock, which guards them.  The
+   module keeps no state but interned names and those bindings, made once at import,
+   and declares that it needs no GIL. */
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -27,6 +30,7 @@
 #include <structmember.h>
 #endif
 
+#include <poll.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
@@ -130,14 +134,21 @@ fill_plain(PyObject *watch, PyObject *kn, long status, long revents, long nread,
     return set_long(kn, KN_STATUS, status | m->reported);
 }
 
-/* The delivery's system calls: FIONREAD, then the re-arm (which also proves that fd
-   still names the file it was registered on).  The bytes readable, or 0: not taken. */
+/* The delivery's system calls: FIONREAD, for a FIFO a poll(2) that looks for a
+   hang-up (unusual: the revents that make it), then the re-arm (which also proves that
+   fd still names the file it was registered on).  The bytes readable, or 0: not taken. */
 static int
-measure_and_rearm(int epfd, int fd, long rearm)
+measure_and_rearm(int epfd, int fd, long rearm, long unusual)
 {
     int nread = 0;
     if (ioctl(fd, FIONREAD, &nread) < 0 || nread <= 0) {
         return 0;
+    }
+    if (unusual) {
+        struct pollfd look = {.fd = fd, .events = POLLIN | POLLOUT | POLLRDHUP};
+        if (poll(&look, 1, 0) < 0 || look.revents & unusual) {
+            return 0;
+        }
     }
     struct epoll_event ev;
     memset(&ev, 0, sizeof ev);
@@ -189,7 +200,7 @@ report_one(int epfd, PyObject *entry, PyObject *handlers, PyObject *watches, PyO
     if (status & m->blockers || revents & m->unusual) {
         goto done;
     }
-    int nread = measure_and_rearm(epfd, (int)fd, m->rearm);
+    int nread = measure_and_rearm(epfd, (int)fd, m->rearm, 0);
     if (nread == 0) {
         goto done;
     }
@@ -248,6 +259,30 @@ report_plain(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         taken++;
     }
     return PyLong_FromSsize_t(taken);
+}
+
+PyDoc_STRVAR(measure_plain_doc,
+"measure_plain(epfd, fd, rearm, fifo_unusual) -> int\n\n"
+"FdFilter.measure_unlocked's system calls for fd: FIONREAD, for a FIFO (fifo_unusual,\n"
+"the poll(2) revents that send it the general way; 0 for others) a poll, the re-arm.\n"
+"The bytes readable, or 0 when anything is unusual.  Touches no Python object: it\n"
+"runs without the kqueue lock.");
+
+static PyObject *
+measure_plain(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "measure_plain takes 4 arguments");
+        return NULL;
+    }
+    long values[4];
+    for (int i = 0; i < 4; i++) {
+        values[i] = PyLong_AsLong(args[i]);
+        if (values[i] == -1 && PyErr_Occurred()) {
+            return NULL;
+        }
+    }
+    return PyLong_FromLong(measure_and_rearm((int)values[0], (int)values[1], values[2], values[3]));
 }
 
 /* kevent(kn.ident, kn.filter, kn.flags | kn.oflags, kn.fflags, kn.data, kn.udata),
@@ -369,6 +404,8 @@ configure(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 static PyMethodDef accel_methods[] = {
     {"report_plain", (PyCFunction)(void (*)(void))report_plain, METH_FASTCALL, report_plain_doc},
     {"events_of", (PyCFunction)(void (*)(void))events_of, METH_FASTCALL, events_of_doc},
+    {"measure_plain", (PyCFunction)(void (*)(void))measure_plain, METH_FASTCALL,
+     measure_plain_doc},
     {"configure", (PyCFunction)(void (*)(void))configure, METH_FASTCALL, configure_doc},
     {NULL, NULL, 0, NULL},
 };

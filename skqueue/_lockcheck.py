@@ -196,6 +196,7 @@ GUARDED: dict[str, tuple[tuple[str, ...], Callable[[Any], object]]] = {
             "in_wait",
             "leader",
             "leader_polling",
+            "unlocked",
             "rtshare",
             "freq",
             "rtreserve",

@@ -79,7 +79,10 @@ lock and makes the same calls, see ``_PARALLEL``).  Such a knote is already owne
 the scanning kevq and off every queue, and its filter's token tells ``finish``
 whether anything changed meanwhile; if so, the filter delivers it the ordinary way,
 locked.  Its activation was taken when the delivery began (KN_ACTIVE cleared), so one
-arriving meanwhile stays for the owner's release.
+arriving meanwhile stays for the owner's release.  The backend's fds stay open until no
+thread is in epoll_wait or in such calls (``unlocked`` counts them): a close() meanwhile
+leaves the last one out to free them, so that no number is used after the kernel may
+have given it to another file.
 
 While the leader polls, every wake-up eventfd write is for it, so another thread's
 harvest (a zero-timeout poll, ``pending``) leaves the eventfd readable
@@ -117,6 +120,7 @@ import time
 import warnings
 import weakref
 from collections.abc import Callable, Iterable
+from types import ModuleType
 from typing import Any
 
 from ._lockcheck import CHECK_LOCKS, install_lock_checks, lock_figures, new_lock
@@ -221,6 +225,7 @@ class KqueueCore:
         self.in_wait = 0  # threads inside a wait
         self.leader: Kevq | None = None
         self.leader_polling = False
+        self.unlocked = 0  # threads in a scan's system calls without the lock (_PARALLEL)
         self.rtshare = 100  # KQTUNE_RTSHARE
         self.freq = 0  # KQTUNE_FREQ
         self.rtreserve = 0  # KQTUNE_RTRESERVE (the scheduler applies it)
@@ -245,6 +250,10 @@ class KqueueCore:
     @property
     def poller(self) -> Poller:
         return self.backend
+
+    @property
+    def speedups(self) -> ModuleType | None:
+        return speedups
 
     def nested_kqueue(self, fd: int) -> KqueueCore | None:
         return handles.core_behind(fd)
@@ -612,7 +621,7 @@ class KqueueCore:
             self.leader_polling = False
             self.leader = None
         if self.closed:
-            self.backend.close()
+            self._close_backend_when_idle()
             return []
         return self._harvest(kevq, ready, nevents)
 
@@ -634,8 +643,7 @@ class KqueueCore:
         try:
             start = 0
             if speedups is not None and EVFILT_READ in self.filters:
-                fd_ops = self.filters[EVFILT_READ]
-                start = fd_ops.report_ready(speedups, ready, reported, nevents)
+                start = self.filters[EVFILT_READ].report_ready(ready, reported, nevents)
             if start < len(ready):
                 self.backend.dispatch(ready, keep_wake, start)
         finally:
@@ -717,12 +725,16 @@ class KqueueCore:
         """Make later's system calls (without the lock if _PARALLEL), then put each event
         in its place."""
         if _PARALLEL:
+            self.unlocked += 1
             self.lock.release()
         try:
             measured = [kn.ops.measure_unlocked(kn) for kn, _ in later]
         finally:
             if _PARALLEL:
                 self.lock.acquire()
+                self.unlocked -= 1
+                if self.closed:
+                    self._close_backend_when_idle()
         taken: list[kevent | None] = []
         for (kn, token), found in zip(later, measured, strict=True):
             delivery = kn.ops.finish(kn, token, found)
@@ -855,10 +867,16 @@ class KqueueCore:
                 kevq.cond.notify_all()
             if self.leader is not None:
                 self.backend.wake()  # the leader closes the backend on its way out
-            else:
-                _attempt(failures, self.backend.close)
+            _attempt(failures, self._close_backend_when_idle)
         for exc in failures:
             warnings.warn(f"kqueue close: {exc!r}", RuntimeWarning, stacklevel=3)
+
+    def _close_backend_when_idle(self) -> None:
+        """After close(): free the epoll set and its fds once no thread can still use
+        their numbers (the leader in epoll_wait, a scan's unlocked system calls, which
+        the accelerator makes on the raw fd); the last one out closes them."""
+        if self.leader is None and not self.unlocked:
+            self.backend.close()
 
     def stats(self) -> dict[str, Any]:
         with self.lock:

@@ -114,6 +114,10 @@ class KqueueHost(Protocol):
         """The kqueue's epoll set and alarm."""
 
     @property
+    def speedups(self) -> ModuleType | None:
+        """The C accelerator serving this kqueue (``skqueue.accel``), or None: pure Python."""
+
+    @property
     def watcher(self) -> Watcher:
         """The kqueue's shared inotify watcher."""
 
@@ -231,12 +235,10 @@ class Filter:
         """The CPU this activation happened on (for CPU and queue affinity)."""
         return current_cpu()
 
-    def report_ready(
-        self, speedups: ModuleType, ready: list[tuple[int, int]], reported: list[Knote], room: int
-    ) -> int:
-        """The C accelerator's part of a classic harvest (``skqueue.accel``; the core
-        passes it): report the leading ready entries this filter can, as its handlers
-        would (``report_now``), appending to reported up to room; how many it took."""
+    def report_ready(self, ready: list[tuple[int, int]], reported: list[Knote], room: int) -> int:
+        """The C accelerator's part of a classic harvest (called only when there is one,
+        ``KqueueHost.speedups``): report the leading ready entries this filter can, as its
+        handlers would (``report_now``), appending to reported up to room; how many it took."""
         return 0
 
     def close(self) -> None:

@@ -4,9 +4,9 @@
 
 runs a workload that takes every branch of skqueue/_accel.c (plain READs reported
 whole, runs cut short by EV_CLEAR, EV_DISPATCH, a hang-up and a closed fd, the room
-running out) in a child interpreter under ``valgrind --leak-check=full`` with
-``PYTHONMALLOC=malloc``, and fails (exit 1) if any error or definitely-lost block has
-the accelerator on its stack.  CPython's own reports (it frees little at exit, and reads
+running out, an SKQ scan's unlocked deliveries on sockets and a pipe) in a child
+interpreter under ``valgrind --leak-check=full`` with ``PYTHONMALLOC=malloc``, and fails
+(exit 1) if any error or definitely-lost block has the accelerator on its stack.  CPython's own reports (it frees little at exit, and reads
 some uninitialised words on purpose) are not the accelerator's and are not counted.
 """
 
@@ -52,6 +52,18 @@ def workload() -> int:
     pairs[1][0].close()  # a closed fd
     count += len(kq.control(None, 8, 0))
     kq.close()
+    # An SKQ kqueue: its scan's unlocked deliveries (measure_plain), a pipe's among them.
+    skq = skqueue.kqueue(sched="best", sargs=2)
+    r, w = os.pipe()
+    os.write(w, b"p")
+    skq.control([kevent(a, EVFILT_READ, EV_ADD) for a, _ in pairs[2:4]], 0)
+    skq.control([kevent(r, EVFILT_READ, EV_ADD)], 0)
+    for _ in range(ROUNDS):
+        count += len(skq.control(None, 2, 0))
+    os.close(w)  # the pipe's hang-up
+    count += len(skq.control(None, 4, 0))
+    skq.close()
+    os.close(r)
     return count
 
 

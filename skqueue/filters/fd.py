@@ -32,7 +32,6 @@ import termios
 import weakref
 from array import array
 from collections.abc import Callable
-from types import ModuleType
 from typing import TYPE_CHECKING
 
 from ..accel import speedups
@@ -424,10 +423,10 @@ class FdFilter(Filter):
                 return REPORT_REARMED
         return REPORT if ready else SKIP
 
-    def report_ready(
-        self, speedups: ModuleType, ready: list[tuple[int, int]], reported: list[Knote], room: int
-    ) -> int:
+    def report_ready(self, ready: list[tuple[int, int]], reported: list[Knote], room: int) -> int:
         """In C, what on_ready and _deliver_plain do for a run of plain READs."""
+        speedups = self.kq.speedups
+        assert speedups is not None  # the core asks only when there is one
         taken: int = speedups.report_plain(
             self._epfd, ready, self._handlers, self.watches, reported, room, _PLAIN_MASKS
         )
@@ -454,6 +453,11 @@ class FdFilter(Filter):
         epoll_ctl of its own.
         """
         watch: FdWatch = kn.hook
+        speedups = self.kq.speedups
+        if speedups is not None:  # the same calls, in C
+            fifo = _UNUSUAL if watch.kind == FIFO else 0
+            measured: int = speedups.measure_plain(self._epfd, watch.fd, _IN_ONESHOT, fifo)
+            return measured
         fd, buf = watch.fd, array("i", [0])  # not the filter's scratch: no lock here
         try:
             _ioctl(fd, _FIONREAD, buf)
