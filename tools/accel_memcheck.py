@@ -6,8 +6,9 @@ runs a workload that takes every branch of skqueue/_accel.c (plain READs reporte
 whole, runs cut short by EV_CLEAR, EV_DISPATCH, a hang-up and a closed fd, the room
 running out, an SKQ scan's unlocked deliveries on sockets and a pipe) in a child
 interpreter under ``valgrind --leak-check=full`` with ``PYTHONMALLOC=malloc``, and fails
-(exit 1) if any error or definitely-lost block has the accelerator on its stack.  CPython's own reports (it frees little at exit, and reads
-some uninitialised words on purpose) are not the accelerator's and are not counted.
+(exit 1) if any error or definitely-lost block has the accelerator on its stack.
+CPython's own reports (it frees little at exit, and reads some uninitialised words on
+purpose) are not the accelerator's and are not counted.
 """
 
 from __future__ import annotations
