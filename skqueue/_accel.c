@@ -101,6 +101,29 @@ set_long(PyObject *obj, int field, long value)
     return result;
 }
 
+/* The fast-call functions' argument checks: 0, or -1 with TypeError/OverflowError. */
+static int
+expect(const char *name, Py_ssize_t nargs, Py_ssize_t want)
+{
+    if (nargs == want) {
+        return 0;
+    }
+    PyErr_Format(PyExc_TypeError, "%s takes %zd arguments (%zd given)", name, want, nargs);
+    return -1;
+}
+
+static int
+longs_of(PyObject *const *args, Py_ssize_t n, long *out)
+{
+    for (Py_ssize_t i = 0; i < n; i++) {
+        out[i] = PyLong_AsLong(args[i]);
+        if (out[i] == -1 && PyErr_Occurred()) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
 /* watches[fd] as a new reference: 1 found, 0 absent, -1 error. */
 static int
 lookup(PyObject *dict, PyObject *key, PyObject **out)
@@ -226,15 +249,14 @@ PyDoc_STRVAR(report_plain_doc,
 static PyObject *
 report_plain(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 7) {
-        PyErr_SetString(PyExc_TypeError, "report_plain takes 7 arguments");
+    long epfd;
+    if (expect("report_plain", nargs, 7) < 0 || longs_of(args, 1, &epfd) < 0) {
         return NULL;
     }
-    long epfd = PyLong_AsLong(args[0]);
     PyObject *ready = args[1], *handlers = args[2], *watches = args[3], *reported = args[4];
     Py_ssize_t room = PyLong_AsSsize_t(args[5]);
     Masks m;
-    if ((epfd == -1 || room == -1) && PyErr_Occurred()) {
+    if (room == -1 && PyErr_Occurred()) {
         return NULL;
     }
     if (!PyList_Check(ready) || !PyDict_Check(handlers) || !PyDict_Check(watches) ||
@@ -271,16 +293,9 @@ PyDoc_STRVAR(measure_plain_doc,
 static PyObject *
 measure_plain(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 4) {
-        PyErr_SetString(PyExc_TypeError, "measure_plain takes 4 arguments");
-        return NULL;
-    }
     long values[4];
-    for (int i = 0; i < 4; i++) {
-        values[i] = PyLong_AsLong(args[i]);
-        if (values[i] == -1 && PyErr_Occurred()) {
-            return NULL;
-        }
+    if (expect("measure_plain", nargs, 4) < 0 || longs_of(args, 4, values) < 0) {
+        return NULL;
     }
     return PyLong_FromLong(measure_and_rearm((int)values[0], (int)values[1], values[2], values[3]));
 }
