@@ -20,6 +20,12 @@ empty a handler may instead have a ready knote reported straight from the harves
 (``report_now``), the fast path of the common plain READ: the core keeps the list
 and builds the ``kevent`` objects, here and in ``_scan`` alone.
 
+With the C accelerator (``speedups``, see ``skqueue.accel``) that fast path runs in C
+for the leading run of a harvest's ready entries (``Filter.report_ready``) and the
+harvest's events are built there (``_events_of``); an SKQ scan's unlocked system calls
+too (``measure_unlocked``).  Every decision is the same as the pure path's, and
+``speedups`` (this module's global, None on the pure path) is the one switch.
+
 Knote states
 ------------
 
