@@ -148,10 +148,12 @@ class Kevq:
             self.rt.remove(kn)
         kn.kevq = None
 
-    def expected_start_ns(self, now_ns: int) -> float:
-        """When an event placed here now would start: SKQ's best-of-N estimate."""
-        busy_until = self.last_return_ns + self.n_last * self.avg_ns
-        return max(float(now_ns), busy_until) + len(self) * self.avg_ns
+    def expected_start_ns(self, now_ns: int, unmeasured_avg: float = 0.0) -> float:
+        """When an event placed here now would start: SKQ's best-of-N estimate, with
+        unmeasured_avg as the time per event of a kevq that has timed none yet."""
+        avg = self.avg_ns or unmeasured_avg
+        busy_until = self.last_return_ns + self.n_last * avg
+        return max(float(now_ns), busy_until) + len(self) * avg
 
     def account_wait(self, now_ns: int) -> None:
         """A new wait closes the previous batch: update the time-per-event average."""

@@ -205,7 +205,7 @@ class Scheduler:
         if len(kevqs) == 1:
             chosen = kevqs[0]
         elif kind == KQ_SCHED_BEST:
-            chosen = self._best(self._sample(kevqs, self._sargs, self._random), now)
+            chosen = self._best(self._sample(kevqs, self._sargs, self._random), now)[0]
         elif kind == SCHED_RANDOM:
             chosen = self._random.choice(kevqs)
         else:
@@ -220,11 +220,11 @@ class Scheduler:
     def _observe(self, auto: AutoPolicy, kn: Knote, kevqs: list[Kevq], now: int) -> None:
         """auto's evidence of one placement: would affinity hold, how unequal are queues."""
         sample = self._sample(kevqs, 2, self._evidence)
-        best_start = self._best(sample, now).expected_start_ns(now)
+        best_start = self._best(sample, now)[1]
         group = self.topology.group(self._cpu_of(kn))
         local = [k for k in kevqs if k.group == group]
         holds = bool(local) and (
-            self._best(local, now).expected_start_ns(now) <= best_start + tunables.cache_penalty_ns
+            self._best(local, now)[1] <= best_start + tunables.cache_penalty_ns
         )
         auto.observe(holds, abs(len(sample[0]) - len(sample[-1])))
         if auto.due() and auto.close_window(now, self.kevqs):
@@ -242,14 +242,24 @@ class Scheduler:
         return rng.sample(kevqs, n)
 
     @staticmethod
-    def _best(candidates: list[Kevq], now_ns: int) -> Kevq:
+    def _best(candidates: list[Kevq], now_ns: int) -> tuple[Kevq, float]:
+        """The candidate an event placed now would start soonest on, and when.
+
+        ours: a kevq that has timed no event yet (a new thread) would look free however
+        long its queue, and draw every placement it is sampled for; it is taken to be
+        as slow per event as the slowest candidate instead.
+        """
+        unmeasured = 0.0
+        for kevq in candidates:
+            if kevq.avg_ns > unmeasured:
+                unmeasured = kevq.avg_ns
         best = candidates[0]
-        best_start = best.expected_start_ns(now_ns)
+        best_start = best.expected_start_ns(now_ns, unmeasured)
         for kevq in candidates[1:]:
-            start = kevq.expected_start_ns(now_ns)
+            start = kevq.expected_start_ns(now_ns, unmeasured)
             if start < best_start:
                 best, best_start = kevq, start
-        return best
+        return best, best_start
 
     def _affine(self, kn: Knote, kevqs: list[Kevq], now: int) -> Kevq:
         """Queue or CPU affinity among kevqs, optionally hybrid with best-of-sargs sampling."""
@@ -259,13 +269,10 @@ class Scheduler:
             chosen = self._random.choice(kevqs)
             chosen.fallbacks += 1
             return chosen
-        chosen = self._best(local, now)
+        chosen, chosen_start = self._best(local, now)
         if self._sargs:
-            other = self._best(self._sample(kevqs, self._sargs, self._random), now)
-            penalty = tunables.cache_penalty_ns
-            if other.group != group and (
-                other.expected_start_ns(now) + penalty < chosen.expected_start_ns(now)
-            ):
+            other, other_start = self._best(self._sample(kevqs, self._sargs, self._random), now)
+            if other.group != group and other_start + tunables.cache_penalty_ns < chosen_start:
                 other.mismatches += 1
                 return other
         return chosen

@@ -664,3 +664,21 @@ def test_auto_switching_moves_nothing_that_is_queued() -> None:
         sched.place(kn, Kevq(LOCK))  # placed, never queued: only the decision counts
     assert sched.stats()["auto"]["switches"] == 1
     assert [list(q.normal) for q in kevqs] == before
+
+
+def test_a_kevq_that_has_timed_nothing_yet_does_not_draw_every_placement() -> None:
+    """A new thread's kevq (no time per event yet) is costed like the slowest candidate:
+    with events queued it loses to an idle measured one, where the bare estimate (0 per
+    event: always "now") would win every sample it is in."""
+    clock = FakeClock()
+    clock.now = 1_000
+    sched = scheduler(KQ_SCHED_BEST, 2, clock=clock)
+    new = kevq(0, queued=5)  # timed nothing: 5 events at the other's 1_000 each
+    measured = kevq(0, avg_ns=1_000)  # idle: starts now
+    for q in (new, measured):
+        sched.register(q)
+    assert new.expected_start_ns(clock.now) == measured.expected_start_ns(clock.now)
+    assert sched.place(knote(0), Kevq(LOCK)) is measured
+    # Both new: neither has a time, so queue lengths alone cannot tell them apart.
+    idle, other = kevq(0), kevq(0, queued=2)
+    assert Scheduler._best([other, idle], clock.now) == (other, clock.now)
