@@ -351,7 +351,7 @@ def figure(
         ax.text(
             0.005,
             slo_ms,
-            f" SLO {slo_ms:.1f} ms",
+            f" SLO {slo_ms:.3g} ms",
             transform=ax.get_yaxis_transform(),
             va="bottom",
             ha="left",
