@@ -358,7 +358,7 @@ def test_log_ticks_are_labelled_2_5_10_20_50_ms() -> None:
 
 def test_p99_plot_labels_the_slo_and_groups_the_legend() -> None:
     ax = figure(_results(), "p99_us").axes[0]
-    assert any(t.get_text().strip() == "SLO 10.0 ms" for t in ax.texts)
+    assert any(t.get_text().strip() == "SLO 10 ms" for t in ax.texts)
     legend = ax.get_legend()
     assert legend is not None
     texts = [t.get_text() for t in legend.get_texts()]
