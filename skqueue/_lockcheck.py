@@ -47,18 +47,23 @@ CHECK_LOCKS = os.environ.get("SKQUEUE_CHECK_LOCKS") == "1"
 
 
 class OwnedLock:
-    """threading.Lock's interface, recording the owner so that a field can ask."""
+    """threading.RLock's interface, recording the owner so that a field can ask."""
 
-    __slots__ = ("_lock", "_owner")
+    __slots__ = ("_depth", "_lock", "_owner")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._owner = 0  # ident of the holder; only the holder writes its own ident
+        self._depth = 0  # the holder's acquisitions not released yet
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        me = threading.get_ident()
+        if self._owner == me:
+            self._depth += 1
+            return True
         if not self._lock.acquire(blocking, timeout):
             return False
-        self._owner = threading.get_ident()
+        self._owner, self._depth = me, 1
         return True
 
     def release(self) -> None:
@@ -67,8 +72,10 @@ class OwnedLock:
                 f"kqueue lock released by {_describe(threading.get_ident())}, "
                 f"held by {_describe(self._owner)}"
             )
-        self._owner = 0
-        self._lock.release()
+        self._depth -= 1
+        if not self._depth:
+            self._owner = 0
+            self._lock.release()
 
     def locked(self) -> bool:
         return self._lock.locked()
@@ -94,32 +101,44 @@ LOCK_TIMING = os.environ.get("SKQUEUE_LOCK_TIMING") == "1"
 
 
 class TimedLock:
-    """threading.Lock's interface, adding up wait and hold times (nanoseconds).
+    """threading.RLock's interface, adding up wait and hold times (nanoseconds) of the
+    outermost acquisitions.
 
     The counters are written only by the holder, so the lock guards them itself.
     """
 
-    __slots__ = ("_acquired_ns", "_lock", "acquisitions", "hold_ns", "wait_ns")
+    __slots__ = ("_acquired_ns", "_depth", "_lock", "_owner", "acquisitions", "hold_ns", "wait_ns")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._owner = 0
+        self._depth = 0
         self._acquired_ns = 0
         self.acquisitions = 0
         self.wait_ns = 0
         self.hold_ns = 0
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        me = threading.get_ident()
+        if self._owner == me:
+            self._depth += 1
+            return True
         start = time.perf_counter_ns()
         if not self._lock.acquire(blocking, timeout):
             return False
         now = time.perf_counter_ns()
+        self._owner, self._depth = me, 1
         self.acquisitions += 1
         self.wait_ns += now - start
         self._acquired_ns = now
         return True
 
     def release(self) -> None:
+        self._depth -= 1
+        if self._depth:
+            return
         self.hold_ns += time.perf_counter_ns() - self._acquired_ns
+        self._owner = 0
         self._lock.release()
 
     def locked(self) -> bool:
@@ -149,10 +168,16 @@ def lock_figures(lock: object) -> dict[str, int] | None:
     return lock.figures() if isinstance(lock, TimedLock) else None
 
 
-#: Makes a kqueue lock: threading.Lock itself when neither mode is on.  The ownership
-#: checks win over timing (their extra work would be timed too).
+def _rlock() -> threading.Lock:
+    return cast(threading.Lock, threading.RLock())
+
+
+#: Makes a kqueue's lock, a kevq's or a knote guard (all reentrant: a knote of a filter
+#: that runs under the kqueue lock has that lock as its guard): threading.RLock itself
+#: when neither mode is on.  The ownership checks win over timing (their extra work
+#: would be timed too).
 new_lock: Callable[[], threading.Lock] = (
-    _owned_lock if CHECK_LOCKS else _timed_lock if LOCK_TIMING else threading.Lock
+    _owned_lock if CHECK_LOCKS else _timed_lock if LOCK_TIMING else _rlock
 )
 
 
@@ -173,7 +198,7 @@ def _core_lock(core: Any) -> object:
 
 
 def _kevq_lock(kevq: Any) -> object:
-    return kevq.cond.lock
+    return kevq.lock
 
 
 def _waitqueue_lock(queue: Any) -> object:
@@ -181,7 +206,7 @@ def _waitqueue_lock(queue: Any) -> object:
 
 
 def _knote_lock(kn: Any) -> object:
-    return getattr(kn.ops.kq, "lock", None)  # a test's stand-in host has none
+    return kn.guard
 
 
 #: class name -> (fields the kqueue lock guards, how to find that lock).
@@ -196,7 +221,7 @@ GUARDED: dict[str, tuple[tuple[str, ...], Callable[[Any], object]]] = {
             "in_wait",
             "leader",
             "leader_polling",
-            "unlocked",
+            "followers",
             "rtshare",
             "freq",
             "rtreserve",
@@ -208,19 +233,9 @@ GUARDED: dict[str, tuple[tuple[str, ...], Callable[[Any], object]]] = {
         ),
         _core_lock,
     ),
+    # owned, waiting and the estimates (avg_ns, ...) are its thread's alone.
     "Kevq": (
-        (
-            "normal",
-            "rt",
-            "owned",
-            "sleeping",
-            "waiting",
-            "closing",
-            "reserved",
-            "avg_ns",
-            "last_return_ns",
-            "n_last",
-        ),
+        ("normal", "rt", "sleeping", "polling", "closing", "reserved", "enqueues"),
         _kevq_lock,
     ),
     "WaitQueue": (("unwoken",), _waitqueue_lock),
@@ -234,6 +249,27 @@ RACY_READS: dict[tuple[str, str], str] = {
         "table's core_behind and a fork() child read it unlocked, and whatever they "
         "then do under the lock checks it again there"
     ),
+    ("KqueueCore", "sched"): (
+        "set once, by FKQMULTI, which is refused after the first kevent() call: every "
+        "wait sees its final value"
+    ),
+    ("KqueueCore", "rtshare"): "one int, read by an SKQ scan: a retune applies from the next",
+    ("KqueueCore", "freq"): "one int, read by an SKQ wait: a retune applies from the next",
+    ("KqueueCore", "leader"): (
+        "a thread leaving an SKQ wait, or an activation that would wake a thief, reads it "
+        "to decide whether to act; _hand_over_lead reads it again under the lock, and a "
+        "stale thief wake-up costs one spurious return from epoll_wait"
+    ),
+    ("KqueueCore", "followers"): "read with leader, for the same decision",
+    ("Kevq", "normal"): (
+        "placement and stealing read queue lengths without the kevq's lock: heuristics; "
+        "the queues change only under it"
+    ),
+    ("Kevq", "rt"): "as normal",
+    ("Kevq", "sleeping"): "idle_thief's heuristic; a wake-up goes through the lock",
+    ("Kevq", "polling"): "the thief wake-up's heuristic, as sleeping",
+    ("Kevq", "reserved"): "idle_thief's heuristic; offer() decides under the lock",
+    ("Kevq", "enqueues"): "one int, summed for a watching kqueue's EV_CLEAR test",
     ("KqueueCore", "before_wait"): (
         "control() calls the hook before taking the lock (lock order: the hook takes "
         "the signal hub's reader_lock, outside the kqueue lock); one reference read "

@@ -11,14 +11,14 @@ delivered knote at once; an SKQ ("multi") kqueue has a kevq per waiting thread,
 a scheduler that places every activation on one of them, and releases a thread's
 knotes when that thread next waits (``_release_owned``).
 
-Waiting follows leader/followers: a waiter whose kevq is empty becomes the leader
-if nobody is, releases the lock, blocks in epoll_wait, and on return runs the
-handlers of what became ready (``_harvest``).  Handlers activate knotes, which
-places them and wakes exactly the thread that owns the kevq (its ``WaitQueue``);
-other waiters sleep on their own kevq's queue.  On a classic kqueue whose queue is
-empty a handler may instead have a ready knote reported straight from the harvest
-(``report_now``), the fast path of the common plain READ: the core keeps the list
-and builds the ``kevent`` objects, here and in ``_scan`` alone.
+A classic wait follows leader/followers under the kqueue lock: a waiter whose kevq
+is empty becomes the leader if nobody is, releases the lock, blocks in epoll_wait,
+and on return runs the handlers of what became ready (``_harvest``).  Handlers
+activate knotes, which queues them and wakes a sleeper; other waiters sleep on the
+kevq's queue.  When the queue is empty a handler may instead have a ready knote
+reported straight from the harvest (``report_now``), the fast path of the common
+plain READ: the core keeps the list and builds the ``kevent`` objects, here and in
+``_scan`` alone.  An SKQ wait runs in parallel instead (below, "The SKQ wait").
 
 With the C accelerator (``speedups``, see ``skqueue.accel``) that fast path runs in C
 for the leading run of a harvest's ready entries (``Filter.report_ready``) and the
@@ -31,8 +31,8 @@ Knote states
 
 ``kn.status`` holds the KN_* bits of ``skqueue.knote``; ``kn.kevq`` is the kevq
 it is queued on and ``kn.owner`` the kevq that owns it.  Only the core changes
-them, with the lock held; filters may read the bits (and one may clear
-KN_ACTIVE, below).  KN_OWNED is set exactly while ``owner`` is::
+them, with the knote's guard held (``kn.guard``, below); filters may read the bits
+(and one may clear KN_ACTIVE, below).  KN_OWNED is set exactly while ``owner`` is::
 
     bit / field   set by                           cleared by
     KN_ACTIVE     activate()                       a delivery (_scan); touch() taking
@@ -58,45 +58,86 @@ EV_DISPATCH sets DISABLED.  A REPORTED knote is neither QUEUED nor owned.
 Locks
 -----
 
-Order, outermost first; nothing takes them the other way round:
+Order, outermost first; nothing takes them the other way round but with a try-lock:
 
 1. the signal hub's ``reader_lock`` (``SignalHub.drain``, the hub thread): it then
    takes kqueue locks through ``activate_from_thread``, so ``before_wait`` runs
    before ``control()`` takes the lock, never under it;
-2. the kqueue lock (``self.lock``; every kevq's ``WaitQueue`` is a condition on it);
-3. under it, only short leaf locks: the handle table's, the signal hub's ``lock``
-   (watch/unwatch from attach/detach), the AIO job table's (``kqueue_closed`` at
-   close).  The AIO machinery releases its table lock before it posts, fires or
-   retires a knote (``JobTable.section``).
+2. the kqueue lock (``self.lock``, reentrant);
+3. a knote's guard (``kn.guard``): it guards status, kevq and owner, and what the
+   filter keeps for the knote.  It is the kqueue lock itself, but on an SKQ kqueue
+   the READ/WRITE filter gives each fd a lock of its own (``FdWatch.guard``, one for
+   both knotes of the fd): the SKQ wait handles those knotes without the kqueue lock;
+4. a kevq's lock (``kevq.lock``; a classic kqueue's one kevq has the kqueue lock):
+   its queues, its ``WaitQueue``, its sleeping, polling, closing and reserved flags;
+5. short leaf locks: the handle table's, the signal hub's ``lock`` (watch/unwatch
+   from attach/detach), the AIO job table's (``kqueue_closed`` at close), a
+   sleeper's lock (``WaitQueue``).  The AIO machinery releases its table lock before
+   it posts, fires or retires a knote (``JobTable.section``).
 
-The scheduler (``sched/``) has no lock: it runs under the kqueue lock.  Another
-kqueue's lock is taken under ours only by a nested kqueue's READ (``pending``),
-with a timeout, so two kqueues watching each other cannot deadlock.
+A knote enters or leaves a kevq's queues with its guard and that kevq's lock held,
+but for a pop: ``Kevq.take`` holds the kevq's lock alone and leaves the knote marked
+queued there (kn.kevq), and the taker then settles it under the guard, skipping it if
+a change dequeued it meanwhile (kn.kevq is no longer that kevq).  A thief
+(``Kevq.give``) try-locks the victim's lock and each knote's guard, against the order,
+so it never waits and cannot deadlock.  The scheduler has no lock: placement reads
+other kevqs' lengths and estimates racily (see ``sched.policy``).  Another kqueue's
+lock is taken under ours only by a nested kqueue's READ (``pending``), with a timeout,
+so two kqueues watching each other cannot deadlock.
 
-With the lock held run: change processing (every filter method), the harvest
-(every backend handler), every scan, placement, stealing, waking, arming the
-backend's alarm (also for a short wait: ``prepare_wait``) and close.  It is
-released only by the leader around epoll_wait (``backend.poll``, which touches no
-state of ours), by a sleeper inside ``WaitQueue.wait``, around the ``before_wait``
-hook, and, on free-threaded CPython, by an SKQ scan around the system calls of the
-deliveries a filter may make unlocked (``begin_unlocked`` / ``measure_unlocked`` /
-``finish``: a lone level READ's FIONREAD and re-arm; under the GIL the scan keeps the
-lock and makes the same calls, see ``_PARALLEL``).  Such a knote is already owned by
-the scanning kevq and off every queue, and its filter's token tells ``finish``
-whether anything changed meanwhile; if so, the filter delivers it the ordinary way,
-locked.  Its activation was taken when the delivery began (KN_ACTIVE cleared), so one
-arriving meanwhile stays for the owner's release.  The backend's fds stay open until no
-thread is in epoll_wait or in such calls (``unlocked`` counts them): a close() meanwhile
-leaves the last one out to free them, so that no number is used after the kernel may
-have given it to another file.
+With the kqueue lock held run: change processing (every filter method, with the
+knote's guard too), a classic wait (the harvest and every backend handler, the
+scan, waking), an SKQ wait's handlers of other filters and every delivery or
+re-check that needs more than the steps below, arming the backend's alarm (also for
+a short wait: ``prepare_wait``), the leader's election and close.  The classic
+leader releases it around epoll_wait (``backend.poll``, which touches no state of
+ours), a sleeper inside ``WaitQueue.wait``, control() around the ``before_wait`` hook
+and around an SKQ wait.
 
-While the leader polls, every wake-up eventfd write is for it, so another thread's
+While a leader polls, every wake-up eventfd write is for it, so another thread's
 harvest (a zero-timeout poll, ``pending``) leaves the eventfd readable
 (``dispatch(keep_wake)``): drained there, the leader would sleep on.
 
+The SKQ wait
+------------
+
+Threads serving one SKQ kqueue do not take its lock per event: each runs its wait
+(``_wait_multi``) holding only what a step needs, as the paper's kqueue does with a
+lock per kevq.  In order:
+
+* release: what the thread was given last time (``kevq.owned``, its own) is
+  released under each knote's guard; a still-active knote is placed again, and a
+  filter that must re-check one (``Filter.settle`` says so) does it with the kqueue
+  lock;
+* scan (``_scan_multi``): knotes taken off its kevq (``Kevq.take``), or stolen, are
+  settled under their guards and made owned; a lone level READ's system calls
+  (FIONREAD, the re-arm) run with no lock (``begin_unlocked`` / ``measure_unlocked``
+  / ``finish``), its event is made under the guard; a knote of another filter, or a
+  delivery that changed meanwhile, is delivered with the kqueue lock;
+* harvest for itself: a thread whose scan found nothing polls epoll without waiting
+  and runs the handlers itself: the fd handlers (added ``guarded``) with no lock, each
+  taking its watch's guard, the rest with the kqueue lock (``_harvest_multi``).
+  Linux lets several threads poll one epoll set and reports an EPOLLONESHOT item to
+  one of them, so no thread is one through which every activation must pass.  An
+  activation is placed by the scheduler and offered to the chosen kevq
+  (``Kevq.offer``), which turns it away if its thread is retiring (or it is reserved
+  and the knote normal) and wakes its thread otherwise;
+* sleep (``_sleep``): with nothing found, a thread enlists a sleeper on its kevq (so
+  an offer from then on wakes it), then under the kqueue lock becomes the leader if
+  nobody is, or a follower.  The leader blocks in epoll_wait (an offer to it writes
+  the eventfd, ``Kevq.begin_poll``), takes its wake-up while still leading, hands
+  the lead to a follower under the lock, then harvests what it found.  Every thread
+  that finds no leader as it leaves a wait hands the lead over too, and followers
+  enlist under the same lock, so no follower sleeps while nobody polls.
+
+``in_wait`` counts the threads inside SKQ waits; the backend's fds are closed when
+the last one leaves a closed kqueue (``_close_backend_when_idle``), since each may be
+polling or making a delivery's system calls on a raw number.
+
 ``SKQUEUE_CHECK_LOCKS=1`` (``skqueue._lockcheck``) checks these rules on every
-access to the guarded fields: the ones above and KqueueCore's mutable fields but
-``handles`` (the handle table's lock) and ``abandoned`` (a fork child's).
+access to the guarded fields: KqueueCore's mutable fields but ``handles`` (the
+handle table's lock) and ``abandoned`` (a fork child's), the kevqs' (their lock) and
+the knotes' (their guard); the racy reads it allows are listed there, each with why.
 
 Filters
 -------
@@ -105,10 +146,11 @@ A filter sees its kqueue as a ``knote.KqueueHost`` and nothing more.  In its
 methods and in the handlers it gives the poller (lock held) it may fill its
 knotes' report fields and ``hook``, read their status bits, and call
 ``activate``, ``drop``, ``drop_fd``, ``report_now`` (from a handler),
-``nested_kqueue``, ``set_before_wait`` and its poller and watcher, also on the knote
-being delivered (``deliver`` may drop it and answer SKIP).  It may not change
-status bits (but clear KN_ACTIVE in ``touch``), touch ``kevq`` or ``owner``,
-block, or call ``post`` and the ``*_from_thread`` verbs, which take the lock:
+``nested_kqueue``, ``set_before_wait`` and its poller and watcher (on an SKQ kqueue,
+a guarded handler only ``activate`` and the poller: it holds a guard, not the
+kqueue lock), also on the knote being delivered (``deliver`` may drop it and answer
+SKIP).  It may not change status bits (but clear KN_ACTIVE in ``touch``), touch
+``kevq`` or ``owner``, block, or call ``post`` and the ``*_from_thread`` verbs, which take the lock:
 those are for other threads (AIO workers, the signal hub), which hold no kqueue
 lock.  ``attach`` refuses by raising OSError and then has taken nothing;
 ``detach`` must not fail; ``close`` runs before the knotes are dropped,
@@ -120,7 +162,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import sys
 import threading
 import time
 import warnings
@@ -167,13 +208,14 @@ from .knote import (
     KN_OWNED,
     KN_QUEUED,
     KN_REPORTED,
+    REPORT,
     REPORT_REARMED,
     SKIP,
     Delivery,
     Filter,
     Knote,
 )
-from .sched.kevq import Kevq, WaitQueue, realtime_budget
+from .sched.kevq import OFFER_POLLING, OFFER_REFUSED, Kevq, WaitQueue, realtime_budget
 from .sched.policy import Scheduler, check_reserve
 from .sched.threads import ThreadKevqs
 from .sched.world import real_scheduler
@@ -183,12 +225,7 @@ _HARVEST_BATCH = 256
 _PEEK_LOCK_TIMEOUT = 0.05  # seconds pending() waits for another kqueue's lock
 _SLICE = 86_400.0  # seconds: the longest single sleep of a wait (a day)
 _RARE_FLAGS = EV_REALTIME | EV_ONESHOT | EV_CLEAR | EV_DISPATCH
-# Free-threaded CPython: a scan's unlocked system calls run beside other threads' kqueue
-# work.  Under the GIL, releasing the lock mid-scan only hands it to another thread, and
-# the handovers cost more than the calls (4 threads on ready pipes, 3.11: 51,000 events/s
-# releasing it, 77,000 keeping it; median of 6 interleaved runs).
-_PARALLEL = not getattr(sys, "_is_gil_enabled", lambda: True)()
-_LATER = kevent(0)  # a place held in a scan's events for a delivery still unlocked
+_LOCKED_FLAGS = EV_ONESHOT | EV_CLEAR | EV_DISPATCH  # a delivery with these needs the lock
 
 
 def _einval(message: str) -> OSError:
@@ -227,11 +264,11 @@ class KqueueCore:
         # The classic queue; in SKQ mode, the orphanage.
         self.shared = Kevq(self.lock, thread=threading.current_thread())
         self.sched: Scheduler | None = None
-        self.threads = ThreadKevqs(self.lock, self.kevq_exit)
+        self.threads = ThreadKevqs(new_lock, self.kevq_exit)
         self.in_wait = 0  # threads inside a wait
         self.leader: Kevq | None = None
-        self.leader_polling = False
-        self.unlocked = 0  # threads in a scan's system calls without the lock (_PARALLEL)
+        self.leader_polling = False  # classic: the leader is in epoll_wait
+        self.followers: list[Kevq] = []  # SKQ: kevqs whose threads sleep while one leads
         self.rtshare = 100  # KQTUNE_RTSHARE
         self.freq = 0  # KQTUNE_FREQ
         self.rtreserve = 0  # KQTUNE_RTRESERVE (the scheduler applies it)
@@ -242,7 +279,9 @@ class KqueueCore:
         # at every other time.
         self._reported: list[Knote] | None = None
         self._room = 0
-        self.enqueues = 0  # activations queued so far (EV_CLEAR on a kqueue's fd)
+        # Activations queued so far (EV_CLEAR on a kqueue's fd); an SKQ kqueue's kevqs
+        # count their own, and a retired one's join this.
+        self.enqueues = 0
         self.abandoned = False  # a fork() child's copy (see abandon)
         # Called before each kevent() takes the lock: lets a filter bring in what has
         # happened but is not counted yet (the SIGNAL filter reads the signal pipe).
@@ -274,7 +313,7 @@ class KqueueCore:
             ops = self.filter_for(ev.filter)
             if ops is None:
                 raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
-            kn = Knote(ops, ev)
+            kn = Knote(ops, ev, self.lock)
             kn.hook = hook
             ops.attach(kn)
             self.knotes[(kn.ident, kn.filter)] = kn
@@ -290,7 +329,8 @@ class KqueueCore:
                 return
             kn = find()
             if kn is not None:
-                self.activate(kn)
+                with kn.guard:
+                    self.activate(kn)
 
     @property
     def reports_now(self) -> bool:
@@ -355,6 +395,8 @@ class KqueueCore:
             except ValueError as exc:
                 raise _einval(str(exc)) from None
             self.sched.set_reserve(self.rtreserve)  # no kevqs yet: nothing to place again
+            # The orphanage gets a lock of its own: SKQ harvests offer it events unlocked.
+            self.shared = Kevq(new_lock(), thread=threading.current_thread())
 
     # Changes ------------------------------------------------------------------------
     def control(
@@ -387,7 +429,19 @@ class KqueueCore:
                         raise OSError(err, os.strerror(err))
             if nerrors or nevents <= 0:
                 return out
-            return self._wait(nevents, timeout)
+            sched = self.sched
+            if sched is None:
+                return self._wait(nevents, timeout)
+            mine = self.threads.mine()
+            kevq = self._join(sched) if mine is None else mine
+            self.in_wait += 1
+        try:
+            return self._wait_multi(kevq, nevents, timeout)
+        finally:
+            with self.lock:
+                self.in_wait -= 1
+                if self.closed:
+                    self._close_backend_when_idle()
 
     def _register(self, ev: kevent, flags: int) -> tuple[int, int]:
         """Apply one change; returns (errno, fflags to echo in a receipt)."""
@@ -401,13 +455,16 @@ class KqueueCore:
                 if kn is not None:
                     self.drop_fd(ev.ident)
                 return errno.EBADF, ev.fflags
-            if kn is not None and ops.stale(kn):
-                self.drop_fd(ev.ident)
-                kn = None
+            if kn is not None:
+                with kn.guard:
+                    stale = ops.stale(kn)
+                if stale:
+                    self.drop_fd(ev.ident)
+                    kn = None
         if kn is None:
             if not flags & EV_ADD:
                 return errno.ENOENT, ev.fflags
-            kn = Knote(ops, ev)
+            kn = Knote(ops, ev, self.lock)
             kn.flags = flags & KN_KEPT_FLAGS
             try:
                 ops.attach(kn)
@@ -419,26 +476,31 @@ class KqueueCore:
             self.knotes[key] = kn
             if kn.flags & EV_REALTIME:
                 self.realtime_knotes += 1
-            fflags = 0
-        else:
-            if flags & EV_DELETE:
-                self.drop(kn)
-                return 0, ev.fflags
+            with kn.guard:
+                self._apply(kn, flags)
+            return 0, 0
+        if flags & EV_DELETE:
+            self.drop(kn)
+            return 0, ev.fflags
+        with kn.guard:
             if not flags & EV_KEEPUDATA:
                 kn.udata = ev.udata
             try:
                 ops.touch(kn, ev)
             except OSError as exc:
                 return exc.errno or errno.EINVAL, ev.fflags
-            fflags = ev.fflags
+            self._apply(kn, flags)
+        return 0, ev.fflags
+
+    def _apply(self, kn: Knote, flags: int) -> None:
+        """A change's EV_DISABLE and EV_ENABLE, then the filter's look (kn.guard held)."""
         if flags & EV_DISABLE:
             self._disable(kn)
         if flags & EV_ENABLE and kn.status & KN_DISABLED:
             kn.status &= ~KN_DISABLED
             if kn.status & KN_ACTIVE:
                 self.activate(kn)
-        ops.recheck(kn)  # FreeBSD runs the filter after every change
-        return 0, fflags
+        kn.ops.recheck(kn)  # FreeBSD runs the filter after every change
 
     def _disable(self, kn: Knote) -> None:
         kn.status |= KN_DISABLED
@@ -448,15 +510,16 @@ class KqueueCore:
 
     def drop(self, kn: Knote) -> None:
         """Delete a knote: dequeue it, detach its filter, forget it."""
-        if kn.status & KN_DETACHED:
-            return
-        if kn.status & KN_QUEUED and kn.kevq is not None:
-            kn.kevq.remove(kn)
-        kn.status = KN_DETACHED
-        if kn.flags & EV_REALTIME:
-            self.realtime_knotes -= 1
-        self.knotes.pop((kn.ident, kn.filter), None)
-        kn.ops.detach(kn)
+        with kn.guard:
+            if kn.status & KN_DETACHED:
+                return
+            if kn.status & KN_QUEUED and kn.kevq is not None:
+                kn.kevq.remove(kn)
+            kn.status = KN_DETACHED
+            if kn.flags & EV_REALTIME:
+                self.realtime_knotes -= 1
+            self.knotes.pop((kn.ident, kn.filter), None)
+            kn.ops.detach(kn)
 
     def _knote(self, key: tuple[int, int]) -> Knote | None:
         """knotes[key] or None.  Not knotes.get(key): on 3.13t a get() that finds a tuple
@@ -476,7 +539,7 @@ class KqueueCore:
 
     # Activation ---------------------------------------------------------------------
     def activate(self, kn: Knote) -> None:
-        """The filter says kn has something to report (lock held)."""
+        """The filter says kn has something to report (kn.guard held)."""
         status = kn.status
         kn.status = status | KN_ACTIVE
         if status & (KN_QUEUED | KN_DETACHED | KN_DISABLED | KN_OWNED):
@@ -486,19 +549,31 @@ class KqueueCore:
     def _enqueue(self, kn: Knote) -> None:
         sched = self.sched
         realtime = bool(kn.flags & EV_REALTIME)
-        kevq = self.shared if sched is None else sched.place(kn, self.shared, realtime)
-        kevq.push(kn, realtime)
+        if sched is None:
+            kevq = self.shared
+            kevq.push(kn, realtime)
+            kn.status |= KN_QUEUED
+            self.enqueues += 1
+            if kevq.cond.unwoken or not self.in_wait or self.leader is not None:
+                self._wake(kevq)
+            return
+        while True:  # a kevq whose thread retires, or now reserved, turns kn away
+            kevq = sched.place(kn, self.shared, realtime)
+            offered = kevq.offer(kn, realtime)
+            if offered != OFFER_REFUSED:
+                break
         kn.status |= KN_QUEUED
-        self.enqueues += 1
-        if kevq.cond.unwoken or not self.in_wait or self.leader is not None:
-            self._wake(kevq)
-        if sched is not None and sched.steal and (not kevq.waiting or len(kevq) > 1):
+        if offered == OFFER_POLLING:
+            self.backend.wake()
+        if sched.steal and (not kevq.waiting or len(kevq) > 1):
             # Work would sit behind a busy thread: wake an idle one to steal it.
             thief = sched.idle_thief(kevq)
             if thief is not None:
-                thief.cond.notify()
-            elif self.leader is not None and self.leader is not kevq and self.leader_polling:
-                self.backend.wake()
+                thief.wake()
+            else:
+                leader = self.leader
+                if leader is not None and leader is not kevq and leader.polling:
+                    self.backend.wake()
 
     def _wake(self, kevq: Kevq) -> None:
         # Not kevq.sleeping: the classic kevq has many sleepers, and one already
@@ -525,31 +600,21 @@ class KqueueCore:
         try:
             if self.closed:
                 return 0, self.enqueues
-            self.backend.dispatch(self.backend.poll(0, _HARVEST_BATCH), self.leader_polling)
+            multi = self.sched is not None
+            ready = self.backend.poll(0, _HARVEST_BATCH)
+            # SKQ: only the leader takes the wake-up (drain_wake).
+            self.backend.dispatch(ready, self.leader_polling or multi)
             kevqs = [self.shared, *(self.sched.kevqs if self.sched else [])]
             count = sum(len(kevq) for kevq in kevqs)
-            if count and not self.in_wait and self.sched is None:
+            if count and not self.in_wait and not multi:
                 self.backend.wake()  # harvesting drained the wake-up: stay readable
-            return count, self.enqueues
+            return count, self.enqueues + sum(kevq.enqueues for kevq in kevqs)
         finally:
             self.lock.release()
 
-    # Waiting ------------------------------------------------------------------------
-    def _join(self, sched: Scheduler) -> Kevq:
-        """The calling thread's first wait on this SKQ kqueue: give it a kevq."""
-        kevq = self.threads.join(sched)
-        self._place_again(sched.register(kevq))
-        self._replace_queued(self.shared)  # adopt what queued while nobody waited
-        return kevq
-
+    # Waiting: a classic kqueue --------------------------------------------------------
     def _wait(self, nevents: int, timeout: float | None) -> list[kevent]:
-        sched = self.sched
-        if sched is None:
-            kevq = self.shared
-        else:
-            mine = self.threads.mine()
-            kevq = self._join(sched) if mine is None else mine
-            self._release_owned(kevq)
+        kevq = self.shared
         kevq.account_wait(time.monotonic_ns())
         if self.freq:
             nevents = kevq.batch_limit(nevents, self.freq)
@@ -565,7 +630,7 @@ class KqueueCore:
                 ready = self.backend.poll(0, _HARVEST_BATCH)
                 self.backend.dispatch(ready, self.leader_polling)
             while True:
-                if kevq.normal or kevq.rt or sched is not None:
+                if kevq.normal or kevq.rt:
                     out = self._scan(kevq, nevents)
                     if out:
                         return out
@@ -597,15 +662,10 @@ class KqueueCore:
             kevq.waiting = False
             kevq.account_return(time.monotonic_ns(), len(out))
             self.in_wait -= 1
-            if (
-                not self.in_wait
-                and self.sched is None
-                and (kevq.normal or kevq.rt)
-                and (not self.closed)
-            ):
+            if not self.in_wait and (kevq.normal or kevq.rt) and not self.closed:
                 self.backend.wake()  # events left queued: keep fileno() readable
-            if self.leader is None and (sched is not None or kevq.cond.unwoken):
-                self._hand_over_lead(kevq)
+            if self.leader is None and kevq.cond.unwoken and not self.closed:
+                kevq.cond.notify()  # someone must poll while we work: a sleeper leads
 
     def _lead(self, kevq: Kevq, remaining: float | None, nevents: int) -> list[kevent]:
         """Be the thread in epoll_wait; run the handlers of what is ready.
@@ -634,14 +694,13 @@ class KqueueCore:
     def _harvest(self, kevq: Kevq, ready: list[tuple[int, int]], nevents: int) -> list[kevent]:
         """Run the handlers of what epoll reported, for a wait that takes nevents.
 
-        On a classic kqueue whose queue is empty, the first nevents activations
-        that need no queueing (report_now) go straight into the returned list: they
-        would be queued and taken off again by this very wait.  A queue that holds
-        events (they come first) or realtime knotes (they would jump the list)
-        keeps the ordinary path.
+        The first nevents activations that need no queueing (report_now) go straight
+        into the returned list, when the queue is empty: they would be queued and taken
+        off again by this very wait.  A queue that holds events (they come first) or
+        realtime knotes (they would jump the list) keeps the ordinary path.
         """
         keep_wake = self.leader_polling  # a zero-timeout poll's harvest, beside the leader
-        if self.sched is not None or kevq.normal or kevq.rt or self.realtime_knotes:
+        if kevq.normal or kevq.rt or self.realtime_knotes:
             self.backend.dispatch(ready, keep_wake)
             return []
         reported: list[Knote] = []
@@ -657,30 +716,13 @@ class KqueueCore:
             events = _events_of(reported)  # clears KN_REPORTED, also after an exception
         return events
 
-    def _hand_over_lead(self, me: Kevq) -> None:
-        """Someone must poll while we work: wake an idle waiter to lead."""
-        if self.closed:
-            return
-        if self.sched is None:
-            me.cond.notify()  # one of the threads sleeping on the shared kevq
-            return
-        for kevq in self.sched.kevqs:
-            if kevq.sleeping and kevq is not me:
-                kevq.cond.notify()
-                return
-
     def _scan(self, kevq: Kevq, nevents: int) -> list[kevent]:
-        # The per-event path of every wait: locals and one branch for the rare flags.
+        # The per-event path of a classic wait: locals and one branch for the rare flags.
         out: list[kevent] = []
-        sched = self.sched
         rt, normal = kevq.rt, kevq.normal
-        if not (rt or normal or sched):
-            return out  # classic: nothing queued, and nothing is owned between scans
+        if not (rt or normal):
+            return out  # nothing queued, and nothing is owned between scans
         append = out.append
-        multi = sched is not None
-        # SKQ: the deliveries whose system calls run without the lock (begin_unlocked),
-        # with their tokens; each holds its place in out with _LATER until it finishes.
-        later: list[tuple[Knote, int]] = []
         rt_budget = realtime_budget(nevents, self.rtshare)
         while len(out) < nevents:
             if rt and rt_budget > 0:
@@ -688,8 +730,6 @@ class KqueueCore:
                 rt_budget -= 1
             elif normal:
                 kn = normal.popleft()
-            elif sched is not None and sched.steal_into(kevq):
-                continue
             else:
                 break
             status = kn.status & ~KN_QUEUED
@@ -697,64 +737,24 @@ class KqueueCore:
             if status & (KN_DISABLED | KN_DETACHED):
                 kn.status = status
                 continue
-            # The delivery takes the activation; one arriving meanwhile (while the
-            # lock is free for an unlocked delivery) is kept for the release.
-            status &= ~KN_ACTIVE
-            if multi:
-                kn.owner = kevq
-                kn.status = status | KN_OWNED
-                token = kn.ops.begin_unlocked(kn)
-                if token >= 0:
-                    later.append((kn, token))
-                    append(_LATER)
-                    continue
-            else:
-                kn.status = status
+            kn.status = status & ~KN_ACTIVE
             delivery = kn.ops.deliver(kn)
             flags = kn.flags | kn.oflags
             if delivery is REPORT_REARMED and not flags & _RARE_FLAGS:
-                # The classic fast path, inline: the event, and nothing to release.
+                # The fast path, inline: the event, and nothing to release.
                 append(event(kn.ident, kn.filter, flags, kn.fflags, kn.data, kn.udata))
                 continue
             ev = self._take(kevq, kn, delivery)
             if ev is not None:
                 append(ev)
-        if later:
-            self._finish_unlocked(kevq, later, out)
-        if not multi:
-            self._release_owned(kevq)
+        owned, kevq.owned = kevq.owned, []
+        for kn in owned:  # a classic kqueue owns a knote until the end of its scan
+            self._release(kevq, kn, locked=True)
         return out
 
-    def _finish_unlocked(
-        self, kevq: Kevq, later: list[tuple[Knote, int]], out: list[kevent]
-    ) -> None:
-        """Make later's system calls (without the lock if _PARALLEL), then put each event
-        in its place."""
-        if _PARALLEL:
-            self.unlocked += 1
-            self.lock.release()
-        try:
-            measured = [kn.ops.measure_unlocked(kn) for kn, _ in later]
-        finally:
-            if _PARALLEL:
-                self.lock.acquire()
-                self.unlocked -= 1
-                if self.closed:
-                    self._close_backend_when_idle()
-        taken: list[kevent | None] = []
-        for (kn, token), found in zip(later, measured, strict=True):
-            delivery = kn.ops.finish(kn, token, found)
-            if kn.status & KN_DETACHED:  # dropped while the lock was free: not reported
-                kn.owner = None
-                taken.append(None)
-            else:
-                taken.append(self._take(kevq, kn, delivery))
-        results = iter(taken)
-        placed = (next(results) if ev is _LATER else ev for ev in out)
-        out[:] = [ev for ev in placed if ev is not None]
-
     def _take(self, kevq: Kevq, kn: Knote, delivery: Delivery) -> kevent | None:
-        """What a delivery found: the event to report (None: nothing), and kn's new state."""
+        """What a delivery found: the event to report (None: nothing), and kn's new state
+        (kn.guard and the kqueue lock held)."""
         if delivery is SKIP:
             # Not ready after all: no longer owned, so let the filter re-arm it.
             kn.owner = None
@@ -783,49 +783,269 @@ class KqueueCore:
         kevq.owned.append(kn)
         return ev
 
+    def _release(self, kevq: Kevq, kn: Knote, locked: bool) -> bool:
+        """kevq's owner is done with kn (kn.guard held): a level knote may fire again.
+
+        Without the kqueue lock (locked False) a filter may not re-check it; False: the
+        caller must call recheck() with the lock.
+        """
+        if kn.owner is not kevq:
+            return True
+        kn.owner = None
+        status = kn.status & ~KN_OWNED
+        kn.status = status
+        if status & KN_DETACHED:
+            return True
+        if status & KN_ACTIVE:
+            self.activate(kn)
+        elif locked:
+            kn.ops.recheck(kn)
+        else:
+            return kn.ops.settle(kn)
+        return True
+
+    # Waiting: an SKQ kqueue -------------------------------------------------------------
+    def _join(self, sched: Scheduler) -> Kevq:
+        """The calling thread's first wait on this SKQ kqueue: give it a kevq."""
+        kevq = self.threads.join(sched)
+        self._place_again(sched.register(kevq))
+        self._place_again(self.shared.close_queues())  # adopt what queued while nobody waited
+        return kevq
+
+    def _wait_multi(self, kevq: Kevq, nevents: int, timeout: float | None) -> list[kevent]:
+        """SKQ's wait, holding no lock but what each step takes ("The SKQ wait")."""
+        self._release_owned(kevq)
+        kevq.account_wait(time.monotonic_ns())
+        if self.freq:
+            nevents = kevq.batch_limit(nevents, self.freq)
+        deadline = None if timeout is None or timeout <= 0 else time.monotonic() + timeout
+        kevq.waiting = True
+        out: list[kevent] = []
+        try:
+            if len(kevq):  # as a classic wait: what became ready meanwhile joins the tail
+                self._harvest_multi(self.backend.poll(0, _HARVEST_BATCH))
+            while True:
+                out = self._scan_multi(kevq, nevents)
+                if out or self.closed:
+                    break
+                # Harvest for itself: no thread through which every activation must pass.
+                found = self._harvest_multi(self.backend.poll(0, _HARVEST_BATCH))
+                if timeout is not None and timeout <= 0:
+                    if found:  # a poll looks at the kernel once
+                        out = self._scan_multi(kevq, nevents)
+                    break
+                if found:
+                    continue
+                # Sleep in slices: epoll_wait takes at most INT_MAX ms (24.8 days).
+                remaining = None if deadline is None else min(deadline - time.monotonic(), _SLICE)
+                if remaining is not None and remaining <= 0:
+                    break
+                self._sleep(kevq, remaining, nevents)
+        finally:
+            kevq.waiting = False
+            kevq.account_return(time.monotonic_ns(), len(out))
+            if self.leader is None and self.followers:  # racy reads: see _hand_over_lead
+                with self.lock:
+                    self._hand_over_lead()
+        if not out and self.closed:
+            raise _closed_error()
+        return out
+
+    def _sleep(self, kevq: Kevq, remaining: float | None, nevents: int) -> None:
+        """Lead (block in epoll_wait, then harvest) or follow (sleep until an offer or the
+        leader wakes this thread), until something happened or remaining has passed."""
+        sleeper = kevq.enlist()
+        if sleeper is None:
+            return  # something was queued meanwhile
+        with self.lock:
+            closed = self.closed
+            lead = self.leader is None and not closed
+            if lead:
+                self.leader = kevq
+                self.backend.prepare_wait(remaining)
+            elif not closed:
+                self.followers.append(kevq)
+        if not lead:
+            if not closed:
+                sleeper.acquire(True, -1 if remaining is None else remaining)
+                with self.lock:
+                    self.followers.remove(kevq)
+            kevq.withdraw(sleeper)
+            return
+        ready: list[tuple[int, int]] = []
+        try:
+            if kevq.begin_poll(sleeper):
+                try:
+                    batch = nevents if nevents > _HARVEST_BATCH else _HARVEST_BATCH
+                    ready = self.backend.poll(remaining, batch)
+                finally:
+                    kevq.end_poll()
+                # Taken while still the leader: drained by the next one, a wake-up for it
+                # would be lost.
+                self.backend.drain_wake(ready)
+        finally:
+            with self.lock:
+                self.leader = None
+                self._hand_over_lead()
+        self._harvest_multi(ready)
+
+    def _hand_over_lead(self) -> None:
+        """No thread leads (kqueue lock held): wake a follower to.  A follower enlists
+        under the lock while a leader is there, and every thread that finds none when
+        it leaves a wait (or stops leading) calls this, so none sleeps without a leader."""
+        if self.closed or self.leader is not None:
+            return
+        for kevq in self.followers:
+            if kevq.wake():
+                return
+
+    def _harvest_multi(self, ready: list[tuple[int, int]]) -> bool:
+        """Run the handlers of what a poll found: the guarded ones with no lock, the rest
+        with the kqueue lock; whether anything but a wake-up was there."""
+        if not ready:
+            return False
+        found, rest = self.backend.dispatch_guarded(ready)
+        if rest:
+            with self.lock:
+                if not self.closed:
+                    self.backend.dispatch(rest, keep_wake=True)
+        return found
+
+    def _scan_multi(self, kevq: Kevq, nevents: int) -> list[kevent]:
+        """Take up to nevents off kevq's queues (and by stealing), and deliver them: the
+        per-event path of an SKQ wait.  Each knote is settled under its guard, its
+        system calls made with no lock (begin_unlocked), and only what needs the kqueue
+        lock (another filter's knote, a delivery that changed meanwhile) takes it."""
+        sched = self.sched
+        assert sched is not None
+        out: list[kevent | None] = []
+        # Deliveries for the kqueue lock: (place in out, kn, token or -1, measured).
+        locked: list[tuple[int, Knote, int, int]] = []
+        rt_budget = realtime_budget(nevents, self.rtshare)
+        lock, owned = self.lock, kevq.owned
+        while len(out) < nevents:
+            taken = kevq.take(nevents - len(out), rt_budget)
+            if not taken:
+                if sched.steal and sched.steal_into(kevq):
+                    continue
+                break
+            for kn in taken:
+                if kn.flags & EV_REALTIME:
+                    rt_budget -= 1
+                guard, ops = kn.guard, kn.ops
+                with guard:
+                    status = kn.status
+                    if kn.kevq is not kevq or not status & KN_QUEUED:
+                        continue  # a change took it off the queue meanwhile
+                    kn.kevq = None
+                    status &= ~KN_QUEUED
+                    if status & (KN_DISABLED | KN_DETACHED):
+                        kn.status = status
+                        continue
+                    # The delivery takes the activation; one arriving meanwhile (while the
+                    # guard is free for the system calls) is kept for the release.
+                    kn.owner = kevq
+                    kn.status = (status & ~KN_ACTIVE) | KN_OWNED
+                    if guard is lock:  # a filter that runs under the kqueue lock: now
+                        out.append(self._take(kevq, kn, ops.deliver(kn)))
+                        continue
+                    token = ops.begin_unlocked(kn)
+                if token >= 0:
+                    measured = ops.measure_unlocked(kn)
+                    with guard:
+                        if (
+                            ops.finish(kn, token, measured, False) is REPORT
+                            and not kn.flags & _LOCKED_FLAGS
+                            and not kn.status & KN_DETACHED
+                        ):
+                            flags = kn.flags  # finish() cleared oflags
+                            if flags & EV_REALTIME:
+                                kevq.realtime_events += 1
+                            owned.append(kn)
+                            out.append(
+                                event(kn.ident, kn.filter, flags, kn.fflags, kn.data, kn.udata)
+                            )
+                            continue
+                locked.append((len(out), kn, token, measured if token >= 0 else 0))
+                out.append(None)
+        if locked:
+            self._deliver_locked(kevq, locked, out)
+        return [ev for ev in out if ev is not None]
+
+    def _deliver_locked(
+        self, kevq: Kevq, locked: list[tuple[int, Knote, int, int]], out: list[kevent | None]
+    ) -> None:
+        """The scan's deliveries that need the kqueue lock: the filter's deliver(), or its
+        finish() when something changed since begin_unlocked."""
+        with self.lock:
+            for place, kn, token, measured in locked:
+                with kn.guard:
+                    if token < 0:
+                        if kn.status & KN_DETACHED:
+                            kn.owner = None
+                            continue
+                        delivery = kn.ops.deliver(kn)
+                    else:
+                        found = kn.ops.finish(kn, token, measured, True)
+                        assert found is not None  # with the lock, finish always decides
+                        delivery = found
+                        if kn.status & KN_DETACHED:  # dropped meanwhile: not reported
+                            kn.owner = None
+                            continue
+                    out[place] = self._take(kevq, kn, delivery)
+
     def _release_owned(self, kevq: Kevq) -> None:
-        """The owner is done with what it was given: level knotes may fire again."""
+        """The owner is done with what it was given (its next wait): each knote under its
+        guard, and only what a filter must re-check with the kqueue lock."""
         owned = kevq.owned
         if not owned:
             return
         kevq.owned = []
+        lock = self.lock
+        locked: list[Knote] = []
         for kn in owned:
-            if kn.owner is not kevq:
+            guard = kn.guard
+            if guard is lock:
+                locked.append(kn)
                 continue
-            kn.owner = None
-            status = kn.status & ~KN_OWNED
-            kn.status = status
-            if status & KN_DETACHED:
-                continue
-            if status & KN_ACTIVE:
-                self.activate(kn)
-            else:
-                kn.ops.recheck(kn)
+            with guard:
+                if self._release(kevq, kn, locked=False):
+                    continue
+            locked.append(kn)  # no longer owned: recheck it with the lock
+        if not locked:
+            return
+        with lock:
+            for kn in locked:
+                with kn.guard:
+                    if kn.guard is lock:
+                        self._release(kevq, kn, locked=True)
+                    elif not kn.status & KN_DETACHED:
+                        kn.ops.recheck(kn)
 
     # SKQ threads ----------------------------------------------------------------------
     def kevq_exit(self, kevq: Kevq) -> None:
-        """A thread left: release what it owns and re-place what it had queued."""
+        """A thread left: release what it owns and place again what it had queued."""
         with self.lock:
-            if self.closed or self.sched is None or kevq.closing:
+            sched = self.sched
+            if self.closed or sched is None or kevq not in sched.kevqs:
                 return
-            kevq.closing = True
-            self._place_again(self.sched.retire(kevq))
+            evicted = sched.retire(kevq)
+            self.enqueues += kevq.enqueues
+            if not sched.kevqs:
+                self.shared.close_queues(False)  # the orphanage takes events again
+            self._place_again(evicted)
+            self._place_again(kevq.close_queues())
             self._release_owned(kevq)
-            self._replace_queued(kevq)
-
-    def _replace_queued(self, kevq: Kevq) -> None:
-        """Place everything queued on kevq again, by the policy (realtime first)."""
-        queued = [*kevq.rt, *kevq.normal]
-        kevq.rt.clear()
-        kevq.normal.clear()
-        self._place_again(queued)
 
     def _place_again(self, queued: list[Knote]) -> None:
-        """Knotes taken off a kevq's queues (still marked queued there): place each anew."""
+        """Knotes taken off a kevq's queues (still marked queued there), with the kqueue
+        lock held: place each anew."""
         for kn in queued:
-            kn.status &= ~KN_QUEUED
-            kn.kevq = None
-            self._enqueue(kn)
+            with kn.guard:
+                if kn.status & KN_QUEUED:
+                    kn.status &= ~KN_QUEUED
+                    kn.kevq = None
+                    self._enqueue(kn)
 
     def leave(self) -> None:
         """The calling thread stops serving this kqueue (its events move on)."""
@@ -870,7 +1090,7 @@ class KqueueCore:
             _attempt(failures, self.watcher.close)
             kevqs = [self.shared, *(self.sched.kevqs if self.sched else [])]
             for kevq in kevqs:
-                kevq.cond.notify_all()
+                kevq.wake_all()
             if self.leader is not None:
                 self.backend.wake()  # the leader closes the backend on its way out
             _attempt(failures, self._close_backend_when_idle)
@@ -879,9 +1099,10 @@ class KqueueCore:
 
     def _close_backend_when_idle(self) -> None:
         """After close(): free the epoll set and its fds once no thread can still use
-        their numbers (the leader in epoll_wait, a scan's unlocked system calls, which
-        the accelerator makes on the raw fd); the last one out closes them."""
-        if self.leader is None and not self.unlocked:
+        their numbers (a classic leader in epoll_wait; any thread in an SKQ wait, which
+        polls and makes its deliveries' system calls with no lock, the accelerator's on
+        the raw fd); the last one out closes them."""
+        if (self.leader is None) if self.sched is None else not self.in_wait:
             self.backend.close()
 
     def stats(self) -> dict[str, Any]:

@@ -11,6 +11,7 @@ change them are described in the core's header.
 from __future__ import annotations
 
 import enum
+import threading
 from collections.abc import Callable
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Protocol
@@ -58,6 +59,7 @@ class Knote:
         "filter",
         "flags",
         "group",
+        "guard",
         "hook",
         "ident",
         "kevq",
@@ -70,8 +72,11 @@ class Knote:
         "udata",
     )
 
-    def __init__(self, ops: Filter, ev: kevent) -> None:
+    def __init__(self, ops: Filter, ev: kevent, guard: threading.Lock) -> None:
         self.ops = ops
+        # What guards status, kevq and owner (the core's header, "The SKQ wait"): the
+        # kqueue lock, or on an SKQ kqueue a lock its filter gives it (FdWatch.guard).
+        self.guard = guard
         self.ident: int = ev.ident
         self.filter: int = ev.filter
         self.flags: int = ev.flags & KN_KEPT_FLAGS
@@ -175,7 +180,9 @@ class Filter:
     """Default behaviour of a filter (FreeBSD's filterops); subclasses override what they need.
 
     A filter is instantiated once per kqueue, with the per-kqueue state a Linux
-    mapping needs.  All methods run with the kqueue lock held, but measure_unlocked.
+    mapping needs.  Its methods run with the kqueue lock and the knote's guard held,
+    but those the SKQ wait calls with the guard alone (begin_unlocked, finish,
+    settle, and the handlers of an fd added ``guarded``) and measure_unlocked.
     """
 
     #: True when ident is a file descriptor (closing it drops the knote).
@@ -200,24 +207,31 @@ class Filter:
         return REPORT
 
     def begin_unlocked(self, kn: Knote) -> int:
-        """An owned kn about to be delivered (SKQ): a token (>= 0) if the system calls of
-        its delivery may run without the kqueue lock (measure_unlocked, then finish),
-        else -1, and the core calls deliver() at once."""
+        """An owned kn about to be delivered (SKQ), kn.guard held: a token (>= 0) if the
+        system calls of its delivery may run with no lock (measure_unlocked, then
+        finish), else -1, and the core calls deliver() with the kqueue lock."""
         return -1
 
     def measure_unlocked(self, kn: Knote) -> int:
-        """Without the kqueue lock: the system calls of kn's delivery; what they found.
+        """With no lock held: the system calls of kn's delivery; what they found.
 
         May touch the kernel and kn's hook's fields that never change, nothing else:
         every other thread may be running filter methods meanwhile.
         """
         raise NotImplementedError
 
-    def finish(self, kn: Knote, token: int, measured: int) -> Delivery:
-        """Lock held again: fill kn from measured and say what to do, or deliver() afresh
-        if anything changed since begin_unlocked.  Also called for a kn dropped
-        meanwhile, to undo what the system calls did; then its answer is ignored."""
+    def finish(self, kn: Knote, token: int, measured: int, locked: bool) -> Delivery | None:
+        """kn.guard held again: fill kn from measured and say what to do, or, if anything
+        changed since begin_unlocked, None without the kqueue lock (the core calls again
+        with it) and deliver() afresh with it.  Also called for a kn dropped meanwhile,
+        to undo what the system calls did; then its answer is ignored."""
         raise NotImplementedError
+
+    def settle(self, kn: Knote) -> bool:
+        """A released SKQ knote, kn.guard held, perhaps not the kqueue lock: do what
+        recheck() would if that needs no more (True), else False and the core calls
+        recheck() with the kqueue lock."""
+        return False
 
     def clear(self, kn: Knote) -> None:
         """Reset state after an EV_CLEAR delivery."""

@@ -129,18 +129,23 @@ class SimConfig:
         return self.cores or self.workers
 
 
+_GUARD = threading.RLock()  # every connection's knote guard (see Conn)
+
+
 class Conn:
     """A connection: its socket's waiting requests, and its knote's scheduling state.
 
     What :class:`~skqueue.sched.Scheduler` and :class:`~skqueue.sched.Kevq` read and
-    set on a knote is all here: ``group`` (queue affinity) and ``kevq`` (where it is
-    queued); ``cpu`` is its activation CPU, given to the scheduler as ``cpu_of``.
+    set on a knote is all here: ``group`` (queue affinity), ``kevq`` (where it is
+    queued) and ``guard`` (taken by a thief that moves it; one simulated thread takes
+    them all); ``cpu`` is its activation CPU, given to the scheduler as ``cpu_of``.
     """
 
     __slots__ = (
         "activating",
         "cpu",
         "group",
+        "guard",
         "home",
         "index",
         "kevq",
@@ -159,6 +164,7 @@ class Conn:
         self.home = home  # its worker under a static assignment
         self.group = -1
         self.kevq: Kevq | None = None
+        self.guard = _GUARD
         self.owner: Worker | None = None
         self.activating = False  # between readable and queued (the placement's cost)
         self.pending: deque[tuple[int, int]] = deque()  # (request id, service ns)

@@ -17,7 +17,8 @@ from typing import Protocol
 
 from .timerfd import timerfd_create, timerfd_read, timerfd_settime_ns
 
-#: Runs in the harvest, with the kqueue lock held, given the fd's ready events.
+#: Runs in the harvest, given the fd's ready events: with the kqueue lock held, or with
+#: no lock for an fd added ``guarded`` (its handler takes the lock that guards it).
 Handler = Callable[[int], None]
 
 
@@ -34,8 +35,9 @@ class Poller(Protocol):
     def handlers(self) -> Mapping[int, Handler]:
         """fd -> the handler the harvest runs for it (read-only: for the accelerator)."""
 
-    def add(self, fd: int, events: int, handler: Handler) -> None:
-        """Watch fd with this mask; handler(events) runs in the harvest (lock held)."""
+    def add(self, fd: int, events: int, handler: Handler, guarded: bool = False) -> None:
+        """Watch fd with this mask; handler(events) runs in the harvest, with the kqueue
+        lock held unless guarded (then the handler takes what it needs itself)."""
 
     def modify(self, fd: int, events: int) -> None:
         """Change fd's mask (OSError ENOENT/EBADF when fd no longer names the item)."""
@@ -61,6 +63,7 @@ class EpollBackend:
     def __init__(self) -> None:
         self._epoll = select.epoll()
         self._handlers: dict[int, Handler] = {}
+        self._guarded: dict[int, Handler] = {}  # those of _handlers that need no lock
         self._woken = False
         self._alarm_ns = 0  # deadline currently armed, 0 = none
         self.alarm_handler: Callable[[], None] = lambda: None
@@ -85,14 +88,22 @@ class EpollBackend:
         return self._handlers
 
     # Registration -----------------------------------------------------------------
-    def add(self, fd: int, events: int, handler: Handler) -> None:
+    def add(self, fd: int, events: int, handler: Handler, guarded: bool = False) -> None:
         """Watch fd with its final mask: one epoll_ctl(ADD)."""
-        self._epoll.register(fd, events)
         self._handlers[fd] = handler
+        if guarded:
+            self._guarded[fd] = handler
+        try:
+            self._epoll.register(fd, events)
+        except BaseException:
+            self._handlers.pop(fd, None)
+            self._guarded.pop(fd, None)
+            raise
 
     def remove(self, fd: int) -> None:
         """Forget fd; tolerate an fd the kernel already dropped because it was closed."""
         self._handlers.pop(fd, None)
+        self._guarded.pop(fd, None)
         try:
             self._epoll.unregister(fd)
         except OSError as exc:
@@ -138,6 +149,29 @@ class EpollBackend:
                 self._alarm_ns = 0
                 self.alarm_handler()
 
+    def dispatch_guarded(self, ready: list[tuple[int, int]]) -> tuple[bool, list[tuple[int, int]]]:
+        """An SKQ harvest, holding no lock: run the guarded handlers.  Returns whether
+        anything but the wake-up was ready, and the entries left for dispatch() with
+        the kqueue lock (without the wake-up: only the leader takes it, drain_wake)."""
+        guarded, wake_fd = self._guarded, self._wake_fd
+        found = False
+        rest: list[tuple[int, int]] = []
+        for fd, events in ready:
+            handler = guarded.get(fd)
+            if handler is not None:
+                handler(events)
+                found = True
+            elif fd != wake_fd:
+                rest.append((fd, events))
+                found = True
+        return found, rest
+
+    def drain_wake(self, ready: list[tuple[int, int]]) -> None:
+        """The thread that polled blocking (SKQ's leader) takes its wake-up, if it came."""
+        wake_fd = self._wake_fd
+        if any(fd == wake_fd for fd, _ in ready):
+            self._drain_wake()
+
     def wake(self) -> None:
         """Interrupt a thread blocked in poll(); cheap when already pending."""
         if not self._woken:
@@ -165,3 +199,4 @@ class EpollBackend:
             if fd >= 0:
                 os.close(fd)
         self._handlers.clear()
+        self._guarded.clear()

@@ -29,11 +29,13 @@ import select
 import socket
 import stat
 import termios
+import threading
 import weakref
 from array import array
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from .._lockcheck import new_lock
 from ..accel import speedups
 from ..backend.fdinfo import getsockopt_int, pipe_capacity, socket_outq
 from ..backend.inotify import IN_MODIFY, IN_Q_OVERFLOW
@@ -90,6 +92,7 @@ class FdWatch:
         "fired",
         "fired_at_begin",
         "growth",
+        "guard",
         "handler",
         "identity",
         "kind",
@@ -105,8 +108,11 @@ class FdWatch:
         "write",
     )
 
-    def __init__(self, fd: int, st: os.stat_result) -> None:
+    def __init__(self, fd: int, st: os.stat_result, guard: threading.Lock) -> None:
         self.fd = fd
+        # Guards these fields and the status of its knotes (their kn.guard): on an SKQ
+        # kqueue its own lock, taken without the kqueue lock by the harvest and the scans.
+        self.guard = guard
         self.identity = (st.st_dev, st.st_ino)
         self.kind = _kind_of(fd, st.st_mode)
         self.anonymous = self.kind == FIFO and st.st_dev == _pipe_device()  # pipe(2), not mkfifo
@@ -193,7 +199,9 @@ class FdFilter(Filter):
         self.watches: dict[int, FdWatch] = {}
         self._modify = kq.poller.modify
         self._epfd, self._handlers = kq.poller.fileno(), kq.poller.handlers  # for report_ready
-        self._int_buf = array("i", [0])  # ioctl scratch; filter calls hold the kqueue lock
+        self._int_buf = array("i", [0])  # ioctl scratch: only under the kqueue lock
+        # An SKQ kqueue: every watch has a guard of its own (see FdWatch.guard).
+        self._own_guards = not kq.reports_now
 
     # Registration ----------------------------------------------------------------
     def attach(self, kn: Knote) -> None:
@@ -203,12 +211,21 @@ class FdFilter(Filter):
         watch = self.watches.get(fd)
         new = watch is None
         if watch is None:
-            watch = FdWatch(fd, os.fstat(fd))
-            if watch.kind == OTHER:
-                inner = self.kq.nested_kqueue(fd)
-                if inner is not None:
-                    watch.kind = KQUEUE
-                    watch.nested = weakref.ref(inner)
+            watch = FdWatch(fd, os.fstat(fd), new_lock() if self._own_guards else kn.guard)
+        # Its other knote may be in a harvest or a scan, and this one is, once the new
+        # epoll item is added.
+        with watch.guard:
+            self._attach_to(kn, watch, new)
+        if new:
+            self.watches[fd] = watch
+
+    def _attach_to(self, kn: Knote, watch: FdWatch, new: bool) -> None:
+        fd = watch.fd
+        if new and watch.kind == OTHER:
+            inner = self.kq.nested_kqueue(fd)
+            if inner is not None:
+                watch.kind = KQUEUE
+                watch.nested = weakref.ref(inner)
         if watch.kind == KQUEUE and kn.filter != EVFILT_READ:
             raise OSError(errno.EINVAL, "a kqueue has only EVFILT_READ")
         if watch.anonymous and kn.filter != EVFILT_READ and _poll_now(fd) & _UNUSUAL:
@@ -217,6 +234,7 @@ class FdFilter(Filter):
             raise OSError(errno.EPIPE, os.strerror(errno.EPIPE))
         if new and watch.kind == SOCKET:
             watch.sndbuf = _sndbuf(fd)
+        kn.hook, kn.guard = watch, watch.guard
         if kn.filter == EVFILT_READ:
             watch.read = kn
         else:
@@ -229,18 +247,18 @@ class FdFilter(Filter):
             watch.handler = self._handler(watch)
             try:
                 self.kq.poller.add(
-                    fd, mask | (select.EPOLLET if edge else select.EPOLLONESHOT), watch.handler
+                    fd,
+                    mask | (select.EPOLLET if edge else select.EPOLLONESHOT),
+                    watch.handler,
+                    guarded=self._own_guards,
                 )
             except PermissionError:  # epoll refuses some files: always ready
                 watch.kind = REGULAR
                 watch.update_mode()
             else:
                 watch.armed, watch.edge = mask, edge
-        if new:
-            self.watches[fd] = watch
         if kn.filter == EVFILT_READ and watch.kind == REGULAR:
             watch.growth = self._watch_growth(kn)  # FreeBSD wakes READ on a file when it grows
-        kn.hook = watch
 
     def _watch_growth(self, kn: Knote) -> Subscription | None:
         """Recheck READ on a regular file when it is written (READ at EOF wakes up).
@@ -251,7 +269,8 @@ class FdFilter(Filter):
 
         def on_event(mask: int, name: str) -> None:
             if mask & (IN_MODIFY | IN_Q_OVERFLOW):
-                self.recheck(kn)
+                with kn.guard:
+                    self.recheck(kn)
 
         try:
             return self.kq.watcher.subscribe(kn.ident, on_event)
@@ -324,7 +343,15 @@ class FdFilter(Filter):
             if not edge and r is not None and w is not None:
                 self._rearm(watch, None)  # the direction that did not fire
 
-        return on_ready
+        if not self._own_guards:
+            return on_ready  # the harvest holds the kqueue lock, the watches' guard
+        guard = watch.guard
+
+        def on_ready_guarded(events: int) -> None:  # an SKQ harvest holds no lock
+            with guard:
+                on_ready(events)
+
+        return on_ready_guarded
 
     def _rearm(self, watch: FdWatch, exclude: Knote | None, force: bool = False) -> bool:
         """Put the epoll mask in line with the knotes; False if the fd is gone."""
@@ -361,6 +388,21 @@ class FdFilter(Filter):
                 self.kq.activate(kn)
         if not self._rearm(watch, None):
             self.kq.drop_fd(watch.fd)
+
+    def settle(self, kn: Knote) -> bool:
+        """recheck(), if it needs no measurement (which may find the fd closed and drop
+        it): the re-arm, which changes nothing after an unlocked delivery re-armed it."""
+        watch: FdWatch = kn.hook
+        if (
+            watch.plain is kn
+            and watch.armed == _IN
+            and not watch.edge
+            and not kn.status & _NOT_WAITING
+        ):
+            return True  # a lone level READ, armed: what _rearm would find
+        if watch.kind == REGULAR or (watch.edge and not kn.flags & EV_CLEAR):
+            return False
+        return self._rearm(watch, None)
 
     def activation_cpu(self, kn: Knote) -> int:
         watch: FdWatch = kn.hook
@@ -468,7 +510,7 @@ class FdFilter(Filter):
             return 0
         return buf[0]
 
-    def finish(self, kn: Knote, token: int, measured: int) -> Delivery:
+    def finish(self, kn: Knote, token: int, measured: int, locked: bool) -> Delivery | None:
         watch: FdWatch = kn.hook
         if measured > 0 and watch.version == token and not kn.status & KN_DETACHED:
             if watch.fired == watch.fired_at_begin:  # else it fired since: disarmed again
@@ -476,6 +518,8 @@ class FdFilter(Filter):
                 watch.revents &= ~_IN
             kn.data, kn.fflags, kn.oflags = measured, 0, 0
             return REPORT
+        if not locked:
+            return None
         # Something changed while the lock was free, and the re-arm may have overwritten
         # a mask set meanwhile (or a new registration's, if the number was reused): put
         # the kernel item back in line, then deliver the ordinary way.

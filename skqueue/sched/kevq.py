@@ -7,7 +7,6 @@ Its estimates and its accounting are functions of the times its caller gives it
 
 from __future__ import annotations
 
-import contextlib
 import threading
 from collections import deque
 from typing import TYPE_CHECKING, Any
@@ -16,15 +15,21 @@ if TYPE_CHECKING:
     from ..knote import Knote
 
 _EWMA_OLD = 0.95  # SKQ's 95/5 moving average of time per event
+# What Kevq.offer did with a knote.
+OFFER_REFUSED, OFFER_QUEUED, OFFER_WOKEN, OFFER_POLLING = range(4)
 
 
 class WaitQueue:
-    """A condition on the kqueue lock that knows how many threads it has not woken yet.
+    """A condition on a lock (the kevq's) that knows how many threads it has not woken yet.
 
     threading.Condition keeps that count private (``_waiters``); the core needs it
     to tell a wake-up that reaches a sleeper from one that must go elsewhere (the
     leader in epoll_wait, or the kqueue's own fd).  Every method but the blocking
     part of wait() runs with the lock held.
+
+    An SKQ wait blocks outside the lock (it may lead instead, see the core's "The SKQ
+    wait"): it takes a sleeper from :meth:`enlist`, blocks on it with nothing held and
+    gives it back with :meth:`withdraw`; a notify() meanwhile is kept by the sleeper.
     """
 
     __slots__ = ("_lock", "unwoken")
@@ -36,14 +41,12 @@ class WaitQueue:
 
     @property
     def lock(self) -> threading.Lock:
-        """The kqueue lock this condition is built on."""
+        """The lock this condition is built on."""
         return self._lock
 
     def wait(self, timeout: float | None) -> bool:
         """Release the lock until notify() picks this thread or timeout passes; False: timeout."""
-        sleeper = threading.Lock()
-        sleeper.acquire()
-        self.unwoken.append(sleeper)
+        sleeper = self.enlist()
         self._lock.release()
         woken = False
         try:
@@ -51,14 +54,30 @@ class WaitQueue:
         finally:
             self._lock.acquire()
             if not woken:
-                with contextlib.suppress(ValueError):  # notified as the timeout passed
-                    self.unwoken.remove(sleeper)
+                self.withdraw(sleeper)
         return woken
 
-    def notify(self) -> None:
-        """Wake the longest-waiting thread, if any."""
+    def enlist(self) -> threading.Lock:
+        """A sleeper that the next notify() releases; the caller blocks on it unlocked."""
+        sleeper = threading.Lock()
+        sleeper.acquire()
+        self.unwoken.append(sleeper)
+        return sleeper
+
+    def withdraw(self, sleeper: threading.Lock) -> bool:
+        """Take back an enlisted sleeper; False if notify() picked it meanwhile."""
+        try:
+            self.unwoken.remove(sleeper)
+        except ValueError:  # notified as the timeout passed
+            return False
+        return True
+
+    def notify(self) -> bool:
+        """Wake the longest-waiting thread, if any; whether there was one."""
         if self.unwoken:
             self.unwoken.popleft().release()
+            return True
+        return False
 
     def notify_all(self) -> None:
         while self.unwoken:
@@ -73,15 +92,18 @@ class Kevq:
         "busy_ns",
         "closing",
         "cond",
+        "enqueues",
         "events",
         "fallbacks",
         "group",
         "last_return_ns",
+        "lock",
         "mismatches",
         "n_last",
         "normal",
         "owned",
         "placements",
+        "polling",
         "realtime",
         "realtime_events",
         "reserved",
@@ -99,14 +121,19 @@ class Kevq:
     def __init__(
         self, lock: threading.Lock, group: int = 0, thread: threading.Thread | None = None
     ) -> None:
+        # Guards the queues, the wake-ups (cond, sleeping, polling) and closing, reserved
+        # (a classic kqueue's one kevq: the kqueue lock).
+        self.lock = lock
         self.normal: deque[Knote] = deque()
         self.rt: deque[Knote] = deque()
-        self.owned: list[Knote] = []
-        # A condition on the kqueue lock, private to this kevq, so that placing
-        # an event wakes exactly the thread that will take it (no herd).
+        self.owned: list[Knote] = []  # its thread's alone
+        # A condition private to this kevq, so that placing an event wakes exactly the
+        # thread that will take it (no herd).
         self.cond = WaitQueue(lock)
-        self.sleeping = False  # blocked in cond.wait()
+        self.sleeping = False  # its thread sleeps on cond
+        self.polling = False  # its thread blocks in epoll_wait for the kqueue (SKQ)
         self.waiting = False  # inside a kevent() wait at all
+        self.enqueues = 0  # knotes offered and queued here (SKQ)
         self.closing = False
         # KQTUNE_RTRESERVE: kept for realtime events (set by the scheduler alone).
         self.reserved = False
@@ -137,16 +164,147 @@ class Kevq:
         return len(self.normal) + len(self.rt)
 
     def push(self, kn: Knote, realtime: bool) -> None:
+        """Queue kn (the caller holds the lock: a classic kqueue's, or a simulation's)."""
         (self.rt if realtime else self.normal).append(kn)
         kn.kevq = self
 
     def remove(self, kn: Knote) -> None:
-        """Take a knote out of this kevq's queues (O(n), only for delete/disable)."""
-        try:
-            self.normal.remove(kn)
-        except ValueError:
-            self.rt.remove(kn)
+        """Take kn out of the queues (O(n), only for delete/disable and re-placement);
+        fine if a popper took it already (see :meth:`take`)."""
+        with self.lock:
+            for queue in (self.normal, self.rt):
+                try:
+                    queue.remove(kn)
+                except ValueError:
+                    continue
+                break
         kn.kevq = None
+
+    # SKQ's queue operations: each takes the lock, and the caller holds kn's guard where
+    # a knote's fields change (the rules are in the core's header, "The SKQ wait").
+    def offer(self, kn: Knote, realtime: bool) -> int:
+        """Queue kn here unless this kevq turns it away (retiring, or reserved and kn normal).
+
+        OFFER_REFUSED: place it again; OFFER_WOKEN: a sleeper was notified; OFFER_POLLING:
+        the thread blocks in epoll_wait, and the caller must wake the poller; OFFER_QUEUED.
+        """
+        with self.lock:
+            if self.closing or (self.reserved and not realtime):
+                return OFFER_REFUSED
+            (self.rt if realtime else self.normal).append(kn)
+            kn.kevq = self
+            self.enqueues += 1
+            if self.cond.notify():
+                return OFFER_WOKEN
+            return OFFER_POLLING if self.polling else OFFER_QUEUED
+
+    def take(self, n: int, rt_budget: int) -> list[Knote]:
+        """Up to n knotes off the queues, realtime first (at most rt_budget of them).
+
+        They stay marked queued here (kn.kevq): the caller settles each under its guard,
+        and skips one that a change dequeued meanwhile (kn.kevq no longer this kevq).
+        """
+        with self.lock:
+            rt, normal = self.rt, self.normal
+            taken: list[Knote] = []
+            while len(taken) < n:
+                if rt and rt_budget > 0:
+                    taken.append(rt.popleft())
+                    rt_budget -= 1
+                elif normal:
+                    taken.append(normal.popleft())
+                else:
+                    break
+            return taken
+
+    def give(self, thief: Kevq, n: int, normal_too: bool) -> int:
+        """Work stealing: move up to n queued knotes, realtime first, onto thief's queues.
+
+        Try-locks throughout (this kevq's lock, each knote's guard): a thief never waits
+        for a victim, and so takes the locks against their order without a deadlock.
+        """
+        if not self.lock.acquire(False):
+            return 0
+        moved: list[tuple[Knote, bool]] = []
+        try:
+            while len(moved) < n:
+                realtime = bool(self.rt)
+                queue = self.rt if realtime else self.normal if normal_too else None
+                if not queue or not queue[0].guard.acquire(False):
+                    break
+                moved.append((queue.popleft(), realtime))
+        finally:
+            self.lock.release()
+        try:
+            with thief.lock:
+                for kn, realtime in moved:
+                    (thief.rt if realtime else thief.normal).append(kn)
+                    kn.kevq = thief
+        finally:
+            for kn, _ in moved:
+                kn.guard.release()
+        return len(moved)
+
+    def set_reserved(self, reserved: bool) -> list[Knote]:
+        """KQTUNE_RTRESERVE: keep this kevq for realtime events or not; becoming reserved
+        gives up the normal events queued here (to settle and place again, as take())."""
+        with self.lock:
+            evicted: list[Knote] = []
+            if reserved and not self.reserved:
+                evicted.extend(self.normal)
+                self.normal.clear()
+            self.reserved = reserved
+            return evicted
+
+    def close_queues(self, closing: bool = True) -> list[Knote]:
+        """Refuse offers from now on (a retiring thread; the orphanage once threads wait),
+        or accept them again; returns what was queued (realtime first, as take())."""
+        with self.lock:
+            self.closing = closing
+            queued = [*self.rt, *self.normal]
+            self.rt.clear()
+            self.normal.clear()
+            return queued
+
+    def enlist(self) -> threading.Lock | None:
+        """Before an SKQ sleep: a sleeper that offer() will release, or None if events
+        are queued already."""
+        with self.lock:
+            if self.normal or self.rt:
+                return None
+            self.sleeping = True
+            return self.cond.enlist()
+
+    def withdraw(self, sleeper: threading.Lock) -> bool:
+        """After the sleep: take the sleeper back; False if it was woken."""
+        with self.lock:
+            self.sleeping = False
+            return self.cond.withdraw(sleeper)
+
+    def begin_poll(self, sleeper: threading.Lock) -> bool:
+        """The leader, about to block in epoll_wait: whether to (not woken, nothing queued).
+
+        From then on until end_poll(), an offer here asks for the poller's wake-up.
+        """
+        with self.lock:
+            self.sleeping = False
+            if not self.cond.withdraw(sleeper) or self.normal or self.rt:
+                return False
+            self.polling = True
+            return True
+
+    def end_poll(self) -> None:
+        with self.lock:
+            self.polling = False
+
+    def wake(self) -> bool:
+        """Wake the thread sleeping on this kevq, if one is; whether one was."""
+        with self.lock:
+            return self.cond.notify()
+
+    def wake_all(self) -> None:
+        with self.lock:
+            self.cond.notify_all()
 
     def expected_start_ns(self, now_ns: int, unmeasured_avg: float = 0.0) -> float:
         """When an event placed here now would start: SKQ's best-of-N estimate, with

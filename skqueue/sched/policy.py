@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import operator
 import random
+import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -69,6 +70,34 @@ def check_reserve(n: int) -> int:
 class Scheduler:
     """The kevqs of a multi kqueue and the policy that places events on them."""
 
+    # Slots: on free-threaded CPython a store into an instance dict takes the dict's
+    # lock, and every placement stores its counters, in every thread.
+    __slots__ = (
+        "_auto_lock",
+        "_clock",
+        "_cpu_of",
+        "_evidence",
+        "_random",
+        "_rule",
+        "auto",
+        "evicted",
+        "fargs",
+        "feat",
+        "kevqs",
+        "place_ns",
+        "placements",
+        "refused",
+        "reserve",
+        "reserved",
+        "reserved_placements",
+        "retired",
+        "sargs",
+        "sched",
+        "steal",
+        "topology",
+        "unreserved",
+    )
+
     def __init__(
         self,
         sched: int,
@@ -98,8 +127,10 @@ class Scheduler:
         self.fargs = max(1, fargs)
         # The rule place() follows: the configured one, or auto's current choice.
         self.auto = AutoPolicy() if sched == KQ_SCHED_AUTO else None
-        self._kind, self._sargs = sched, sargs
-        self.steal = bool(feat & KQ_SCHED_FEAT_WS)
+        # (kind, sample size, stealing): what place() follows, replaced as one.
+        self._rule = (sched, sargs, bool(feat & KQ_SCHED_FEAT_WS))
+        self.steal = self._rule[2]  # whether idle kevqs steal (the rule's, for readers)
+        self._auto_lock = threading.Lock()
         if self.auto is not None:
             self._follow(self.auto.choice)
         self.kevqs: list[Kevq] = []
@@ -125,7 +156,8 @@ class Scheduler:
 
     def _follow(self, choice: str) -> None:
         """Place future activations by auto's choice; queued events stay put."""
-        self._kind, self._sargs, self.steal = CHOICES[choice]
+        self._rule = CHOICES[choice]
+        self.steal = self._rule[2]
 
     @property
     def name(self) -> str:
@@ -142,7 +174,7 @@ class Scheduler:
 
         Returns the normal events to place again (see :meth:`set_reserve`).
         """
-        self.kevqs.append(kevq)
+        self.kevqs = [*self.kevqs, kevq]
         return self._reserve_kevqs()
 
     def retire(self, kevq: Kevq) -> list[Knote]:
@@ -152,7 +184,7 @@ class Scheduler:
         """
         if kevq not in self.kevqs:
             return []
-        self.kevqs.remove(kevq)
+        self.kevqs = [k for k in self.kevqs if k is not kevq]
         self.retired.add(kevq)
         return self._reserve_kevqs()
 
@@ -173,11 +205,7 @@ class Scheduler:
         self.unreserved = kevqs[count:]
         evicted: list[Knote] = []
         for i, kevq in enumerate(kevqs):
-            reserved = i < count
-            if reserved and not kevq.reserved:
-                evicted.extend(kevq.normal)
-                kevq.normal.clear()
-            kevq.reserved = reserved
+            evicted.extend(kevq.set_reserved(i < count))
         self.evicted += len(evicted)
         return evicted
 
@@ -191,7 +219,7 @@ class Scheduler:
         if not kevqs:
             return fallback
         now = self._clock()
-        kind = self._kind
+        kind, sargs, _ = rule = self._rule
         if kind == KQ_SCHED_QUEUE and kn.group < 0:
             # Bound at its first activation, whether or not there is a choice yet.
             kn.group = self.topology.group(self._cpu_of(kn))
@@ -205,13 +233,14 @@ class Scheduler:
         if len(kevqs) == 1:
             chosen = kevqs[0]
         elif kind == KQ_SCHED_BEST:
-            chosen = self._best(self._sample(kevqs, self._sargs, self._random), now)[0]
+            chosen = self._best(self._sample(kevqs, sargs, self._random), now)[0]
         elif kind == SCHED_RANDOM:
             chosen = self._random.choice(kevqs)
         else:
-            chosen = self._affine(kn, kevqs, now)
+            chosen = self._affine(kn, kevqs, now, rule)
         if self.auto is not None:
-            self._observe(self.auto, kn, kevqs, now)
+            with self._auto_lock:
+                self._observe(self.auto, kn, kevqs, now)
         chosen.placements += 1
         self.placements += 1
         self.place_ns += self._clock() - now
@@ -261,17 +290,18 @@ class Scheduler:
                 best, best_start = kevq, start
         return best, best_start
 
-    def _affine(self, kn: Knote, kevqs: list[Kevq], now: int) -> Kevq:
+    def _affine(self, kn: Knote, kevqs: list[Kevq], now: int, rule: tuple[int, int, bool]) -> Kevq:
         """Queue or CPU affinity among kevqs, optionally hybrid with best-of-sargs sampling."""
-        group = kn.group if self._kind == KQ_SCHED_QUEUE else self.topology.group(self._cpu_of(kn))
+        kind, sargs, _ = rule
+        group = kn.group if kind == KQ_SCHED_QUEUE else self.topology.group(self._cpu_of(kn))
         local = [k for k in kevqs if k.group == group]
         if not local:
             chosen = self._random.choice(kevqs)
             chosen.fallbacks += 1
             return chosen
         chosen, chosen_start = self._best(local, now)
-        if self._sargs:
-            other, other_start = self._best(self._sample(kevqs, self._sargs, self._random), now)
+        if sargs:
+            other, other_start = self._best(self._sample(kevqs, sargs, self._random), now)
             if other.group != group and other_start + tunables.cache_penalty_ns < chosen_start:
                 other.mismatches += 1
                 return other
@@ -281,7 +311,8 @@ class Scheduler:
     def steal_into(self, thief: Kevq) -> bool:
         """Move up to fargs queued events from a random busy kevq to the thief.
 
-        A reserved thief takes realtime events only; any other takes both kinds.
+        A reserved thief takes realtime events only; any other takes both kinds.  False
+        also when the victim's lock is busy (``Kevq.give`` never waits for it).
         """
         if not self.steal:
             return False
@@ -298,15 +329,7 @@ class Scheduler:
             victim = max(victims, key=len)
         else:
             victim = victims[0]
-        taken = 0
-        while taken < self.fargs:
-            if victim.rt:
-                thief.push(victim.rt.popleft(), True)
-            elif normal_too and victim.normal:
-                thief.push(victim.normal.popleft(), False)
-            else:
-                break
-            taken += 1
+        taken = victim.give(thief, self.fargs, normal_too)
         thief.steals += taken
         return taken > 0
 

@@ -40,12 +40,15 @@ class _Slot:
 class ThreadKevqs:
     """Which kevq is the calling thread's, on one SKQ kqueue.
 
-    ``retire(kevq)`` is the kqueue's method that takes a thread's kevq out of
-    service (with the kqueue lock, which it takes itself).
+    ``new_lock()`` makes each kevq's lock; ``retire(kevq)`` is the kqueue's method
+    that takes a thread's kevq out of service (with the kqueue lock, which it takes
+    itself).
     """
 
-    def __init__(self, lock: threading.Lock, retire: Callable[[Kevq], None]) -> None:
-        self._lock = lock
+    def __init__(
+        self, new_lock: Callable[[], threading.Lock], retire: Callable[[Kevq], None]
+    ) -> None:
+        self._new_lock = new_lock
         self._retire = weakref.WeakMethod(retire)
         self._tls = threading.local()
 
@@ -59,7 +62,9 @@ class ThreadKevqs:
 
         The caller registers it with sched, and places again what that evicts.
         """
-        kevq = Kevq(self._lock, sched.topology.group(current_cpu()), threading.current_thread())
+        kevq = Kevq(
+            self._new_lock(), sched.topology.group(current_cpu()), threading.current_thread()
+        )
         self._tls.slot = _Slot(kevq, self._retire)
         return kevq
 

@@ -12,6 +12,7 @@ import functools
 import os
 import random
 import socket
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -40,8 +41,34 @@ def real_scheduler(sched: int, sargs: int, feat: int, fargs: int) -> Scheduler:
         topology=machine_topology(),
         clock=time.monotonic_ns,
         cpu_of=activation_cpu,
-        rng=random.Random(),
+        rng=PerThreadRandom(),
     )
+
+
+class PerThreadRandom(random.Random):
+    """random.Random drawing from a generator of the calling thread's own.
+
+    Placement draws at every activation, in every thread that harvests; one shared
+    generator would serialise them on free-threaded CPython (each call takes the
+    generator's lock, and a contended one parks the thread).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._local = threading.local()
+
+    def _mine(self) -> random.Random:
+        try:
+            rng: random.Random = self._local.rng
+        except AttributeError:
+            rng = self._local.rng = random.Random()
+        return rng
+
+    def random(self) -> float:
+        return self._mine().random()
+
+    def getrandbits(self, k: int, /) -> int:
+        return self._mine().getrandbits(k)
 
 
 def activation_cpu(kn: Knote) -> int:

@@ -48,13 +48,19 @@ class FakeClock:
         return self.now
 
 
+#: The guard of every stand-in knote: reentrant, so that one thread takes it for many.
+GUARD = threading.RLock()
+
+
 @dataclass(eq=False)
 class Activation:
-    """All the scheduler sees of a knote: the CPU it fired on, its group, its kevq."""
+    """All the scheduler sees of a knote: the CPU it fired on, its group, its kevq, and
+    the guard a thief takes to move it."""
 
     cpu: int
     group: int = -1
     kevq: Kevq | None = None
+    guard: object = GUARD
 
 
 def knote(cpu: int) -> Knote:
