@@ -332,7 +332,7 @@ class _Guarded:
             return
         raise AssertionError(
             f"{self._field} {verb} by {_describe(threading.get_ident())} without "
-            f"the kqueue lock (held by {_describe(lock.owner)})"
+            f"the lock that guards it (held by {_describe(lock.owner)})"
         )
 
 

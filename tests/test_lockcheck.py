@@ -47,7 +47,7 @@ def test_an_unguarded_access_raises_naming_field_and_thread() -> None:
                 lambda: setattr(kn, "status", 0),
                 lambda: kn.owner,
                 lambda: setattr(core, "leader", None),
-                lambda: core.shared.normal,
+                lambda: core.shared.closing,
             ):
                 try:
                     touch()
@@ -66,9 +66,9 @@ def test_an_unguarded_access_raises_naming_field_and_thread() -> None:
     lines = result.stdout.splitlines()
     assert len(lines) == 4, result.stdout
     fields = ("Knote.status written", "Knote.owner read", "KqueueCore.leader written")
-    for line, field in zip(lines, (*fields, "Kevq.normal read"), strict=True):
+    for line, field in zip(lines, (*fields, "Kevq.closing read"), strict=True):
         assert line.startswith(field), line
-        assert "thread 'intruder'" in line and "without the kqueue lock" in line
+        assert "thread 'intruder'" in line and "without the lock that guards it" in line
 
 
 def test_off_leaves_the_classes_untouched() -> None:
@@ -82,13 +82,13 @@ def test_off_leaves_the_classes_untouched() -> None:
         from skqueue.sched.kevq import Kevq, WaitQueue
 
         assert not _lockcheck.CHECK_LOCKS
-        assert _lockcheck.new_lock is threading.Lock
+        assert type(_lockcheck.new_lock()) is type(threading.RLock())
         for cls in (Knote, Kevq, WaitQueue):
             for field in _lockcheck.GUARDED[cls.__name__][0]:
                 assert type(cls.__dict__[field]) is types.MemberDescriptorType, field
         assert not set(_lockcheck.GUARDED["KqueueCore"][0]) & set(vars(KqueueCore))
         kq = skqueue.kqueue()
-        assert type(kq._core.lock) is type(threading.Lock())
+        assert type(kq._core.lock) is type(threading.RLock())
         assert "lock" not in kq.stats()
         kq.close()
         print("untouched")

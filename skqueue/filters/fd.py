@@ -525,7 +525,8 @@ class FdFilter(Filter):
         # the kernel item back in line, then deliver the ordinary way.
         current = self.watches.get(watch.fd)
         if current is not None:
-            self._rearm(current, None, force=True)
+            with current.guard:  # a new registration's, if the number was reused
+                self._rearm(current, None, force=True)
         if kn.status & KN_DETACHED:
             return SKIP
         return self.deliver(kn)
