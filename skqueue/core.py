@@ -162,13 +162,14 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import sys
 import threading
 import time
 import warnings
 import weakref
 from collections.abc import Callable, Iterable
 from types import ModuleType
-from typing import Any
+from typing import Any, TypeVar
 
 from ._lockcheck import CHECK_LOCKS, install_lock_checks, lock_figures, new_lock
 
@@ -221,11 +222,17 @@ from .sched.threads import ThreadKevqs
 from .sched.world import real_scheduler
 from .tunables import tunables
 
+_T = TypeVar("_T")
 _HARVEST_BATCH = 256
 _PEEK_LOCK_TIMEOUT = 0.05  # seconds pending() waits for another kqueue's lock
 _SLICE = 86_400.0  # seconds: the longest single sleep of a wait (a day)
 _RARE_FLAGS = EV_REALTIME | EV_ONESHOT | EV_CLEAR | EV_DISPATCH
 _LOCKED_FLAGS = EV_ONESHOT | EV_CLEAR | EV_DISPATCH  # a delivery with these needs the lock
+# Under the GIL only one thread runs Python at a time: there an SKQ wait holds the kqueue
+# lock throughout but where it blocks, and its kevqs' locks and knote guards are that
+# lock (reentrant), so that threads hand over at the lock and not at each system call's
+# release of the GIL.  Without the GIL each kevq and fd has a lock of its own.
+_PARALLEL = not getattr(sys, "_is_gil_enabled", lambda: True)()
 
 
 def _einval(message: str) -> OSError:
@@ -264,7 +271,7 @@ class KqueueCore:
         # The classic queue; in SKQ mode, the orphanage.
         self.shared = Kevq(self.lock, thread=threading.current_thread())
         self.sched: Scheduler | None = None
-        self.threads = ThreadKevqs(new_lock, self.kevq_exit)
+        self.threads = ThreadKevqs(new_lock if _PARALLEL else self._the_lock, self.kevq_exit)
         self.in_wait = 0  # threads inside a wait
         self.leader: Kevq | None = None
         self.leader_polling = False  # classic: the leader is in epoll_wait
@@ -299,6 +306,10 @@ class KqueueCore:
     @property
     def speedups(self) -> ModuleType | None:
         return speedups
+
+    @property
+    def parallel(self) -> bool:
+        return _PARALLEL
 
     def nested_kqueue(self, fd: int) -> KqueueCore | None:
         return handles.core_behind(fd)
@@ -396,7 +407,8 @@ class KqueueCore:
                 raise _einval(str(exc)) from None
             self.sched.set_reserve(self.rtreserve)  # no kevqs yet: nothing to place again
             # The orphanage gets a lock of its own: SKQ harvests offer it events unlocked.
-            self.shared = Kevq(new_lock(), thread=threading.current_thread())
+            lock = new_lock() if _PARALLEL else self.lock
+            self.shared = Kevq(lock, thread=threading.current_thread())
 
     # Changes ------------------------------------------------------------------------
     def control(
@@ -435,6 +447,11 @@ class KqueueCore:
             mine = self.threads.mine()
             kevq = self._join(sched) if mine is None else mine
             self.in_wait += 1
+            if not _PARALLEL:  # the lock stays held, but where the wait blocks
+                return self._counted_wait(kevq, nevents, timeout)
+        return self._counted_wait(kevq, nevents, timeout)
+
+    def _counted_wait(self, kevq: Kevq, nevents: int, timeout: float | None) -> list[kevent]:
         try:
             return self._wait_multi(kevq, nevents, timeout)
         finally:
@@ -442,6 +459,9 @@ class KqueueCore:
                 self.in_wait -= 1
                 if self.closed:
                     self._close_backend_when_idle()
+
+    def _the_lock(self) -> threading.Lock:
+        return self.lock
 
     def _register(self, ev: kevent, flags: int) -> tuple[int, int]:
         """Apply one change; returns (errno, fflags to echo in a receipt)."""
@@ -748,8 +768,8 @@ class KqueueCore:
             if ev is not None:
                 append(ev)
         owned, kevq.owned = kevq.owned, []
-        for kn in owned:  # a classic kqueue owns a knote until the end of its scan
-            self._release(kevq, kn, locked=True)
+        if owned:  # a classic kqueue owns a knote until the end of its scan
+            self._release(kevq, owned, locked=True)
         return out
 
     def _take(self, kevq: Kevq, kn: Knote, delivery: Delivery) -> kevent | None:
@@ -783,26 +803,36 @@ class KqueueCore:
         kevq.owned.append(kn)
         return ev
 
-    def _release(self, kevq: Kevq, kn: Knote, locked: bool) -> bool:
-        """kevq's owner is done with kn (kn.guard held): a level knote may fire again.
+    def _release(self, kevq: Kevq, owned: list[Knote], locked: bool) -> list[Knote]:
+        """kevq's owner is done with these knotes: level ones may fire again.
 
-        Without the kqueue lock (locked False) a filter may not re-check it; False: the
-        caller must call recheck() with the lock.
+        Each under its guard.  Without the kqueue lock (locked False) a knote of a filter
+        that runs under it, or one its filter must re-check (``Filter.settle``), stays
+        owned and is returned, for the caller to release again with the lock.
         """
-        if kn.owner is not kevq:
-            return True
-        kn.owner = None
-        status = kn.status & ~KN_OWNED
-        kn.status = status
-        if status & KN_DETACHED:
-            return True
-        if status & KN_ACTIVE:
-            self.activate(kn)
-        elif locked:
-            kn.ops.recheck(kn)
-        else:
-            return kn.ops.settle(kn)
-        return True
+        left: list[Knote] = []
+        lock = self.lock
+        for kn in owned:
+            guard = kn.guard
+            with guard:
+                if kn.owner is not kevq:
+                    continue
+                kn.owner = None
+                status = kn.status & ~KN_OWNED
+                kn.status = status
+                if status & KN_DETACHED:
+                    continue
+                if status & KN_ACTIVE:
+                    self.activate(kn)
+                elif kn.ops.settle(kn):
+                    pass
+                elif locked or guard is lock:  # the guard is the kqueue lock: held now
+                    kn.ops.recheck(kn)
+                else:  # its owner's until released with the lock
+                    kn.owner = kevq
+                    kn.status = status | KN_OWNED
+                    left.append(kn)
+        return left
 
     # Waiting: an SKQ kqueue -------------------------------------------------------------
     def _join(self, sched: Scheduler) -> Kevq:
@@ -867,7 +897,7 @@ class KqueueCore:
                 self.followers.append(kevq)
         if not lead:
             if not closed:
-                sleeper.acquire(True, -1 if remaining is None else remaining)
+                self._blocking(sleeper.acquire, True, -1 if remaining is None else remaining)
                 with self.lock:
                     self.followers.remove(kevq)
             kevq.withdraw(sleeper)
@@ -877,7 +907,7 @@ class KqueueCore:
             if kevq.begin_poll(sleeper):
                 try:
                     batch = nevents if nevents > _HARVEST_BATCH else _HARVEST_BATCH
-                    ready = self.backend.poll(remaining, batch)
+                    ready = self._blocking(self.backend.poll, remaining, batch)
                 finally:
                     kevq.end_poll()
                 # Taken while still the leader: drained by the next one, a wake-up for it
@@ -888,6 +918,16 @@ class KqueueCore:
                 self.leader = None
                 self._hand_over_lead()
         self._harvest_multi(ready)
+
+    def _blocking(self, call: Callable[..., _T], *args: object) -> _T:
+        """call(*args), which blocks: under the GIL, without the kqueue lock (_PARALLEL)."""
+        if _PARALLEL:
+            return call(*args)
+        self.lock.release()
+        try:
+            return call(*args)
+        finally:
+            self.lock.acquire()
 
     def _hand_over_lead(self) -> None:
         """No thread leads (kqueue lock held): wake a follower to.  A follower enlists
@@ -946,27 +986,27 @@ class KqueueCore:
                     # guard is free for the system calls) is kept for the release.
                     kn.owner = kevq
                     kn.status = (status & ~KN_ACTIVE) | KN_OWNED
-                    if guard is lock:  # a filter that runs under the kqueue lock: now
-                        out.append(self._take(kevq, kn, ops.deliver(kn)))
-                        continue
+                    # The system calls with the guard held: a report of this fd, which
+                    # waits for it meanwhile, can only come once they re-armed the item.
                     token = ops.begin_unlocked(kn)
-                if token >= 0:
-                    measured = ops.measure_unlocked(kn)
-                    with guard:
+                    measured = 0
+                    if token >= 0:
+                        measured = ops.measure_unlocked(kn)
                         if (
                             ops.finish(kn, token, measured, False) is REPORT
                             and not kn.flags & _LOCKED_FLAGS
-                            and not kn.status & KN_DETACHED
                         ):
                             flags = kn.flags  # finish() cleared oflags
                             if flags & EV_REALTIME:
                                 kevq.realtime_events += 1
                             owned.append(kn)
-                            out.append(
-                                event(kn.ident, kn.filter, flags, kn.fflags, kn.data, kn.udata)
-                            )
+                            ev = event(kn.ident, kn.filter, flags, kn.fflags, kn.data, kn.udata)
+                            out.append(ev)
                             continue
-                locked.append((len(out), kn, token, measured if token >= 0 else 0))
+                    elif guard is lock:  # the guard is the kqueue lock: held now
+                        out.append(self._take(kevq, kn, ops.deliver(kn)))
+                        continue
+                locked.append((len(out), kn, token, measured))
                 out.append(None)
         if locked:
             self._deliver_locked(kevq, locked, out)
@@ -995,32 +1035,16 @@ class KqueueCore:
                     out[place] = self._take(kevq, kn, delivery)
 
     def _release_owned(self, kevq: Kevq) -> None:
-        """The owner is done with what it was given (its next wait): each knote under its
-        guard, and only what a filter must re-check with the kqueue lock."""
+        """The owner is done with what it was given (its next wait): with the kqueue lock
+        only what needs it (see _release)."""
         owned = kevq.owned
         if not owned:
             return
         kevq.owned = []
-        lock = self.lock
-        locked: list[Knote] = []
-        for kn in owned:
-            guard = kn.guard
-            if guard is lock:
-                locked.append(kn)
-                continue
-            with guard:
-                if self._release(kevq, kn, locked=False):
-                    continue
-            locked.append(kn)  # no longer owned: recheck it with the lock
-        if not locked:
-            return
-        with lock:
-            for kn in locked:
-                with kn.guard:
-                    if kn.guard is lock:
-                        self._release(kevq, kn, locked=True)
-                    elif not kn.status & KN_DETACHED:
-                        kn.ops.recheck(kn)
+        left = self._release(kevq, owned, locked=False)
+        if left:
+            with self.lock:
+                self._release(kevq, left, locked=True)
 
     # SKQ threads ----------------------------------------------------------------------
     def kevq_exit(self, kevq: Kevq) -> None:

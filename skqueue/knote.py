@@ -123,6 +123,11 @@ class KqueueHost(Protocol):
         """The C accelerator serving this kqueue (``skqueue.accel``), or None: pure Python."""
 
     @property
+    def parallel(self) -> bool:
+        """Whether an SKQ wait runs without the kqueue lock (free-threaded CPython), so
+        that a filter should give its knotes guards of their own (``Knote.guard``)."""
+
+    @property
     def watcher(self) -> Watcher:
         """The kqueue's shared inotify watcher."""
 
@@ -208,12 +213,13 @@ class Filter:
 
     def begin_unlocked(self, kn: Knote) -> int:
         """An owned kn about to be delivered (SKQ), kn.guard held: a token (>= 0) if the
-        system calls of its delivery may run with no lock (measure_unlocked, then
-        finish), else -1, and the core calls deliver() with the kqueue lock."""
+        system calls of its delivery may run without the kqueue lock (measure_unlocked,
+        then finish), else -1, and the core calls deliver() with the kqueue lock."""
         return -1
 
     def measure_unlocked(self, kn: Knote) -> int:
-        """With no lock held: the system calls of kn's delivery; what they found.
+        """Without the kqueue lock (an SKQ scan holds kn's guard): the system calls of
+        kn's delivery; what they found.
 
         May touch the kernel and kn's hook's fields that never change, nothing else:
         every other thread may be running filter methods meanwhile.

@@ -194,7 +194,9 @@ class Kevq:
             (self.rt if realtime else self.normal).append(kn)
             kn.kevq = self
             self.enqueues += 1
-            if self.cond.notify():
+            unwoken = self.cond.unwoken
+            if unwoken:  # cond.notify(), inline: this runs at every activation
+                unwoken.popleft().release()
                 return OFFER_WOKEN
             return OFFER_POLLING if self.polling else OFFER_QUEUED
 
