@@ -111,9 +111,9 @@ lock per kevq.  In order:
   lock;
 * scan (``_scan_multi``): knotes taken off its kevq (``Kevq.take``), or stolen, are
   settled under their guards and made owned; a lone level READ's system calls
-  (FIONREAD, the re-arm) run with no lock (``begin_unlocked`` / ``measure_unlocked``
-  / ``finish``), its event is made under the guard; a knote of another filter, or a
-  delivery that changed meanwhile, is delivered with the kqueue lock;
+  (FIONREAD, the re-arm) run under its guard alone (``begin_unlocked`` /
+  ``measure_unlocked`` / ``finish``), and a knote of another filter, or a delivery
+  that changed meanwhile, is delivered with the kqueue lock;
 * harvest for itself: a thread whose scan found nothing polls epoll without waiting
   and runs the handlers itself: the fd handlers (added ``guarded``) with no lock, each
   taking its watch's guard, the rest with the kqueue lock (``_harvest_multi``).
@@ -129,6 +129,12 @@ lock per kevq.  In order:
   the lead to a follower under the lock, then harvests what it found.  Every thread
   that finds no leader as it leaves a wait hands the lead over too, and followers
   enlist under the same lock, so no follower sleeps while nobody polls.
+
+That is on free-threaded CPython (``_PARALLEL``).  Under the GIL only one thread runs
+Python at a time, and threads that each make system calls per event would hand the
+GIL over at every one: there an SKQ wait keeps the kqueue lock but where it blocks
+(``_blocking``), and its kevqs' locks and fd guards are the kqueue lock itself, so the
+same code takes turns at the lock (as the classic wait does).
 
 ``in_wait`` counts the threads inside SKQ waits; the backend's fds are closed when
 the last one leaves a closed kqueue (``_close_backend_when_idle``), since each may be
