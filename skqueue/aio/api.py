@@ -31,7 +31,6 @@ from .jobs import (
     AIO_ALLDONE,
     AIO_CANCELED,
     AIO_NOTCANCELED,
-    DONE,
     LIO_NOP,
     LIO_NOWAIT,
     LIO_READ,
@@ -290,14 +289,14 @@ def aio_error(cb: aiocb | int) -> int:
         if isinstance(cb, aiocb) and cb._job is None and cb.status == -1:
             return cb.error
         job = _table.lookup(cb)
-        return job.error if job.state >= DONE else errno.EINPROGRESS
+        return job.error if job.settled else errno.EINPROGRESS
 
 
 def aio_return(cb: aiocb | int) -> int:
     """Reap a finished job: its byte count, or OSError(its errno); once only."""
     with _table.section():
         job = _table.lookup(cb)
-        if job.state < DONE:
+        if not job.settled:
             raise oserror(errno.EINVAL, f"job {job.ident} has not finished (EINPROGRESS)")
         _table.reap(job)
     if job.error:
@@ -381,7 +380,7 @@ def aio_suspend(cbs: Iterable[aiocb | None], timeout: float | None = None) -> No
         while True:
             for cb in blocks:
                 job = cb._job
-                if job is not None and job.state >= DONE:
+                if job is not None and job.settled:
                     return
             _wait(deadline)
 
@@ -394,11 +393,15 @@ def aio_waitcomplete(timeout: float | None = None) -> tuple[aiocb, int]:
     """
     deadline = _deadline(timeout)
     with _table.section():
-        while not _table.done:
+        while (job := _first_settled()) is None:
             _wait(deadline)
-        _, job = _table.done.popitem(last=False)
         _table.reap(job)
     return job.cb, job.result
+
+
+def _first_settled() -> Job | None:
+    """The first finished job a program may see (table lock held)."""
+    return next((job for job in _table.done.values() if job.settled), None)
 
 
 def _entries(call: str, cbs: Iterable[aiocb | None]) -> list[aiocb | None]:

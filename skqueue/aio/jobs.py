@@ -172,6 +172,7 @@ class Job:
         "knote",
         "lio",
         "nbytes",
+        "noticing",
         "offset",
         "op",
         "result",
@@ -210,6 +211,7 @@ class Job:
         self.result = 0
         self.knote: Knote | None = None
         self.lio: LioList | None = None
+        self.noticing = False  # finished, its kevent not posted yet (JobTable.section)
         self.after: set[Job] = set()  # aio_fsync: jobs it must wait for
         self.sent = 0  # socket writes: bytes the kernel accepted
         self.zc = False  # this write goes zero-copy (decided when it starts)
@@ -219,6 +221,12 @@ class Job:
     @property
     def finished(self) -> bool:
         return self.state >= DONE
+
+    @property
+    def settled(self) -> bool:
+        """Finished as a program may see it: with its kevent posted already, as FreeBSD
+        posts it before it wakes aio_suspend (aio_bio_done_notify)."""
+        return self.state >= DONE and not self.noticing
 
     def kqueue_closed(self) -> None:
         self.table.kqueue_closed(self)
@@ -285,6 +293,7 @@ class JobTable:
         self.stats: dict[str, int] = dict.fromkeys(_GAUGES + _COUNTERS, 0)
         self.idents = itertools.count(1)
         self.to_fire: list[Knote] = []
+        self.noticed: list[Job] = []  # the jobs whose knotes are in to_fire
         self.to_retire: list[Knote] = []
         # Set by the api module: where a job goes once its barrier clears, how to
         # wake the socket engine, and how to hand knotes over to be fired later.
@@ -302,10 +311,16 @@ class JobTable:
             with self.lock:
                 fire, self.to_fire = self.to_fire, []
                 retire, self.to_retire = self.to_retire, []
+                noticed, self.noticed = self.noticed, []
             for kn in retire:
                 aiofilter.retire(kn)
             for kn in fire:
                 aiofilter.notify(kn)  # a knote deleted meanwhile is left alone there
+            if noticed:  # their kevents are queued: a program may see them finished now
+                with self.lock:
+                    for job in noticed:
+                        job.noticing = False
+                    self.cond.notify_all()
 
     # Life of a job (lock held) ------------------------------------------------------
     def admit(self, job: Job) -> None:
@@ -366,6 +381,8 @@ class JobTable:
         self.done[job.ident] = job
         if job.knote is not None:
             self.to_fire.append(job.knote)
+            self.noticed.append(job)
+            job.noticing = True
         lio = job.lio
         if lio is not None:
             lio.pending -= 1
@@ -455,5 +472,6 @@ class JobTable:
             )
             for job in jobs:
                 self.cancel(job)
+                job.noticing = False  # its kqueue is closed: no kevent will come
             fire, self.to_fire = self.to_fire, []
         self.defer(fire)
