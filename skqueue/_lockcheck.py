@@ -235,7 +235,7 @@ GUARDED: dict[str, tuple[tuple[str, ...], Callable[[Any], object]]] = {
     ),
     # owned, waiting and the estimates (avg_ns, ...) are its thread's alone.
     "Kevq": (
-        ("normal", "rt", "sleeping", "polling", "closing", "reserved", "enqueues"),
+        ("normal", "rt", "sleeping", "polling", "closing", "reserved", "enqueues", "inside"),
         _kevq_lock,
     ),
     "WaitQueue": (("unwoken",), _waitqueue_lock),
@@ -248,6 +248,10 @@ RACY_READS: dict[tuple[str, str], str] = {
         "monotonic (False to True, once): the handle's early checks, the handle "
         "table's core_behind and a fork() child read it unlocked, and whatever they "
         "then do under the lock checks it again there"
+    ),
+    ("KqueueCore", "initialised"): (
+        "monotonic (False to True, once): an SKQ thread's wait with no changes skips the "
+        "lock only once a kevent() call has set it"
     ),
     ("KqueueCore", "sched"): (
         "set once, by FKQMULTI, which is refused after the first kevent() call: every "

@@ -136,7 +136,8 @@ GIL over at every one: there an SKQ wait keeps the kqueue lock but where it bloc
 (``_blocking``), and its kevqs' locks and fd guards are the kqueue lock itself, so the
 same code takes turns at the lock (as the classic wait does).
 
-``in_wait`` counts the threads inside SKQ waits; the backend's fds are closed when
+A thread inside an SKQ wait is marked on its kevq (``inside``, under the kevq's lock:
+a wait with no changes takes no kqueue lock at all); the backend's fds are closed when
 the last one leaves a closed kqueue (``_close_backend_when_idle``), since each may be
 polling or making a delivery's system calls on a raw number.
 
@@ -278,7 +279,7 @@ class KqueueCore:
         self.shared = Kevq(self.lock, thread=threading.current_thread())
         self.sched: Scheduler | None = None
         self.threads = ThreadKevqs(new_lock if _PARALLEL else self._the_lock, self.kevq_exit)
-        self.in_wait = 0  # threads inside a wait
+        self.in_wait = 0  # threads inside a classic wait
         self.leader: Kevq | None = None
         self.leader_polling = False  # classic: the leader is in epoll_wait
         self.followers: list[Kevq] = []  # SKQ: kevqs whose threads sleep while one leads
@@ -429,6 +430,11 @@ class KqueueCore:
         before_wait = self.before_wait
         if before_wait is not None and nevents > 0:
             before_wait()
+        if _PARALLEL and not changelist and nevents > 0 and self.initialised and self.sched:
+            kevq = self.threads.mine()
+            if kevq is not None:  # an SKQ thread's wait with no changes: no kqueue lock
+                self._enter(kevq)
+                return self._entered_wait(kevq, nevents, timeout)
         with self.lock:
             if self.closed:
                 raise _closed_error()
@@ -452,18 +458,27 @@ class KqueueCore:
                 return self._wait(nevents, timeout)
             mine = self.threads.mine()
             kevq = self._join(sched) if mine is None else mine
-            self.in_wait += 1
+            self._enter(kevq)
             if not _PARALLEL:  # the lock stays held, but where the wait blocks
-                return self._counted_wait(kevq, nevents, timeout)
-        return self._counted_wait(kevq, nevents, timeout)
+                return self._entered_wait(kevq, nevents, timeout)
+        return self._entered_wait(kevq, nevents, timeout)
 
-    def _counted_wait(self, kevq: Kevq, nevents: int, timeout: float | None) -> list[kevent]:
+    def _enter(self, kevq: Kevq) -> None:
+        """An SKQ wait begins: kevq.inside, under its lock, which close() reads too."""
+        with kevq.lock:
+            if self.closed:
+                raise _closed_error()
+            kevq.inside = True
+
+    def _entered_wait(self, kevq: Kevq, nevents: int, timeout: float | None) -> list[kevent]:
         try:
             return self._wait_multi(kevq, nevents, timeout)
         finally:
-            with self.lock:
-                self.in_wait -= 1
-                if self.closed:
+            with kevq.lock:
+                kevq.inside = False
+                closed = self.closed  # read under kevq's lock: close() set it before its
+            if closed:  # look at kevq.inside, so one of the two sees the other
+                with self.lock:
                     self._close_backend_when_idle()
 
     def _the_lock(self) -> threading.Lock:
@@ -1132,7 +1147,11 @@ class KqueueCore:
         their numbers (a classic leader in epoll_wait; any thread in an SKQ wait, which
         polls and makes its deliveries' system calls with no lock, the accelerator's on
         the raw fd); the last one out closes them."""
-        if (self.leader is None) if self.sched is None else not self.in_wait:
+        if self.sched is None:
+            idle = self.leader is None
+        else:
+            idle = not any(kevq.is_inside() for kevq in self.sched.kevqs)
+        if idle:
             self.backend.close()
 
     def stats(self) -> dict[str, Any]:

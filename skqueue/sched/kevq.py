@@ -96,12 +96,14 @@ class Kevq:
         "events",
         "fallbacks",
         "group",
+        "inside",
         "last_return_ns",
         "lock",
         "mismatches",
         "n_last",
         "normal",
         "owned",
+        "place_ns",
         "placements",
         "polling",
         "realtime",
@@ -132,7 +134,8 @@ class Kevq:
         self.cond = WaitQueue(lock)
         self.sleeping = False  # its thread sleeps on cond
         self.polling = False  # its thread blocks in epoll_wait for the kqueue (SKQ)
-        self.waiting = False  # inside a kevent() wait at all
+        self.waiting = False  # inside a kevent() wait at all (its thread's, racy reads)
+        self.inside = False  # the same, under the lock: what close() must wait out (SKQ)
         self.enqueues = 0  # knotes offered and queued here (SKQ)
         self.closing = False
         # KQTUNE_RTRESERVE: kept for realtime events (set by the scheduler alone).
@@ -159,6 +162,7 @@ class Kevq:
         self.fallbacks = 0
         self.mismatches = 0
         self.placements = 0
+        self.place_ns = 0  # time the scheduler spent placing activations here
 
     def __len__(self) -> int:
         return len(self.normal) + len(self.rt)
@@ -299,6 +303,10 @@ class Kevq:
         with self.lock:
             self.polling = False
 
+    def is_inside(self) -> bool:
+        with self.lock:
+            return self.inside
+
     def wake(self) -> bool:
         """Wake the thread sleeping on this kevq, if one is; whether one was."""
         with self.lock:
@@ -382,7 +390,7 @@ class RetiredKevqs:
     total in constant space.
     """
 
-    __slots__ = ("kevqs", "weighted_avg_ns", *_COUNTERS)
+    __slots__ = ("kevqs", "place_ns", "weighted_avg_ns", *_COUNTERS)
 
     events: int
     waits: int
@@ -395,12 +403,14 @@ class RetiredKevqs:
 
     def __init__(self) -> None:
         self.kevqs = 0
+        self.place_ns = 0
         self.weighted_avg_ns = 0.0  # sum of avg_ns * events, for the mean per event
         for name in _COUNTERS:
             setattr(self, name, 0)
 
     def add(self, kevq: Kevq) -> None:
         self.kevqs += 1
+        self.place_ns += kevq.place_ns
         self.weighted_avg_ns += kevq.avg_ns * kevq.events
         for name in _COUNTERS:
             setattr(self, name, getattr(self, name) + getattr(kevq, name))

@@ -84,8 +84,6 @@ class Scheduler:
         "fargs",
         "feat",
         "kevqs",
-        "place_ns",
-        "placements",
         "refused",
         "reserve",
         "reserved",
@@ -143,8 +141,6 @@ class Scheduler:
         self.evicted = 0  # normal events moved off a kevq that became reserved
         self.retired = RetiredKevqs()  # statistics of the kevqs whose thread left
         self.topology = topology
-        self.place_ns = 0  # time spent in place(), by the clock
-        self.placements = 0
         self._clock = clock
         self._cpu_of = cpu_of
         self._random = rng
@@ -241,10 +237,21 @@ class Scheduler:
         if self.auto is not None:
             with self._auto_lock:
                 self._observe(self.auto, kn, kevqs, now)
+        # Counted on the kevq, not here: every thread places, and a field of the
+        # scheduler's that they all write would move between their cores at each.
         chosen.placements += 1
-        self.placements += 1
-        self.place_ns += self._clock() - now
+        chosen.place_ns += self._clock() - now
         return chosen
+
+    @property
+    def placements(self) -> int:
+        """Activations placed so far."""
+        return sum(k.placements for k in self.kevqs) + self.retired.placements
+
+    @property
+    def place_ns(self) -> int:
+        """Time spent in place(), by the clock."""
+        return sum(k.place_ns for k in self.kevqs) + self.retired.place_ns
 
     def _observe(self, auto: AutoPolicy, kn: Knote, kevqs: list[Kevq], now: int) -> None:
         """auto's evidence of one placement: would affinity hold, how unequal are queues."""
