@@ -10,14 +10,17 @@ that was already seen); its identity is checked with fstat.  Every delivery
 recomputes ``data`` and drops the event if the fd is not ready after all, which
 also filters out reports from an epoll item orphaned by ``dup`` + ``close``.
 
-On an SKQ kqueue the delivery of a lone level READ (``FdWatch.plain``) runs its
-system calls without the kqueue lock, so that the threads serving one kqueue
-measure their fds at once: ``begin_unlocked`` notes the watch's ``version``
-(bumped by every change of its modes or masks) under the lock, ``measure_unlocked``
-makes FIONREAD and the re-arm unlocked, ``finish`` applies them under the lock if
-the version still holds, and otherwise repairs the kernel item and delivers the
-ordinary way.  Reports that arrive meanwhile (``fired``) only mark the owned
-knote active.
+On an SKQ kqueue on free-threaded CPython each watch has a lock of its own
+(``FdWatch.guard``, its knotes' ``kn.guard``): the core's SKQ wait runs this filter's
+handlers, its releases (``settle``) and a lone level READ's delivery
+(``FdWatch.plain``) under that guard alone, without the kqueue lock, so that the
+threads serving one kqueue harvest and measure their fds at once.
+``begin_unlocked`` notes the watch's ``version`` (bumped by every change of its modes
+or masks), ``measure_unlocked`` makes FIONREAD and the re-arm, ``finish`` applies them
+if the version still holds, and otherwise (with the kqueue lock) repairs the kernel
+item and delivers the ordinary way.  Reports that arrive while a knote is owned
+(``fired``) only mark it active.  Everything else runs with the kqueue lock and the
+guard; under the GIL, and on a classic kqueue, the guard is the kqueue lock.
 """
 
 from __future__ import annotations
