@@ -317,40 +317,44 @@ class FdFilter(Filter):
         activate = self.kq.activate
         report_now = self.kq.report_now if self.kq.reports_now else None
         deliver_plain = self._deliver_plain
-        guard = watch.guard
 
         def on_ready(events: int) -> None:
-            # Classic: the kqueue lock, which the harvest holds; SKQ: the watch's own
-            # (a guarded handler: the harvest holds no lock).
-            with guard:
-                r = watch.plain
-                if r is not None:
-                    if r.status & KN_REPORTED:
-                        # Reported earlier in this harvest; this is a second report of the
-                        # number (an item orphaned by dup + close fires under it too).  The
-                        # re-armed item reports whatever is still pending.
-                        return
-                    if (
-                        not (events | watch.revents) & _UNUSUAL
-                        and not r.status & _NOT_WAITING
-                        and report_now is not None
-                        and report_now(r, deliver_plain)
-                    ):
-                        return
-                edge = watch.edge
-                if not edge:
-                    watch.armed = 0  # EPOLLONESHOT disarmed the item
-                watch.fired += 1
-                watch.revents |= events
-                r, w = watch.read, watch.write
-                if r is not None and events & _WAKES_READ:
-                    activate(r)
-                if w is not None and events & _WAKES_WRITE:
-                    activate(w)
-                if not edge and r is not None and w is not None:
-                    self._rearm(watch, None)  # the direction that did not fire
+            r = watch.plain
+            if r is not None:
+                if r.status & KN_REPORTED:
+                    # Reported earlier in this harvest; this is a second report of the
+                    # number (an item orphaned by dup + close fires under it too).  The
+                    # re-armed item reports whatever is still pending.
+                    return
+                if (
+                    not (events | watch.revents) & _UNUSUAL
+                    and not r.status & _NOT_WAITING
+                    and report_now is not None
+                    and report_now(r, deliver_plain)
+                ):
+                    return
+            edge = watch.edge
+            if not edge:
+                watch.armed = 0  # EPOLLONESHOT disarmed the item
+            watch.fired += 1
+            watch.revents |= events
+            r, w = watch.read, watch.write
+            if r is not None and events & _WAKES_READ:
+                activate(r)
+            if w is not None and events & _WAKES_WRITE:
+                activate(w)
+            if not edge and r is not None and w is not None:
+                self._rearm(watch, None)  # the direction that did not fire
 
-        return on_ready
+        if not self._own_guards:
+            return on_ready  # the harvest holds the kqueue lock, its knotes' guard
+        guard = watch.guard
+
+        def on_ready_guarded(events: int) -> None:  # an SKQ harvest, which holds no lock
+            with guard:
+                on_ready(events)
+
+        return on_ready_guarded
 
     def _rearm(self, watch: FdWatch, exclude: Knote | None, force: bool = False) -> bool:
         """Put the epoll mask in line with the knotes; False if the fd is gone."""
