@@ -13,7 +13,8 @@ figure is the median over rounds with its min-max spread.  Ratios: skq against i
 own 1-thread figure (scaling) and against perthread with the same thread count (the
 price of scheduling).  Then the average cost of one placement per policy, and where
 an skq thread's time goes: a second process with SKQUEUE_LOCK_TIMING=1 adds up how
-long the threads waited for the kqueue lock and held it, per event.  Run it on both
+long the threads waited for the kqueue lock and held it, per event (on free-threaded
+CPython an SKQ wait runs without it, see skqueue/core.py, "The SKQ wait").  Run it on both
 interpreters: on free-threaded CPython the threads really run at once.
 """
 
@@ -225,7 +226,12 @@ def print_lock_profile(rows: list[dict]) -> None:
             f"{row['lock_hold_us_per_event']:>10.2f}{row['outside_us_per_event']:>9.2f}"
             f"{row['acquisitions_per_event']:>8.2f}"
         )
-    print("(lock held: serial work; lock wait: what serialising costs the others)")
+    print(
+        "(the kqueue lock; lock held: serial work; lock wait: what serialising costs the\n"
+        " others.  On free-threaded CPython an SKQ wait takes it only to lead or to join, so\n"
+        " the time is outside it; SKQUEUE_LOCK_TIMING times the fd guards and kevq locks\n"
+        " too, in Python, which inflates the thread time)"
+    )
 
 
 def main() -> None:
