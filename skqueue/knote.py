@@ -108,9 +108,10 @@ class NestedKqueue(Protocol):
 class KqueueHost(Protocol):
     """What a filter may ask of its kqueue; everything else of the kqueue is the core's.
 
-    Every verb but ``post`` and the ``*_from_thread`` ones is called with the
-    kqueue lock held, from a filter method or a handler the poller runs; those
-    three take the lock, for threads that hold no kqueue lock (the AIO workers,
+    Every verb but ``post`` and the ``*_from_thread`` ones is called from a filter
+    method or a handler the poller runs, with the kqueue lock held (on an SKQ kqueue,
+    a guarded handler holds its knotes' guard instead, and may only ``activate``);
+    those three take the lock, for threads that hold no kqueue lock (the AIO workers,
     the signal hub).
     """
 

@@ -37,7 +37,8 @@ Rules:
   them (queue affinity at a knote's first activation, CPU affinity and auto always).
 * A placement changes nothing but counters and, under queue affinity, the knote's
   group on its first activation; the caller queues the knote and wakes the thread.
-* Everything runs with the kqueue lock held, and never blocks.
+* Nothing blocks.  Placement and stealing may run in several threads at once, reading
+  other kevqs racily (see :mod:`.policy`); the rest runs with the kqueue lock held.
 * Nothing here does I/O, reads a clock or asks for a CPU, except the two modules
   that face the real world: :mod:`.world` (the clock, the CPUs and /sys for
   :func:`real_scheduler`) and :mod:`.threads` (each real thread's kevq, made at

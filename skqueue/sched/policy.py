@@ -6,7 +6,17 @@ affinity policy with best-of-N sampling, or ``auto`` (:mod:`.auto`), which
 measures the workload and follows one of the others.  Time, activation CPUs, the
 topology and randomness are what the scheduler was made with (see the package
 docstring).
-All methods run with the kqueue lock held.
+
+Threads: ``place``, ``steal_into`` and ``idle_thief`` run in many threads at once (an
+SKQ wait on free-threaded CPython holds no kqueue lock, see the core's "The SKQ wait").
+They read other kevqs' queue lengths and estimates without those kevqs' locks (a
+heuristic may act on a figure a moment old), and the kevq lists and the rule are
+replaced whole, never changed in place, so that a reader sees one version.  A kevq
+takes its own lock to queue or give up events (``Kevq.offer``, ``Kevq.give``).
+``register``, ``retire``, ``set_reserve`` and ``stats`` run with the kqueue lock held;
+auto's evidence is gathered under a lock of its own.  Counters written by several
+threads (a kevq's placements and placing time) may miss an increment on free-threaded
+CPython: they are statistics.
 
 Reserved workers (KQTUNE_RTRESERVE = n, ours, after the reservation of
 Perséphone's DARC): the first ``min(n, kevqs - 1)`` kevqs in registration order
