@@ -31,6 +31,7 @@ from .jobs import (
     AIO_ALLDONE,
     AIO_CANCELED,
     AIO_NOTCANCELED,
+    DONE,
     LIO_NOP,
     LIO_NOWAIT,
     LIO_READ,
@@ -289,15 +290,19 @@ def aio_error(cb: aiocb | int) -> int:
         if isinstance(cb, aiocb) and cb._job is None and cb.status == -1:
             return cb.error
         job = _table.lookup(cb)
-        return job.error if job.settled else errno.EINPROGRESS
+        if job.state < DONE:
+            return errno.EINPROGRESS
+        _settle(job)
+        return job.error
 
 
 def aio_return(cb: aiocb | int) -> int:
     """Reap a finished job: its byte count, or OSError(its errno); once only."""
     with _table.section():
         job = _table.lookup(cb)
-        if not job.settled:
+        if job.state < DONE:
             raise oserror(errno.EINVAL, f"job {job.ident} has not finished (EINPROGRESS)")
+        _settle(job)
         _table.reap(job)
     if job.error:
         raise OSError(job.error, os.strerror(job.error))
@@ -397,6 +402,14 @@ def aio_waitcomplete(timeout: float | None = None) -> tuple[aiocb, int]:
             _wait(deadline)
         _table.reap(job)
     return job.cb, job.result
+
+
+def _settle(job: Job) -> None:
+    """A finished job whose kevent is being posted: wait the moment until it is (table
+    lock held), so that a program sees the job finished only with its kevent queued, and
+    one that saw the kevent finds the job finished."""
+    while job.noticing:
+        _table.cond.wait()
 
 
 def _first_settled() -> Job | None:

@@ -312,15 +312,17 @@ class JobTable:
                 fire, self.to_fire = self.to_fire, []
                 retire, self.to_retire = self.to_retire, []
                 noticed, self.noticed = self.noticed, []
-            for kn in retire:
-                aiofilter.retire(kn)
-            for kn in fire:
-                aiofilter.notify(kn)  # a knote deleted meanwhile is left alone there
-            if noticed:  # their kevents are queued: a program may see them finished now
-                with self.lock:
-                    for job in noticed:
-                        job.noticing = False
-                    self.cond.notify_all()
+            try:
+                for kn in retire:
+                    aiofilter.retire(kn)
+                for kn in fire:
+                    aiofilter.notify(kn)  # a knote deleted meanwhile is left alone there
+            finally:
+                if noticed:  # their kevents are queued: a program may see them finished
+                    with self.lock:
+                        for job in noticed:
+                            job.noticing = False
+                        self.cond.notify_all()
 
     # Life of a job (lock held) ------------------------------------------------------
     def admit(self, job: Job) -> None:

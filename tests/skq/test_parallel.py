@@ -16,6 +16,7 @@ import skqueue
 from skqueue import EV_ADD, EVFILT_READ, kevent
 from skqueue.knote import Knote
 from skqueue.sched import Kevq
+from skqueue.sched.kevq import OFFER_QUEUED, OFFER_REFUSED
 
 PARALLEL = not getattr(sys, "_is_gil_enabled", lambda: True)()
 
@@ -134,10 +135,10 @@ def test_an_offer_is_turned_away_by_a_retiring_or_reserved_kevq() -> None:
     kevq = Kevq(_lock())
     kn = _stand()
     kevq.set_reserved(True)
-    assert kevq.offer(kn, False) == 0  # OFFER_REFUSED: normal events stay off
-    assert kevq.offer(kn, True) != 0 and list(kevq.rt) == [kn]
+    assert kevq.offer(kn, False) == OFFER_REFUSED  # normal events stay off it
+    assert kevq.offer(kn, True) == OFFER_QUEUED and list(kevq.rt) == [kn]
     assert kevq.close_queues() == [kn]  # retiring: what was queued comes back
-    assert kevq.offer(_stand(), True) == 0
+    assert kevq.offer(_stand(), True) == OFFER_REFUSED
 
 
 def test_a_change_that_dequeues_a_taken_knote_wins() -> None:
