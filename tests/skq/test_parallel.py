@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import subprocess
 import sys
 import textwrap
@@ -189,3 +190,20 @@ def test_close_waits_out_every_thread_inside_an_skq_wait() -> None:
         os.fstat(epfd)  # the epoll set was closed by the last thread out
     os.close(r)
     os.close(w)
+
+
+@pytest.mark.timeout(60)
+def test_per_thread_random_draws_from_each_threads_own_generator() -> None:
+    """The free-threaded scheduler's generator: each thread draws from a generator of its
+    own (a shared one would serialise placement), and choice/sample go through it."""
+    from skqueue.sched.world import PerThreadRandom
+
+    rng = PerThreadRandom()
+    mine = rng._mine()
+    seen: list[random.Random] = []
+    other = threading.Thread(target=lambda: seen.append(rng._mine()))
+    other.start()
+    other.join(30)
+    assert seen and seen[0] is not mine and rng._mine() is mine
+    assert 0.0 <= rng.random() < 1.0 and rng.choice([7]) == 7
+    assert sorted(rng.sample(range(5), 5)) == list(range(5))
