@@ -136,6 +136,12 @@ GIL over at every one: there an SKQ wait keeps the kqueue lock but where it bloc
 (``_blocking``), and its kevqs' locks and fd guards are the kqueue lock itself, so the
 same code takes turns at the lock (as the classic wait does).
 
+Guard sections.  A guard that is the kqueue lock, held by the code at hand, is not
+taken again: change processing, a classic wait, and under the GIL an SKQ wait's scan
+and release test ``guard is not held`` and acquire only then.  A ``with`` on a held
+reentrant lock cost 130 ns on 3.11, and three per event made the classic EV_DISPATCH
+path 8 % slower in instructions than before the guards existed.
+
 A thread inside an SKQ wait is marked on its kevq (``inside``, under the kevq's lock:
 a wait with no changes takes no kqueue lock at all); the backend's fds are closed when
 the last one leaves a closed kqueue (``_close_backend_when_idle``), since each may be
@@ -485,27 +491,33 @@ class KqueueCore:
         return self.lock
 
     def _register(self, ev: kevent, flags: int) -> tuple[int, int]:
-        """Apply one change; returns (errno, fflags to echo in a receipt)."""
+        """Apply one change (kqueue lock held); returns (errno, fflags to echo in a
+        receipt)."""
         ops = self.filter_for(ev.filter)
         if ops is None:
             return errno.EINVAL, ev.fflags
         key = (ev.ident, ev.filter)
         kn = self._knote(key)
+        lock = self.lock
         if ops.is_fd:
             if not _fd_is_open(ev.ident):
                 if kn is not None:
                     self.drop_fd(ev.ident)
                 return errno.EBADF, ev.fflags
             if kn is not None:
-                with kn.guard:
+                if kn.guard is lock:  # held: see "Guard sections"
                     stale = ops.stale(kn)
+                else:
+                    with kn.guard:
+                        stale = ops.stale(kn)
                 if stale:
                     self.drop_fd(ev.ident)
                     kn = None
+        new = kn is None
         if kn is None:
             if not flags & EV_ADD:
                 return errno.ENOENT, ev.fflags
-            kn = Knote(ops, ev, self.lock)
+            kn = Knote(ops, ev, lock)
             kn.flags = flags & KN_KEPT_FLAGS
             try:
                 ops.attach(kn)
@@ -517,31 +529,31 @@ class KqueueCore:
             self.knotes[key] = kn
             if kn.flags & EV_REALTIME:
                 self.realtime_knotes += 1
-            with kn.guard:
-                self._apply(kn, flags)
-            return 0, 0
-        if flags & EV_DELETE:
+        elif flags & EV_DELETE:
             self.drop(kn)
             return 0, ev.fflags
-        with kn.guard:
-            if not flags & EV_KEEPUDATA:
-                kn.udata = ev.udata
-            try:
-                ops.touch(kn, ev)
-            except OSError as exc:
-                return exc.errno or errno.EINVAL, ev.fflags
-            self._apply(kn, flags)
-        return 0, ev.fflags
-
-    def _apply(self, kn: Knote, flags: int) -> None:
-        """A change's EV_DISABLE and EV_ENABLE, then the filter's look (kn.guard held)."""
-        if flags & EV_DISABLE:
-            self._disable(kn)
-        if flags & EV_ENABLE and kn.status & KN_DISABLED:
-            kn.status &= ~KN_DISABLED
-            if kn.status & KN_ACTIVE:
-                self.activate(kn)
-        kn.ops.recheck(kn)  # FreeBSD runs the filter after every change
+        guard = kn.guard
+        if guard is not lock:
+            guard.acquire()
+        try:
+            if not new:
+                if not flags & EV_KEEPUDATA:
+                    kn.udata = ev.udata
+                try:
+                    ops.touch(kn, ev)
+                except OSError as exc:
+                    return exc.errno or errno.EINVAL, ev.fflags
+            if flags & EV_DISABLE:
+                self._disable(kn)
+            if flags & EV_ENABLE and kn.status & KN_DISABLED:
+                kn.status &= ~KN_DISABLED
+                if kn.status & KN_ACTIVE:
+                    self.activate(kn)
+            ops.recheck(kn)  # FreeBSD runs the filter after every change
+        finally:
+            if guard is not lock:
+                guard.release()
+        return 0, 0 if new else ev.fflags
 
     def _disable(self, kn: Knote) -> None:
         kn.status |= KN_DISABLED
@@ -833,9 +845,12 @@ class KqueueCore:
         """
         left: list[Knote] = []
         lock = self.lock
+        held = lock if locked else None
         for kn in owned:
             guard = kn.guard
-            with guard:
+            if guard is not held:
+                guard.acquire()
+            try:
                 if kn.owner is not kevq:
                     continue
                 kn.owner = None
@@ -847,12 +862,15 @@ class KqueueCore:
                     self.activate(kn)
                 elif kn.ops.settle(kn):
                     pass
-                elif locked or guard is lock:  # the guard is the kqueue lock: held now
+                elif locked or guard is lock:  # the kqueue lock is held now
                     kn.ops.recheck(kn)
                 else:  # its owner's until released with the lock
                     kn.owner = kevq
                     kn.status = status | KN_OWNED
                     left.append(kn)
+            finally:
+                if guard is not held:
+                    guard.release()
         return left
 
     # Waiting: an SKQ kqueue -------------------------------------------------------------
@@ -984,6 +1002,7 @@ class KqueueCore:
         locked: list[tuple[int, Knote, int, int]] = []
         rt_budget = realtime_budget(nevents, self.rtshare)
         lock, owned = self.lock, kevq.owned
+        held = None if _PARALLEL else lock  # the GIL's wait holds the kqueue lock
         while len(out) < nevents:
             taken = kevq.take(nevents - len(out), rt_budget)
             if not taken:
@@ -994,7 +1013,9 @@ class KqueueCore:
                 if kn.flags & EV_REALTIME:
                     rt_budget -= 1
                 guard, ops = kn.guard, kn.ops
-                with guard:
+                if guard is not held:
+                    guard.acquire()
+                try:
                     status = kn.status
                     if kn.kevq is not kevq or not status & KN_QUEUED:
                         continue  # a change took it off the queue meanwhile
@@ -1027,6 +1048,9 @@ class KqueueCore:
                     elif guard is lock:  # the guard is the kqueue lock: held now
                         out.append(self._take(kevq, kn, ops.deliver(kn)))
                         continue
+                finally:
+                    if guard is not held:
+                        guard.release()
                 locked.append((len(out), kn, token, measured))
                 out.append(None)
         if locked:
@@ -1038,9 +1062,13 @@ class KqueueCore:
     ) -> None:
         """The scan's deliveries that need the kqueue lock: the filter's deliver(), or its
         finish() when something changed since begin_unlocked."""
-        with self.lock:
+        lock = self.lock
+        with lock:
             for place, kn, token, measured in locked:
-                with kn.guard:
+                guard = kn.guard
+                if guard is not lock:
+                    guard.acquire()
+                try:
                     if token < 0:
                         if kn.status & KN_DETACHED:
                             kn.owner = None
@@ -1054,6 +1082,9 @@ class KqueueCore:
                             kn.owner = None
                             continue
                     out[place] = self._take(kevq, kn, delivery)
+                finally:
+                    if guard is not lock:
+                        guard.release()
 
     def _release_owned(self, kevq: Kevq) -> None:
         """The owner is done with what it was given (its next wait): with the kqueue lock
@@ -1062,7 +1093,7 @@ class KqueueCore:
         if not owned:
             return
         kevq.owned = []
-        left = self._release(kevq, owned, locked=False)
+        left = self._release(kevq, owned, locked=not _PARALLEL)  # the GIL's wait holds it
         if left:
             with self.lock:
                 self._release(kevq, left, locked=True)
