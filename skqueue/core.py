@@ -897,14 +897,18 @@ class KqueueCore:
                 out = self._scan_multi(kevq, nevents)
                 if out or self.closed:
                     break
+                polling = timeout is not None and timeout <= 0
                 # Harvest for itself: no thread through which every activation must pass.
-                found = self._harvest_multi(self.backend.poll(0, _HARVEST_BATCH))
-                if timeout is not None and timeout <= 0:
-                    if found:  # a poll looks at the kernel once
-                        out = self._scan_multi(kevq, nevents)
-                    break
-                if found:
-                    continue
+                # Under the GIL one harvester is enough, the leader (in _sleep): another
+                # one's poll would only hand the GIL over.
+                if _PARALLEL or polling:
+                    found = self._harvest_multi(self.backend.poll(0, _HARVEST_BATCH))
+                    if polling:
+                        if found:  # a poll looks at the kernel once
+                            out = self._scan_multi(kevq, nevents)
+                        break
+                    if found:
+                        continue
                 # Sleep in slices: epoll_wait takes at most INT_MAX ms (24.8 days).
                 remaining = None if deadline is None else min(deadline - time.monotonic(), _SLICE)
                 if remaining is not None and remaining <= 0:
