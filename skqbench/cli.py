@@ -387,7 +387,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--dist",
         type=_dist,
         default="classes:400us",
-        help="fixed:T, exp:T, bimodal:LOW:HIGH:P or classes:BASE (default %(default)s)",
+        help="fixed:T, exp:T, bimodal:LOW:HIGH:P, classes:BASE or kv:GET:PUT:NEXT (the "
+        "key-value mix from its store calls' costs) (default %(default)s)",
     )
     _add_loads(sw)
     _add_sweep_options(sw, quick=False)
@@ -645,7 +646,8 @@ def _add_sim_options(p: argparse.ArgumentParser) -> None:
         "--dist",
         type=_dist,
         default=f"classes:{REPRO_BASE_US:g}us",
-        help="fixed:T, exp:T, bimodal:LOW:HIGH:P or classes:BASE (default %(default)s)",
+        help="fixed:T, exp:T, bimodal:LOW:HIGH:P, classes:BASE or kv:GET:PUT:NEXT (the "
+        "key-value mix from its store calls' costs) (default %(default)s)",
     )
     p.add_argument(
         "--arrival",
@@ -688,6 +690,15 @@ def _add_sim_options(p: argparse.ArgumentParser) -> None:
         default=0,
         help="connections registered EV_REALTIME (default %(default)s)",
     )
+    p.add_argument(
+        "--rt-rate",
+        type=_number(float, 0, MAX_RATE, "a request rate"),
+        default=0.0,
+        help="requests/s of a latency-sensitive population of its own on the --realtime "
+        "connections (the kv mix's GETs), reported apart; the loads then go to the other "
+        "connections (default 0: none)",
+    )
+    _add_rtreserve(p)
     p.add_argument(
         "--rtshare",
         type=_number(int, 1, 100, "a percentage"),
@@ -981,6 +992,7 @@ def sim_plan(args: argparse.Namespace) -> SimPlan:
         warmup_s=0.1 if args.warmup is None else args.warmup,
         seed=args.seed,
         realtime=args.realtime,
+        rt_rate=args.rt_rate,
         rtshare=args.rtshare,
         freq=args.freq,
         work=args.work,
@@ -989,7 +1001,8 @@ def sim_plan(args: argparse.Namespace) -> SimPlan:
     configs = []
     for design in args.design or ["vanilla", "dispatch", "skq"]:
         for policy in (args.policy or REPRO_SKQ_QUICK) if design == "skq" else ["best2"]:
-            configs.append(replace(template, design=design, policy=policy))
+            reserve = args.rtreserve if design == "skq" else 0
+            configs.append(replace(template, design=design, policy=policy, rtreserve=reserve))
     mean_us = parse_dist(args.dist).mean_ns(args.connections) / 1000
     # Service on the core: no more requests in service than cores.
     slots = min(args.workers, template.n_cores) if args.work == "cpu" else args.workers

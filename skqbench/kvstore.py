@@ -78,6 +78,14 @@ def scan_length(rng: random.Random, cap: int = MAX_SCAN) -> int:
     return max(1, min(cap, round(gpd(rng, SCAN_K, SCAN_SIGMA))))
 
 
+def mean_scan_length(cap: int = MAX_SCAN) -> float:
+    """E[min(X, cap)] for X generalized Pareto (shape SCAN_K, scale SCAN_SIGMA), the
+    integral of its survival function (1 + k x / sigma) ** (-1 / k) from 0 to cap;
+    :func:`scan_length`'s rounding and floor of 1 move it by well under a record."""
+    k, sigma = SCAN_K, SCAN_SIGMA
+    return float(sigma / (k - 1) * ((1 + k * cap / sigma) ** (1 - 1 / k) - 1))
+
+
 @dataclass(frozen=True)
 class KvOp:
     """One request of the mix: ``arg`` is the value size of a PUT, the run of a SEEK."""

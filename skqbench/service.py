@@ -31,6 +31,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from skqbench import kvstore
 from skqbench.osutil import precise_timer_slack
 
 WorkFn = Callable[[int], None]
@@ -59,6 +60,10 @@ class ServiceDist(abc.ABC):
     @abc.abstractmethod
     def sample_ns(self, rng: random.Random, multiplier: float) -> int:
         """Service time of one request on a connection with ``multiplier``."""
+
+    def sample_rt_ns(self, rng: random.Random, multiplier: float) -> int:
+        """A latency-sensitive client's request: by default one like any other."""
+        return self.sample_ns(rng, multiplier)
 
     @abc.abstractmethod
     def mean_ns(self, connections: int) -> float:
@@ -159,8 +164,47 @@ class Classes(ServiceDist):
         return self.base_ns * total / connections
 
 
+@dataclass
+class KvMix(ServiceDist):
+    """The key-value experiment's requests as service times: the background mix of
+    :meth:`skqbench.kvstore.Dataset.draw` (GET 83 %, PUT 14 %, SEEK 3 % with its
+    heavy-tailed run), each costing what that store call costs, a SEEK ``get_ns`` plus
+    ``next_ns`` per record; a latency-sensitive client's request is a GET."""
+
+    get_ns: int
+    put_ns: int
+    next_ns: int
+    spec: str = ""
+
+    def sample_ns(self, rng: random.Random, multiplier: float) -> int:
+        op = _KV_DRAW.draw(rng)
+        if op.op == "get":
+            base = self.get_ns
+        elif op.op == "put":
+            base = self.put_ns
+        else:
+            base = self.get_ns + op.arg * self.next_ns
+        return round(base * multiplier)
+
+    def sample_rt_ns(self, rng: random.Random, multiplier: float) -> int:
+        return round(self.get_ns * multiplier)
+
+    def mean_ns(self, connections: int) -> float:
+        (_, get), (_, put), (_, seek) = kvstore.MIX
+        return (
+            get * self.get_ns
+            + put * self.put_ns
+            + seek * (self.get_ns + kvstore.mean_scan_length() * self.next_ns)
+        )
+
+
+# Draws only the mix, never a key's record: any data set size draws the same ops.
+_KV_DRAW = kvstore.Dataset(keys=1)
+
+
 def parse_dist(spec: str) -> ServiceDist:
-    """Parse ``fixed:150us``, ``exp:150us``, ``bimodal:100us:1ms:0.1`` or ``classes:150us``."""
+    """Parse ``fixed:150us``, ``exp:150us``, ``bimodal:100us:1ms:0.1``, ``classes:150us``
+    or ``kv:GET:PUT:NEXT`` (the key-value mix from its store calls' costs)."""
     kind, _, rest = spec.partition(":")
     args = rest.split(":") if rest else []
     dist: ServiceDist
@@ -176,12 +220,15 @@ def parse_dist(spec: str) -> ServiceDist:
             dist = Bimodal(parse_duration_ns(args[0]), parse_duration_ns(args[1]), p)
         elif kind == "classes" and len(args) == 1:
             dist = Classes(parse_duration_ns(args[0]))
+        elif kind == "kv" and len(args) == 3:
+            get, put, nxt = (parse_duration_ns(a) for a in args)
+            dist = KvMix(get, put, nxt)
         else:
             raise ValueError("unknown kind or wrong number of fields")
     except ValueError as exc:
         raise ValueError(
             f"bad service distribution {spec!r} ({exc}); use fixed:T, exp:T, "
-            "bimodal:LOW:HIGH:P or classes:BASE"
+            "bimodal:LOW:HIGH:P, classes:BASE or kv:GET:PUT:NEXT"
         ) from None
     dist.spec = spec
     return dist

@@ -63,7 +63,14 @@ from skqbench.protocol import MAX_SERVICE_NS
 from skqbench.servers.base import parse_policy
 from skqbench.service import parse_dist
 from skqueue import KQ_SCHED_FEAT_WS
-from skqueue.sched import POLICY_NAMES, Kevq, Scheduler, Topology, realtime_budget
+from skqueue.sched import (
+    POLICY_NAMES,
+    Kevq,
+    Scheduler,
+    Topology,
+    check_reserve,
+    realtime_budget,
+)
 
 from .costs import Costs
 
@@ -71,6 +78,7 @@ if TYPE_CHECKING:
     from skqueue.knote import Knote
 
 DESIGNS = ("skq", "vanilla", "dispatch", "reuseport", "kqueue")
+POPULATIONS = ("bg", "rt")  # with rt_rate: the kv experiment's names, background first
 WORKS = ("cpu", "sleep")
 _STATIC_BATCH = 64  # events per wait of the per-worker kqueue designs, as VanillaServer
 _OWNING = frozenset({"skq", "dispatch", "kqueue"})  # a delivered socket waits for release
@@ -94,7 +102,12 @@ class SimConfig:
     drain_s: float = 1.0  # after the last arrival, at most this long to finish
     seed: int = 1
     realtime: int = 0  # the first this many connections are EV_REALTIME
+    # > 0: the realtime connections are the latency-sensitive population's alone, sent
+    # this many requests/s of their own (sample_rt_ns: the kv mix's GETs), and ``rate``
+    # goes to the others; the point's result is then reported per population.
+    rt_rate: float = 0.0
     rtshare: int = 100
+    rtreserve: int = 0  # KQTUNE_RTRESERVE: kevqs kept for realtime events (skq)
     freq: int = 0
     work: str = "cpu"  # cpu: service holds the core; sleep: it waits off the core
     costs: Costs = field(default_factory=Costs)
@@ -114,6 +127,13 @@ class SimConfig:
             raise ValueError("cores and serve_ns must not be negative")
         if not 0 <= self.realtime <= self.connections or not 1 <= self.rtshare <= 100:
             raise ValueError("realtime must be <= connections and rtshare in 1..100")
+        if self.rt_rate < 0 or (self.rt_rate and not 0 < self.realtime < self.connections):
+            raise ValueError(
+                "rt_rate needs realtime connections and others beside them, and not < 0"
+            )
+        check_reserve(self.rtreserve)
+        if self.rtreserve and self.design != "skq":
+            raise ValueError("rtreserve is a tunable of the skq design")
         parse_dist(self.dist)
 
     @property
@@ -219,20 +239,28 @@ class Outcome:
     config: SimConfig
     arrivals: list[int]
     done: list[int]  # _NOT_DONE for a request unfinished at the end
+    latency_sensitive: bytearray  # 1 for a request of the rt_rate population
     measure_ns: tuple[int, int]  # the window whose arrivals are measured
     end_ns: int  # virtual time when the simulation stopped
     events: int  # simulation events processed
     wall_s: float
     stats: dict[str, Any]
 
-    def result(self) -> LoadResult:
-        """The point as the real load generator reports one (latency from arrival)."""
+    def result(self, population: str = "") -> LoadResult:
+        """The point as the real load generator reports one (latency from arrival):
+        every request, or one population's ("bg", "rt": the rt_rate one), as the kv
+        experiment's generator reports each."""
         lo, hi = self.measure_ns
         duration = (hi - lo) / 1e9
         lat: list[int] = []
         timeouts = received = 0
-        for arrived, done in zip(self.arrivals, self.done, strict=True):
-            if lo <= arrived < hi:
+        offered = self.config.rate + self.config.rt_rate
+        wanted = -1  # every request
+        if population:
+            wanted = POPULATIONS.index(population)
+            offered = self.config.rt_rate if wanted else self.config.rate
+        for arrived, done, rt in zip(self.arrivals, self.done, self.latency_sensitive, strict=True):
+            if lo <= arrived < hi and wanted in (-1, rt):
                 if done == _NOT_DONE:
                     timeouts += 1
                     lat.append(self.end_ns - arrived)
@@ -246,7 +274,7 @@ class Outcome:
 
         p50, p99 = pct(0.5), pct(0.99)
         return LoadResult(
-            offered=self.config.rate,
+            offered=offered,
             scheduled=len(lat) / duration,
             achieved=received / duration,
             sent=len(lat),
@@ -281,6 +309,8 @@ class Simulation:
         self._load_rng = random.Random(f"{seed}:load")
         self._dist = parse_dist(cfg.dist)
         self._gap = interarrival(cfg.arrival, cfg.rate, self._load_rng)
+        self._rt_rng = random.Random(f"{seed}:rt")
+        self._rt_gap = interarrival(cfg.arrival, cfg.rt_rate, self._rt_rng) if cfg.rt_rate else None
         cores = cfg.n_cores
         # Per-connection classes exactly as the load generator draws them.
         mults = self._dist.connection_multipliers(cfg.connections, random.Random(seed))
@@ -320,6 +350,7 @@ class Simulation:
         if self.sched is not None:
             for w in self.workers:
                 self.sched.register(w.kevq)
+            self.sched.set_reserve(cfg.rtreserve)  # nothing queued yet: nothing evicted
         self._sleepers: deque[Worker] = deque()  # on the shared queue, in wait order
         self.cores = [Core() for _ in range(cores)]
         self._owning = cfg.design in _OWNING
@@ -328,6 +359,9 @@ class Simulation:
         self._batch = 1 if shared or self.sched is not None else _STATIC_BATCH
         self.arrivals: list[int] = []
         self.done: list[int] = []
+        self.latency_sensitive = bytearray()
+        # Background requests go to every connection, or with rt_rate to the others.
+        self._bg_conns = self.conns[cfg.realtime :] if cfg.rt_rate else self.conns
         start = round(cfg.warmup_s * 1e9)
         self._measure = (start, start + round(cfg.duration_s * 1e9))
         self.completed = 0
@@ -341,16 +375,29 @@ class Simulation:
     # The clients ---------------------------------------------------------------------
     def _arrival(self, _: None) -> None:
         rng = self._load_rng
-        conn = self.conns[rng.randrange(len(self.conns))]
-        service = min(self._dist.sample_ns(rng, conn.mult), MAX_SERVICE_NS)
-        conn.pending.append((len(self.arrivals), service))
-        self.arrivals.append(self.now)
-        self.done.append(_NOT_DONE)
-        if conn.idle:
-            self._activate(conn)
+        conn = self._bg_conns[rng.randrange(len(self._bg_conns))]
+        self._request(conn, self._dist.sample_ns(rng, conn.mult), 0)
         nxt = self.now + round(self._gap())
         if nxt < self._measure[1]:
             self._at(nxt, self._arrival)
+
+    def _rt_arrival(self, _: None) -> None:
+        """The latency-sensitive population's next request (rt_rate)."""
+        rng = self._rt_rng
+        conn = self.conns[rng.randrange(self.cfg.realtime)]
+        self._request(conn, self._dist.sample_rt_ns(rng, conn.mult), 1)
+        assert self._rt_gap is not None
+        nxt = self.now + round(self._rt_gap())
+        if nxt < self._measure[1]:
+            self._at(nxt, self._rt_arrival)
+
+    def _request(self, conn: Conn, service: int, population: int) -> None:
+        conn.pending.append((len(self.arrivals), min(service, MAX_SERVICE_NS)))
+        self.arrivals.append(self.now)
+        self.done.append(_NOT_DONE)
+        self.latency_sensitive.append(population)
+        if conn.idle:
+            self._activate(conn)
 
     # Activation and placement --------------------------------------------------------
     def _hold_lock(self, when: int) -> int:
@@ -368,7 +415,7 @@ class Simulation:
         conn.activating = False
         sched = self.sched
         if sched is not None:
-            kevq = sched.place(as_knote(conn), self.shared)
+            kevq = sched.place(as_knote(conn), self.shared, conn.realtime)
         elif self._worker_of:
             kevq = self.workers[conn.home].kevq
         else:
@@ -506,6 +553,8 @@ class Simulation:
         """Arrivals for warmup + duration, then at most drain_s to finish."""
         start = time.perf_counter()
         self._at(round(self._gap()), self._arrival)
+        if self._rt_gap is not None:
+            self._at(round(self._rt_gap()), self._rt_arrival)
         for w in self.workers:
             self._acquire(w, self._begin_wait)
         stop = self._measure[1] + round(self.cfg.drain_s * 1e9)
@@ -520,6 +569,7 @@ class Simulation:
             config=self.cfg,
             arrivals=self.arrivals,
             done=self.done,
+            latency_sensitive=self.latency_sensitive,
             measure_ns=self._measure,
             end_ns=self.now if not heap else stop,
             events=events,

@@ -18,11 +18,12 @@ import time
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+from skqbench.loadgen import LoadResult
 from skqbench.service import parse_dist
 from skqbench.sweep import Point, Progress, SweepResults, saturation_reason
 from skqueue.sched import COUNTER_STATS
 
-from .engine import SimConfig, simulate
+from .engine import POPULATIONS, SimConfig, simulate
 
 SAVE_EVERY_S = 10.0  # wall seconds between saves within one configuration
 
@@ -105,6 +106,12 @@ def kept_stats(stats: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _json(result: LoadResult) -> dict[str, Any]:
+    out = result.to_json()
+    del out["histogram"]  # the simulator keeps every latency, not a histogram
+    return out
+
+
 @dataclass
 class Speed:
     """The simulator's own speed over a sweep."""
@@ -139,10 +146,15 @@ def run_sim(
                     progress(f"{template.label} @ {rate:.0f}/s", done, total, None)
                 cfg = plan.point(template, rate)
                 outcome = simulate(cfg)
-                res = outcome.result()
+                # As the kv experiment's sweep: with a latency-sensitive population, the
+                # result is the background's and each population's is kept beside it.
+                pops = {p: _json(outcome.result(p)) for p in POPULATIONS} if cfg.rt_rate else {}
+                res = outcome.result(POPULATIONS[0] if pops else "")
                 why = saturation_reason(res, plan)
-                out = res.to_json()
-                del out["histogram"]  # the simulator keeps every latency, not a histogram
+                rt = pops.get("rt")
+                if rt and not why and rt["timeouts"]:
+                    why = f"rt: {rt['timeouts']} unanswered"
+                out = _json(res)
                 out.update(
                     sim_events=outcome.events,
                     sim_wall_s=outcome.wall_s,
@@ -150,7 +162,7 @@ def run_sim(
                 )
                 config = asdict(cfg)
                 del config["rate"]
-                point = Point(template.label, config, out, bool(why), why)
+                point = Point(template.label, config, out, bool(why), why, populations=pops)
                 results.points.append(point)
                 if time.monotonic() - saved > SAVE_EVERY_S:
                     results.save(out_dir)

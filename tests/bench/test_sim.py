@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import re
 from dataclasses import replace
 from typing import Any
@@ -18,6 +19,7 @@ from skqbench import cli
 from skqbench.sim import grid
 from skqbench.sim.calibrate import calibrate
 from skqbench.sim.costs import Costs
+from skqbench.service import parse_dist
 from skqbench.sim.engine import DESIGNS, Outcome, SimConfig, simulate
 from skqbench.sweep import load_results
 
@@ -250,3 +252,88 @@ def test_help_lists_only_the_options_sim_run_has(capsys: pytest.CaptureFixture[s
     options = {s for a in run._actions for s in a.option_strings if s.startswith("--")}
     assert shown == options
     assert "--processes" not in shown and "--calibrate" in shown
+
+
+# The key-value experiment's shape: two populations, the kv mix, reserved workers ------
+KV = replace(
+    SHORT,
+    design="skq",
+    policy="best2+ws",
+    dist="kv:6us:20us:0.5us",
+    connections=36,
+    realtime=4,
+    rt_rate=400.0,
+    rate=3000.0,
+)
+
+
+@pytest.mark.parametrize("rtreserve", [0, 1, 2])
+def test_a_latency_sensitive_population_is_served_once_and_reported_apart(rtreserve: int) -> None:
+    out = simulate(replace(KV, rtreserve=rtreserve))
+    assert _events(out) == len(out.arrivals)
+    rt, bg, both = out.result("rt"), out.result("bg"), out.result()
+    assert rt.received > 50 and bg.received > 500
+    assert rt.sent + bg.sent == both.sent
+    assert (rt.offered, bg.offered, both.offered) == (400.0, 3000.0, 3400.0)
+    # Its requests are the kv mix's GETs, on its own connections: none waits behind a
+    # SEEK of its own connection, and the background never lands there.
+    assert sum(k["realtime"] for k in out.stats["kevqs"]) == sum(out.latency_sensitive)
+
+
+def test_reserved_kevqs_take_realtime_activations_only() -> None:
+    out = simulate(replace(KV, rtreserve=1))
+    stats = out.stats
+    reserved = [k for k in stats["kevqs"] if k["reserved"]]
+    assert len(reserved) == 1
+    # Every event it served was a realtime one (normal ones are neither placed on it
+    # nor stolen by it), and every realtime activation was placed on it.
+    assert reserved[0]["events"] == reserved[0]["realtime"] > 0
+    assert stats["reserved_placements"] == reserved[0]["placements"]
+    unreserved = simulate(KV).stats
+    assert not any(k["reserved"] for k in unreserved["kevqs"])
+
+
+def test_the_kv_mix_costs_its_store_calls() -> None:
+    dist = parse_dist("kv:6us:20us:500ns")
+    rng = random.Random(3)
+    draws = [dist.sample_ns(rng, 1.0) for _ in range(200_000)]
+    # GET 83 %, PUT 14 %, SEEK 3 %: a SEEK costs a GET plus 0.5 us a record, so GETs and
+    # PUTs are the two exact values and a SEEK of one record is 6.5 us.
+    assert abs(draws.count(6_000) / len(draws) - 0.83) < 0.01
+    assert abs(draws.count(20_000) / len(draws) - 0.14) < 0.01
+    assert min(draws) == 6_000 and max(draws) == 6_000 + 10_000 * 500
+    assert abs(sum(draws) / len(draws) / dist.mean_ns(1) - 1) < 0.05
+    assert dist.sample_rt_ns(rng, 1.0) == 6_000  # a latency-sensitive client's GET
+    with pytest.raises(ValueError, match="kv:GET:PUT:NEXT"):
+        parse_dist("kv:6us:20us")
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        dict(rt_rate=100.0, realtime=0),
+        dict(rt_rate=100.0, realtime=36),
+        dict(rt_rate=-1.0),
+        dict(rtreserve=1, design="dispatch"),
+        dict(rtreserve=-1),
+    ],
+)
+def test_a_population_or_reservation_that_cannot_be_is_refused(bad: dict[str, Any]) -> None:
+    with pytest.raises(ValueError):
+        replace(KV, **bad)
+
+
+def test_sim_run_reports_each_population_as_the_kv_sweep_does(tmp_out: str) -> None:
+    argv = ["sim", "run", "--rates", "1000", "--duration", "0.2", "--out", tmp_out]
+    argv += ["--design", "skq", "--design", "dispatch", "--policy", "best2+ws"]
+    argv += ["--dist", "kv:6us:20us:0.5us", "--connections", "36", "--realtime", "4"]
+    argv += ["--rt-rate", "200", "--rtreserve", "1"]
+    assert cli.main(argv) == 0
+    res = load_results(tmp_out)
+    skq, dispatch = res.points
+    for point in res.points:
+        assert set(point.populations) == {"bg", "rt"}
+        assert point.result["offered"] == point.populations["bg"]["offered"] == 1000
+        assert point.populations["rt"]["offered"] == 200
+    assert skq.config["rtreserve"] == 1 and dispatch.config["rtreserve"] == 0
+    assert skq.result["stats"]["reserved_placements"] > 0
