@@ -1078,7 +1078,16 @@ def _add_sim_validate(simsub: argparse._SubParsersAction[_Parser]) -> None:
         "of measuring (the plan's options are then ignored; each design's server still "
         "runs a few seconds, to measure its CPU per request).  Exit 1 if a target is missed.",
     )
+    sv.add_argument(
+        "experiment",
+        nargs="?",
+        choices=EXPERIMENTS,
+        default=EXPERIMENTS[0],
+        help="the experiment to measure (default %(default)s; kv: reproduce kv's plan, "
+        "each population compared apart); --from-results tells by its folder",
+    )
     sv.add_argument("--quick", action="store_true", help="about two minutes on 2 cores")
+    sv.set_defaults(keys=None, probe=False)  # reproduce kv's own options: its defaults
     _add_reproduce_shape(sv)
     _add_sweep_options(sv, quick=True)
     sv.add_argument(
@@ -1118,8 +1127,11 @@ def cmd_sim_validate(args: argparse.Namespace) -> int:
     from skqbench.sim.calibrate import calibrate
     from skqbench.sim.validate import (
         P99_FACTOR,
+        by_population,
         compare,
         interpreter_cores,
+        is_kv,
+        kv_dist,
         measure_serve,
         sim_plan_for,
         write_validation,
@@ -1129,14 +1141,18 @@ def cmd_sim_validate(args: argparse.Namespace) -> int:
     out_dir = _out_dir(args, "sim-validate")
     real_dir = args.from_results or os.path.join(out_dir, "real")
     if not args.from_results:
-        code = run_plan(validate_plan(args), real_dir)
+        if args.experiment == "kv":
+            code = run_kv(kv_reproduce_plan(args), real_dir)
+        else:
+            code = run_plan(validate_plan(args), real_dir)
         if code:
             return code
     try:
         real = load_results(real_dir)
         costs = calibrate()
         cores = interpreter_cores()
-        sim_plan_for(real, costs, cores)  # every configuration has a model
+        kv = kv_dist(real) if is_kv(real) else ""
+        sim_plan_for(real, costs, cores, kv=kv)  # every configuration has a model
     except (OSError, ValueError, KeyError, TypeError) as exc:
         what = "argument --from-results" if args.from_results else "the measured run"
         args.parser.error(f"{what}: unusable results in {real_dir!r} ({exc})")
@@ -1148,11 +1164,14 @@ def cmd_sim_validate(args: argparse.Namespace) -> int:
         + ", ".join(f"{k} {v / 1000:g}" for k, v in asdict(costs).items())
         + "; serve (us): "
         + ", ".join(f"{k} {v / 1000:.0f}" for k, v in serve.items())
+        + (f"; the store's calls, timed here: {kv}" if kv else "")
     )
-    plan = sim_plan_for(real, costs, cores, serve)
+    plan = sim_plan_for(real, costs, cores, serve, kv)
     code, sim = _simulate(plan, os.path.join(out_dir, "sim"), console)
     if sim is None:
         return code
+    if kv:  # each population apart
+        real, sim = by_population(real), by_population(sim)
     verdicts = compare(real, sim)
     files = write_validation(out_dir, real, sim, verdicts, costs, cores, serve)
     table = Table(title=f"simulated vs measured (SLO p99 <= {real.slo_us / 1000:.2f} ms)")

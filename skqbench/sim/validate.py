@@ -20,11 +20,15 @@ from __future__ import annotations
 import json
 import math
 import os
+import random
 import re
 import sys
+import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from skqbench import kvexp, kvstore
 from skqbench.loadgen import LoadGenerator, LoadSpec
 from skqbench.report import low_latency_throughput
 from skqbench.servers.base import ServerConfig
@@ -47,15 +51,29 @@ SIM_DESIGN_OF = {
     "reuseport": "reuseport",
 }
 # The real servers' service routines as the simulator runs them: sleep waits off the
-# core (and the GIL); sqlite computes on it.
-SIM_WORK_OF = {"sleep": "sleep", "sqlite": "cpu"}
+# core (and the GIL); sqlite computes on it; kv's LMDB calls drop the GIL around every
+# call (kvstore), so they wait off the interpreter's core too.
+SIM_WORK_OF = {"sleep": "sleep", "sqlite": "cpu", "kv": "sleep"}
+KV_SAMPLES = 2000  # timed store calls of each kind (kv_dist)
+
+
+def is_kv(real: SweepResults) -> bool:
+    """A key-value experiment's results (two populations), not an imbalance sweep's."""
+    return bool(real.plan["load"].get("workload") == "kv")
 
 
 def sim_plan_for(
-    real: SweepResults, costs: Costs, cores: int, serve_ns: dict[str, int] | None = None
+    real: SweepResults,
+    costs: Costs,
+    cores: int,
+    serve_ns: dict[str, int] | None = None,
+    kv: str = "",
 ) -> SimPlan:
     """The simulation of ``real``'s configurations, workload and loads on ``cores``
-    cores, each under its measured label, with its ``serve_ns`` (by label) if given."""
+    cores, each under its measured label, with its ``serve_ns`` (by label) if given.
+    A key-value experiment's needs ``kv``, its mix as a ``kv:GET:PUT:NEXT`` service
+    distribution (:func:`kv_dist`): its background on the other connections, its
+    latency-sensitive GETs on connections of their own (EV_REALTIME in SKQ designs)."""
     plan, load = real.plan, real.plan["load"]
     template = SimConfig(
         cores=cores,
@@ -67,6 +85,17 @@ def sim_plan_for(
         seed=load["seed"],
         costs=costs,
     )
+    if is_kv(real):
+        if not kv:
+            raise ValueError("a key-value experiment's simulation needs its store's costs")
+        rt = load["rt_connections"]
+        template = replace(
+            template,
+            connections=load["connections"] + rt,
+            realtime=rt,
+            rt_rate=load["rt_rate"],
+            dist=kv,
+        )
     configs = []
     for c in plan["configs"]:
         if c["design"] not in SIM_DESIGN_OF or c["work"] not in SIM_WORK_OF:
@@ -80,6 +109,7 @@ def sim_plan_for(
                 workers=c["workers"],
                 work=SIM_WORK_OF[c["work"]],
                 serve_ns=(serve_ns or {}).get(label, 0),
+                rtreserve=c.get("rtreserve", 0) if c["design"] == "skq" else 0,
                 name=label,
             )
         )
@@ -115,13 +145,71 @@ def measure_serve(real: SweepResults, costs: Costs, duration_s: float = 2.0) -> 
     out = {}
     with LoadGenerator(1) as gen:
         for c in real.plan["configs"]:
-            cfg = ServerConfig(**{**c, "port": 0})
+            cfg = ServerConfig(**{**c, "port": 0, "probe": False})
             with ServerProcess(cfg) as server:
                 before = _cpu_s(server.pid)
-                res = gen.run(LoadSpec(**{**load, "port": server.port}))
+                pops = gen.run_populations(LoadSpec(**{**load, "port": server.port}))
                 used_ns = (_cpu_s(server.pid) - before) * 1e9
-            out[cfg.label] = max(0, round(used_ns / max(res.received, 1)) - modelled)
+            received = sum(r.received for r in pops.values())  # every population's
+            out[cfg.label] = max(0, round(used_ns / max(received, 1)) - modelled)
     return out
+
+
+def kv_dist(real: SweepResults) -> str:
+    """The key-value experiment's mix as a service distribution, ``kv:GET:PUT:NEXT``,
+    from its store's calls timed here (KV_SAMPLES of each; NEXT: a 1,000-record SEEK's
+    time beyond a GET's, per record).  A PUT writes what a client's would, so the store
+    stays as the clients check it."""
+    load = real.plan["load"]
+    dataset = kvstore.Dataset(load["kv_keys"], load["kv_seed"])
+    store = kvstore.Store(kvstore.load(dataset), dataset.keys)
+    rng = random.Random(1)
+    keys = [kvstore.key_for(rng.randrange(dataset.keys)) for _ in range(KV_SAMPLES)]
+    try:
+        get = _per_call(lambda k: store.get(k), keys)
+        put = _per_call(lambda k: store.put(k, kvstore.value_for(k, kvstore.value_size(rng))), keys)
+        run = 1000
+        seek = _per_call(lambda k: store.seek(k, run), keys[: KV_SAMPLES // 20])
+    finally:
+        store.close()
+    return f"kv:{get}ns:{put}ns:{max(1, round((seek - get) / run))}ns"
+
+
+def _per_call(call: Callable[[bytes], object], keys: list[bytes]) -> int:
+    start = time.perf_counter_ns()
+    for key in keys:
+        call(key)
+    return round((time.perf_counter_ns() - start) / len(keys))
+
+
+def population_view(real: SweepResults, population: str) -> SweepResults:
+    """A key-value experiment as one population's sweep: per configuration (labelled
+    ``label (population)``) and background load, the medians of its repeats, with the
+    background's achieved load as ``achieved``, so that a low-latency throughput is the
+    highest background load at which this population's p99 meets the SLO, as the
+    experiment's ``rt_low_latency_load`` is."""
+    view = kvexp.median_view(real, population)
+    load = kvexp.median_view(real, "bg") if population != "bg" else view
+    points = [
+        replace(
+            p,
+            label=f"{p.label} ({population})",
+            result={**p.result, "achieved": q.result["achieved"]},
+        )
+        for p, q in zip(view.points, load.points, strict=True)
+    ]
+    return replace(view, labels=[f"{label} ({population})" for label in real.labels], points=points)
+
+
+def by_population(real: SweepResults) -> SweepResults:
+    """A key-value experiment's populations side by side (:func:`population_view`):
+    latency-sensitive first, then background."""
+    views = [population_view(real, pop) for pop in ("rt", "bg")]
+    return replace(
+        real,
+        labels=[label for v in views for label in v.labels],
+        points=[p for v in views for p in v.points],
+    )
 
 
 @dataclass

@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 
 from skqbench import cli
+from skqbench.service import parse_dist
 from skqbench.sim import grid
 from skqbench.sim.calibrate import calibrate
 from skqbench.sim.costs import Costs
-from skqbench.service import parse_dist
 from skqbench.sim.engine import DESIGNS, Outcome, SimConfig, simulate
 from skqbench.sweep import load_results
 

@@ -15,10 +15,18 @@ import pytest
 from skqbench import cli
 from skqbench.loadgen import LoadSpec
 from skqbench.servers.base import ServerConfig
+from skqbench.service import KvMix, parse_dist
 from skqbench.sim.costs import Costs
 from skqbench.sim.engine import SimConfig, simulate
-from skqbench.sim.validate import VALIDATE_FILE, compare, sim_plan_for, verdict
-from skqbench.sweep import Point, SweepPlan, SweepResults
+from skqbench.sim.validate import (
+    VALIDATE_FILE,
+    by_population,
+    compare,
+    kv_dist,
+    sim_plan_for,
+    verdict,
+)
+from skqbench.sweep import Point, SweepPlan, SweepResults, load_results
 
 SLO_US = 10_000.0
 RATES = [1000.0, 2000.0, 3000.0, 4000.0]
@@ -141,3 +149,90 @@ def test_a_missing_results_folder_is_one_line(capsys: pytest.CaptureFixture[str]
     assert exit_.value.code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--from-results" in err and "results.json" in err
+
+
+# The key-value experiment: two populations, reserved workers, the store's costs -------
+KV_CONFIGS = [
+    ServerConfig("vanilla", 2, work="kv", kv_keys=1000),
+    ServerConfig("skq", 2, "best2+ws", work="kv", kv_keys=1000, rtreserve=1),
+]
+KV_LOAD = LoadSpec(
+    1,
+    1.0,
+    duration_s=0.1,
+    warmup_s=0.02,
+    connections=8,
+    dist="fixed:0us",
+    workload="kv",
+    rt_connections=2,
+    rt_rate=100.0,
+    kv_keys=1000,
+)
+KV = "kv:6us:20us:0.5us"
+
+
+def _kv_results(p99s: dict[str, list[tuple[float, float]]]) -> SweepResults:
+    """A kv sweep: per label, one (rt p99, bg p99) per repeat at each of RATES[:2]."""
+    plan = asdict(SweepPlan(list(KV_CONFIGS), RATES[:2], KV_LOAD, slo_us=SLO_US))
+    res = SweepResults(plan=plan, slo_us=SLO_US, mean_service_us=20.0, labels=list(p99s))
+    for label, repeats in p99s.items():
+        for rate in RATES[:2]:
+            for i, (rt, bg) in enumerate(repeats):
+                pops = {
+                    "bg": {"offered": rate, "achieved": rate - i, "p50_us": bg / 4, "p99_us": bg},
+                    "rt": {"offered": 100.0, "achieved": 99.0, "p50_us": rt / 4, "p99_us": rt},
+                }
+                res.points.append(Point(label, {}, pops["bg"], False, "", i, pops))
+    return res
+
+
+def test_a_kv_experiment_is_simulated_with_its_populations_and_reservations() -> None:
+    real = _kv_results({})
+    plan = sim_plan_for(real, Costs(), cores=1, kv=KV)
+    vanilla, skq = plan.configs
+    for c in plan.configs:
+        assert (c.connections, c.realtime, c.rt_rate, c.dist) == (10, 2, 100.0, KV)
+        assert c.work == "sleep"  # LMDB's calls drop the GIL
+    assert (vanilla.rtreserve, skq.rtreserve, skq.policy) == (0, 1, "best2+ws")
+    with pytest.raises(ValueError, match="store's costs"):
+        sim_plan_for(real, Costs(), cores=1)
+
+
+def test_each_population_is_compared_at_the_background_load() -> None:
+    real = _kv_results({"vanilla x2": [(2000.0, 5000.0), (3000.0, 6000.0), (9000.0, 7000.0)]})
+    view = by_population(real)
+    assert view.labels == ["vanilla x2 (rt)", "vanilla x2 (bg)"]
+    rt = [p for p in view.points if p.label == "vanilla x2 (rt)"]
+    # The medians of the repeats; achieved is the background's (the low-latency
+    # throughput is the highest background load at which this population meets the SLO).
+    assert [p.result["p99_us"] for p in rt] == [3000.0, 3000.0]
+    assert [p.result["achieved"] for p in rt] == [999.0, 1999.0]
+    late = _kv_results({"vanilla x2": [(20_000.0, 5000.0)] * 3})
+    verdicts = compare(by_population(real), by_population(late))
+    assert [(v.label, v.ok) for v in verdicts] == [
+        ("vanilla x2 (rt)", False),  # 20 ms against 3 ms, and over the SLO
+        ("vanilla x2 (bg)", True),  # 5 ms against 6 ms: within 1.5x
+    ]
+
+
+def test_the_store_calls_are_timed_into_a_kv_distribution() -> None:
+    spec = kv_dist(_kv_results({}))
+    dist = parse_dist(spec)
+    assert isinstance(dist, KvMix)
+    assert 0 < dist.next_ns < dist.get_ns < 1_000_000 and 0 < dist.put_ns < 10_000_000
+
+
+def test_from_results_compares_a_kv_experiment_per_population(tmp_path: str) -> None:
+    real_dir, out = os.path.join(tmp_path, "real"), os.path.join(tmp_path, "out")
+    _kv_results({c.label: [(3000.0, 5000.0)] for c in KV_CONFIGS}).save(real_dir)
+    code = cli.main(["sim", "validate", "--from-results", real_dir, "--out", out])
+    assert code in (0, 1)
+    with open(os.path.join(out, VALIDATE_FILE)) as f:
+        doc = json.load(f)
+    labels = [f"{c.label} ({pop})" for pop in ("rt", "bg") for c in KV_CONFIGS]
+    assert [v["label"] for v in doc["verdicts"]] == labels
+    assert set(doc["serve_ns"]) == {c.label for c in KV_CONFIGS}
+    assert len([f for f in os.listdir(out) if f.startswith("validate-")]) == len(labels)
+    assert doc["simulated"]["labels"] == labels  # the views compared
+    raw = load_results(os.path.join(out, "sim"))  # the simulated sweep, as a kv one
+    assert raw.points and all(set(p.populations) == {"rt", "bg"} for p in raw.points)
