@@ -30,6 +30,7 @@ from typing import Any
 
 from skqbench import kvexp, kvstore
 from skqbench.loadgen import LoadGenerator, LoadSpec
+from skqbench.osutil import tree_cpu_s
 from skqbench.report import low_latency_throughput
 from skqbench.servers.base import ServerConfig
 from skqbench.servers.harness import ServerProcess
@@ -107,6 +108,7 @@ def sim_plan_for(
                 design=SIM_DESIGN_OF[c["design"]],
                 policy=c["policy"] if c["design"] == "skq" else template.policy,
                 workers=c["workers"],
+                cores=_cores_of(c, cores),
                 work=SIM_WORK_OF[c["work"]],
                 serve_ns=(serve_ns or {}).get(label, 0),
                 rtreserve=c.get("rtreserve", 0) if c["design"] == "skq" else 0,
@@ -122,18 +124,19 @@ def sim_plan_for(
     )
 
 
+def _cores_of(config: dict[str, Any], cores: int) -> int:
+    """The simulated cores of one real server: SO_REUSEPORT's workers are processes,
+    each with an interpreter (and a GIL) of its own, so they use every real core."""
+    if config["design"] == "reuseport":
+        return max(cores, min(int(config["workers"]), os.cpu_count() or 1))
+    return cores
+
+
 def interpreter_cores() -> int:
     """Cores the server's Python can use at once: one under the GIL (the real servers'
     workers are threads of one process), every core on a free-threaded build."""
     gil = getattr(sys, "_is_gil_enabled", lambda: True)()
     return 1 if gil else os.cpu_count() or 1
-
-
-def _cpu_s(pid: int) -> float:
-    """User + system CPU seconds of process ``pid``, all its threads (Linux /proc)."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def measure_serve(real: SweepResults, costs: Costs, duration_s: float = 2.0) -> dict[str, int]:
@@ -147,9 +150,9 @@ def measure_serve(real: SweepResults, costs: Costs, duration_s: float = 2.0) -> 
         for c in real.plan["configs"]:
             cfg = ServerConfig(**{**c, "port": 0, "probe": False})
             with ServerProcess(cfg) as server:
-                before = _cpu_s(server.pid)
+                before = tree_cpu_s(server.pid)
                 pops = gen.run_populations(LoadSpec(**{**load, "port": server.port}))
-                used_ns = (_cpu_s(server.pid) - before) * 1e9
+                used_ns = (tree_cpu_s(server.pid) - before) * 1e9
             received = sum(r.received for r in pops.values())  # every population's
             out[cfg.label] = max(0, round(used_ns / max(received, 1)) - modelled)
     return out
@@ -361,7 +364,8 @@ def _plot(out_dir: str, real: SweepResults, sim: SweepResults, v: Verdict) -> st
     mark = "meets" if v.ok else "misses"
     ax.set_title(f"{v.label}: simulated {mark} the targets")
     ax.legend()
-    path = os.path.join(out_dir, f"validate-{re.sub(r'[^a-z0-9]+', '-', v.label.lower())}.png")
+    name = re.sub(r"[^a-z0-9]+", "-", v.label.lower()).strip("-")
+    path = os.path.join(out_dir, f"validate-{name}.png")
     fig.savefig(path, bbox_inches="tight")
     plt.close(fig)
     return path

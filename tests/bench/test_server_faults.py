@@ -17,6 +17,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from skqbench.osutil import process_tree, tree_cpu_s
 from skqbench.protocol import (
     FRAME,
     FRAME_SIZE,
@@ -38,31 +39,12 @@ from .conftest import connect, recv_frame, roundtrip, running
 WORKERS = 2
 
 
-def process_tree(pid: int) -> list[int]:
-    """``pid`` and its descendants (the reuseport design serves in child processes)."""
-    out = [pid]
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        with open(f"/proc/{pid}/task/{tid}/children") as f:
-            for child in f.read().split():
-                out += process_tree(int(child))
-    return out
-
-
 def tree_rss_bytes(pid: int) -> int:
     total = 0
     for p in process_tree(pid):
         with open(f"/proc/{p}/status") as f:
             total += next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
     return total * 1024
-
-
-def tree_cpu_s(pid: int) -> float:
-    ticks = 0
-    for p in process_tree(pid):
-        with open(f"/proc/{p}/stat") as f:
-            fields = f.read().rpartition(")")[2].split()
-        ticks += int(fields[11]) + int(fields[12])  # utime, stime
-    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def assert_closed_by_peer(sock: socket.socket, timeout: float = 10.0) -> None:

@@ -236,3 +236,10 @@ def test_from_results_compares_a_kv_experiment_per_population(tmp_path: str) -> 
     assert doc["simulated"]["labels"] == labels  # the views compared
     raw = load_results(os.path.join(out, "sim"))  # the simulated sweep, as a kv one
     assert raw.points and all(set(p.populations) == {"rt", "bg"} for p in raw.points)
+
+
+def test_reuseport_processes_are_simulated_with_an_interpreter_each() -> None:
+    real = _results({})
+    real.plan["configs"] = [asdict(ServerConfig("reuseport", 2)), asdict(CONFIGS[0])]
+    reuseport, vanilla = sim_plan_for(real, Costs(), cores=1).configs
+    assert (reuseport.n_cores, vanilla.n_cores) == (min(2, os.cpu_count() or 1), 1)
