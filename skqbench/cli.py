@@ -103,6 +103,10 @@ MAX_PROCESSES = 256
 MAX_WORKERS = 1024
 MAX_STEPS = 1000
 MAX_LOAD = 100.0
+DIST_HELP = (
+    "fixed:T, exp:T, bimodal:LOW:HIGH:P, classes:BASE, pareto:MEAN:SHAPE (heavy-tailed) or "
+    "kv:GET:PUT:NEXT (the key-value mix, from its store calls' costs)"
+)
 MAX_SIM_REQUESTS = 10_000_000  # per simulated point: every latency is kept in memory
 MAX_SLO_FACTOR = 1e6
 MAX_BASE_US = 100_000.0  # its 20x class stays under the protocol's MAX_SERVICE_NS
@@ -387,8 +391,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--dist",
         type=_dist,
         default="classes:400us",
-        help="fixed:T, exp:T, bimodal:LOW:HIGH:P, classes:BASE or kv:GET:PUT:NEXT (the "
-        "key-value mix from its store calls' costs) (default %(default)s)",
+        help=f"{DIST_HELP} (default %(default)s)",
     )
     _add_loads(sw)
     _add_sweep_options(sw, quick=False)
@@ -403,8 +406,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--dist",
         type=_dist,
         default="classes:400us",
-        help="service times the requests ask for: fixed:T, exp:T, bimodal:LOW:HIGH:P or "
-        "classes:BASE (default %(default)s)",
+        help=f"service times the requests ask for: {DIST_HELP} (default %(default)s)",
     )
     _add_common(ld, quick=False)
     ld.set_defaults(parser=ld, run=cmd_load)
@@ -646,8 +648,7 @@ def _add_sim_options(p: argparse.ArgumentParser) -> None:
         "--dist",
         type=_dist,
         default=f"classes:{REPRO_BASE_US:g}us",
-        help="fixed:T, exp:T, bimodal:LOW:HIGH:P, classes:BASE or kv:GET:PUT:NEXT (the "
-        "key-value mix from its store calls' costs) (default %(default)s)",
+        help=f"{DIST_HELP} (default %(default)s)",
     )
     p.add_argument(
         "--arrival",

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 
 from skqbench import kvstore
 from skqbench.osutil import precise_timer_slack
+from skqbench.protocol import MAX_SERVICE_NS
 
 WorkFn = Callable[[int], None]
 
@@ -113,6 +114,31 @@ class Bimodal(ServiceDist):
 
     def mean_ns(self, connections: int) -> float:
         return self.low_ns + self.p_high * (self.high_ns - self.low_ns)
+
+
+@dataclass
+class Pareto(ServiceDist):
+    """Heavy-tailed service: Pareto with tail index ``shape`` (> 1; at most 2, the
+    variance is infinite) scaled to mean ``base_ns``, drawn per request, capped at what
+    a frame carries (``MAX_SERVICE_NS``, 4.3 s)."""
+
+    base_ns: int
+    shape: float
+    spec: str = ""
+
+    @property
+    def _scale(self) -> float:
+        return self.base_ns * (self.shape - 1) / self.shape  # the smallest service time
+
+    def sample_ns(self, rng: random.Random, multiplier: float) -> int:
+        x: float = self._scale * (1.0 - rng.random()) ** (-1.0 / self.shape)
+        return min(MAX_SERVICE_NS, round(x * multiplier))
+
+    def mean_ns(self, connections: int) -> float:
+        """The capped mean: E[min(X, c)] = m - scale**a * c**(1 - a) / (a - 1)."""
+        a, cap = self.shape, float(MAX_SERVICE_NS)
+        tail: float = self._scale**a * cap ** (1 - a) / (a - 1)
+        return self.base_ns - tail
 
 
 DEFAULT_MIX: tuple[tuple[float, float], ...] = ((0.95, 1.0), (0.04, 5.0), (0.01, 20.0))
@@ -203,8 +229,9 @@ _KV_DRAW = kvstore.Dataset(keys=1)
 
 
 def parse_dist(spec: str) -> ServiceDist:
-    """Parse ``fixed:150us``, ``exp:150us``, ``bimodal:100us:1ms:0.1``, ``classes:150us``
-    or ``kv:GET:PUT:NEXT`` (the key-value mix from its store calls' costs)."""
+    """Parse ``fixed:150us``, ``exp:150us``, ``bimodal:100us:1ms:0.1``, ``classes:150us``,
+    ``pareto:150us:1.5`` (mean, tail index) or ``kv:GET:PUT:NEXT`` (the key-value mix
+    from its store calls' costs)."""
     kind, _, rest = spec.partition(":")
     args = rest.split(":") if rest else []
     dist: ServiceDist
@@ -220,6 +247,11 @@ def parse_dist(spec: str) -> ServiceDist:
             dist = Bimodal(parse_duration_ns(args[0]), parse_duration_ns(args[1]), p)
         elif kind == "classes" and len(args) == 1:
             dist = Classes(parse_duration_ns(args[0]))
+        elif kind == "pareto" and len(args) == 2:
+            shape = float(args[1])
+            if not 1.0 < shape <= 100.0:
+                raise ValueError(f"shape {shape} not in (1, 100]")
+            dist = Pareto(parse_duration_ns(args[0]), shape)
         elif kind == "kv" and len(args) == 3:
             get, put, nxt = (parse_duration_ns(a) for a in args)
             dist = KvMix(get, put, nxt)
@@ -228,7 +260,7 @@ def parse_dist(spec: str) -> ServiceDist:
     except ValueError as exc:
         raise ValueError(
             f"bad service distribution {spec!r} ({exc}); use fixed:T, exp:T, "
-            "bimodal:LOW:HIGH:P, classes:BASE or kv:GET:PUT:NEXT"
+            "bimodal:LOW:HIGH:P, classes:BASE, pareto:MEAN:SHAPE or kv:GET:PUT:NEXT"
         ) from None
     dist.spec = spec
     return dist

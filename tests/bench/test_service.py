@@ -5,9 +5,11 @@ import time
 
 import pytest
 
+from skqbench.protocol import MAX_SERVICE_NS
 from skqbench.service import (
     Classes,
     Exponential,
+    Pareto,
     gil_max_stall_ns,
     make_work,
     parse_dist,
@@ -51,7 +53,24 @@ def test_distributions_have_the_stated_means() -> None:
     assert sum(samples) / len(samples) == pytest.approx(bi.mean_ns(1), rel=0.05)
 
 
-@pytest.mark.parametrize("spec", ["fixed", "fixed:1ms:2", "bimodal:1ms:2ms:1.5", "poisson:1ms"])
+def test_a_pareto_service_is_heavy_tailed_with_its_stated_mean() -> None:
+    dist = parse_dist("pareto:100us:2.5")  # finite variance: the sample mean settles
+    assert isinstance(dist, Pareto)
+    rng = random.Random(4)
+    samples = sorted(dist.sample_ns(rng, 1.0) for _ in range(200_000))
+    assert samples[0] >= 60_000  # the scale: 100 us x (2.5 - 1) / 2.5
+    assert sum(samples) / len(samples) == pytest.approx(dist.mean_ns(1), rel=0.03)
+    # P(X > x) = (scale / x) ** 2.5: the 99.9th percentile is 10 ** 1.2 x the scale.
+    assert samples[int(0.999 * len(samples))] == pytest.approx(60_000 * 10**1.2, rel=0.1)
+    capped = parse_dist("pareto:1s:1.01")  # a tail past what a frame carries: the cap
+    assert max(capped.sample_ns(rng, 1.0) for _ in range(10_000)) == MAX_SERVICE_NS
+    assert capped.mean_ns(1) < 1e9
+
+
+@pytest.mark.parametrize(
+    "spec",
+    ["fixed", "fixed:1ms:2", "bimodal:1ms:2ms:1.5", "poisson:1ms", "pareto:1ms:1", "pareto:1ms"],
+)
 def test_bad_distributions_are_rejected(spec: str) -> None:
     with pytest.raises(ValueError, match="bad service distribution"):
         parse_dist(spec)
