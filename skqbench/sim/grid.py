@@ -34,7 +34,7 @@ DISTS = {
     "fixed": "fixed:100us",
     "exp": "exp:100us",
     "classes": "classes:50us",  # 95/4/1 % of connections at 50/250/1000 us
-    "heavy": "bimodal:50us:5ms:0.01",  # 1 % of requests 100x the rest
+    "heavy": "pareto:100us:1.5",  # Pareto, tail index 1.5 (infinite variance)
 }
 FIXED = ("random", "cpu", "cpu+ws", "cpu2", "best2", "best2+ws")
 POLICIES = (*FIXED, "auto")
