@@ -141,7 +141,7 @@ def interpreter_cores() -> int:
 
 def measure_serve(real: SweepResults, costs: Costs, duration_s: float = 2.0) -> dict[str, int]:
     """Each configuration's ``serve_ns``: its real server's CPU per request at the plan's
-    lowest load (all threads, from /proc), less what the model already charges per
+    lowest load (every thread and child process, from /proc), less what the model charges per
     request (``harvest + io + place``, one event per wait at a light load)."""
     load = {**real.plan["load"], "duration_s": duration_s, "rate": min(real.plan["rates"])}
     modelled = costs.harvest + costs.io + costs.place
