@@ -693,11 +693,11 @@ def _add_sim_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--rt-rate",
-        type=_number(float, 0, MAX_RATE, "a request rate"),
-        default=0.0,
+        type=_number(float, 0, MAX_RATE, "a request rate", above=True),
+        default=None,
         help="requests/s of a latency-sensitive population of its own on the --realtime "
         "connections (the kv mix's GETs), reported apart; the loads then go to the other "
-        "connections (default 0: none)",
+        "connections (default: none)",
     )
     _add_rtreserve(p)
     p.add_argument(
@@ -993,7 +993,7 @@ def sim_plan(args: argparse.Namespace) -> SimPlan:
         warmup_s=0.1 if args.warmup is None else args.warmup,
         seed=args.seed,
         realtime=args.realtime,
-        rt_rate=args.rt_rate,
+        rt_rate=args.rt_rate or 0.0,
         rtshare=args.rtshare,
         freq=args.freq,
         work=args.work,
@@ -1240,7 +1240,7 @@ def kv_point(args: argparse.Namespace) -> tuple[list[ServerConfig], LoadSpec]:
         rate=args.rate,
         workload="kv",
         rt_connections=args.rt_connections,
-        rt_rate=args.rt_rate,
+        rt_rate=args.rt_rate or 0.0,
         kv_keys=keys,
         kv_seed=args.seed,
         max_scan=args.max_scan,

@@ -129,7 +129,8 @@ class SimConfig:
             raise ValueError("realtime must be <= connections and rtshare in 1..100")
         if self.rt_rate < 0 or (self.rt_rate and not 0 < self.realtime < self.connections):
             raise ValueError(
-                "rt_rate needs realtime connections and others beside them, and not < 0"
+                "rt_rate (--rt-rate) needs realtime connections (--realtime) and others "
+                "beside them, and cannot be negative"
             )
         check_reserve(self.rtreserve)
         if self.rtreserve and self.design != "skq":
