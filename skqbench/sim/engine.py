@@ -261,7 +261,7 @@ class Outcome:
             wanted = POPULATIONS.index(population)
             offered = self.config.rt_rate if wanted else self.config.rate
         for arrived, done, rt in zip(self.arrivals, self.done, self.latency_sensitive, strict=True):
-            if lo <= arrived < hi and wanted in (-1, rt):
+            if lo <= arrived < hi and (wanted < 0 or rt == wanted):
                 if done == _NOT_DONE:
                     timeouts += 1
                     lat.append(self.end_ns - arrived)
