@@ -880,10 +880,9 @@ def run_kv(plan: SweepPlan, out_dir: str) -> int:
     )
 
 
-def cmd_reproduce(args: argparse.Namespace) -> int:
-    """One experiment into --out, or both (imbalance first) into its subfolders; every
-    plan is checked before the first one runs."""
-    names = [args.experiment] if args.experiment else list(EXPERIMENTS)
+def _refuse_unread(args: argparse.Namespace, names: list[str], where: str) -> None:
+    """A usage error for the options given that only an experiment not in names reads
+    (``where`` says where they belong, with ``{other}`` for that experiment's name)."""
     unread = [
         "--" + dest.replace("_", "-")
         for other, dests in EXPERIMENT_ONLY.items()
@@ -893,7 +892,14 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     ]
     if unread:
         other = next(n for n in EXPERIMENTS if n not in names)
-        args.parser.error(f"{', '.join(unread)}: only for reproduce {other} (or both)")
+        args.parser.error(f"{', '.join(unread)}: only for {where.format(other=other)}")
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    """One experiment into --out, or both (imbalance first) into its subfolders; every
+    plan is checked before the first one runs."""
+    names = [args.experiment] if args.experiment else list(EXPERIMENTS)
+    _refuse_unread(args, names, "reproduce {other} (or both)")
     out = _out_dir(args, "reproduce")
     makers = {"imbalance": (reproduce_plan, run_plan), "kv": (kv_reproduce_plan, run_kv)}
     try:
@@ -1138,6 +1144,8 @@ def cmd_sim_validate(args: argparse.Namespace) -> int:
         write_validation,
     )
 
+    if not args.from_results:
+        _refuse_unread(args, [args.experiment], "sim validate {other}")
     console = Console()
     out_dir = _out_dir(args, "sim-validate")
     real_dir = args.from_results or os.path.join(out_dir, "real")

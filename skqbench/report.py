@@ -127,7 +127,7 @@ def styles(res: SweepResults) -> dict[str, Style]:
         cfg = configs.get(label)
         if cfg is None:
             continue
-        design = cfg["design"]
+        design = cfg.get("shown_as") or cfg["design"]  # a simulation: what it stands for
         base = cfg["policy"].split("+")[0] if design == "skq" else ""
         if cfg.get("rtreserve"):
             base += f" rt{cfg['rtreserve']}"
@@ -375,9 +375,12 @@ def figure(
     ax.set_ylabel(f"{name} latency (ms, log scale)")
     load = res.plan["load"]
     simulated = "simulated " if res.plan.get("simulated") else ""
+    # With two populations (a latency-sensitive one beside the load) a point's own result
+    # is the background's.
+    whose = "background " if any(p.populations for p in res.points) else ""
     ax.set_title(
         title
-        or f"{simulated}{name} latency vs offered load: {load['dist']}, "
+        or f"{simulated}{whose}{name} latency vs offered load: {load['dist']}, "
         f"{load['connections']} connections, mean service {res.mean_service_us:.0f} us",
         fontsize=11,
         loc="left",

@@ -113,6 +113,7 @@ class SimConfig:
     costs: Costs = field(default_factory=Costs)
     serve_ns: int = 0  # per-request server CPU beyond the event path (see the module)
     name: str = ""  # the label, if not the design's own (the measured one it stands for)
+    shown_as: str = ""  # the measured design it stands for, whose look a report gives it
 
     def __post_init__(self) -> None:
         if self.design not in DESIGNS:

@@ -113,6 +113,7 @@ def sim_plan_for(
                 serve_ns=(serve_ns or {}).get(label, 0),
                 rtreserve=c.get("rtreserve", 0) if c["design"] == "skq" else 0,
                 name=label,
+                shown_as=c["design"],
             )
         )
     return SimPlan(

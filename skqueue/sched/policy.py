@@ -10,8 +10,9 @@ docstring).
 Threads: ``place``, ``steal_into`` and ``idle_thief`` run in many threads at once (an
 SKQ wait on free-threaded CPython holds no kqueue lock, see the core's "The SKQ wait").
 They read other kevqs' queue lengths and estimates without those kevqs' locks (a
-heuristic may act on a figure a moment old), and the kevq lists and the rule are
-replaced whole, never changed in place, so that a reader sees one version.  A kevq
+heuristic may act on a figure a moment old), and the kevq list, the reservation's
+pools (one pair) and the rule are replaced whole, never changed in place, so that a
+reader sees one version of each; what must agree is read as one attribute.  A kevq
 takes its own lock to queue or give up events (``Kevq.offer``, ``Kevq.give``).
 ``register``, ``retire``, ``set_reserve`` and ``stats`` run with the kqueue lock held;
 auto's evidence is gathered under a lock of its own.  Counters written by several
@@ -94,16 +95,15 @@ class Scheduler:
         "fargs",
         "feat",
         "kevqs",
+        "pools",
         "refused",
         "reserve",
-        "reserved",
         "reserved_placements",
         "retired",
         "sargs",
         "sched",
         "steal",
         "topology",
-        "unreserved",
     )
 
     def __init__(
@@ -144,8 +144,10 @@ class Scheduler:
         self.kevqs: list[Kevq] = []
         # KQTUNE_RTRESERVE: the kevqs asked for, and the pools it splits kevqs into.
         self.reserve = 0
-        self.reserved: list[Kevq] = []  # the realtime pool; empty: no reservation
-        self.unreserved: list[Kevq] = []  # the normal pool, while reserved is not empty
+        # (the realtime pool, the normal pool), replaced as one: placement reads a pair
+        # of one version, and the normal pool is never empty while the realtime one is
+        # not.  An empty realtime pool: no reservation.
+        self.pools: tuple[list[Kevq], list[Kevq]] = ([], [])
         self.reserved_placements = 0  # realtime activations placed on a reserved kevq
         self.refused = 0  # normal activations kept off the reserved kevqs
         self.evicted = 0  # normal events moved off a kevq that became reserved
@@ -207,8 +209,7 @@ class Scheduler:
         """Mark the first min(reserve, kevqs - 1) kevqs reserved; evict their normal events."""
         kevqs = self.kevqs
         count = max(0, min(self.reserve, len(kevqs) - 1))
-        self.reserved = kevqs[:count]
-        self.unreserved = kevqs[count:]
+        self.pools = (kevqs[:count], kevqs[count:])
         evicted: list[Knote] = []
         for i, kevq in enumerate(kevqs):
             evicted.extend(kevq.set_reserved(i < count))
@@ -229,12 +230,13 @@ class Scheduler:
         if kind == KQ_SCHED_QUEUE and kn.group < 0:
             # Bound at its first activation, whether or not there is a choice yet.
             kn.group = self.topology.group(self._cpu_of(kn))
-        if self.reserved:
+        reserved, unreserved = self.pools
+        if reserved:
             if realtime:
-                kevqs = self.reserved
+                kevqs = reserved
                 self.reserved_placements += 1
             else:
-                kevqs = self.unreserved
+                kevqs = unreserved
                 self.refused += 1
         if len(kevqs) == 1:
             chosen = kevqs[0]
@@ -252,6 +254,11 @@ class Scheduler:
         chosen.placements += 1
         chosen.place_ns += self._clock() - now
         return chosen
+
+    @property
+    def reserved(self) -> list[Kevq]:
+        """The kevqs kept for realtime events (KQTUNE_RTRESERVE), oldest first."""
+        return self.pools[0]
 
     @property
     def placements(self) -> int:

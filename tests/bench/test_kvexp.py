@@ -8,6 +8,7 @@ import json
 import os
 from collections.abc import Callable
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -74,6 +75,20 @@ def test_an_option_the_named_experiment_does_not_read_is_refused(
     assert exit_.value.code == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_sim_validate_kv_refuses_the_imbalance_experiments_options(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "validation"
+    argv = ["sim", "validate", "kv", "--quick", "--base-us", "50", "--work", "sqlite"]
+    with pytest.raises(SystemExit) as exit_:
+        cli.main([*argv, "--out", str(out)])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "--base-us, --work: only for sim validate imbalance" in err
+    assert len(err.strip().splitlines()) == 1
+    assert not out.exists()  # refused before anything ran
 
 
 @pytest.mark.parametrize(

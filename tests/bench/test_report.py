@@ -269,6 +269,22 @@ def test_skq_policies_share_a_blue_family_and_baselines_each_their_own_hue() -> 
     assert len(policies) == 2  # a shade per policy
 
 
+def test_a_simulated_configuration_looks_like_the_design_it_stands_for() -> None:
+    measured, simulated = _results(), _results()
+    for p in simulated.points:  # as sim validate writes them: the model's design, and whose
+        if p.config["design"] in ("asyncio", "uvloop"):
+            p.config = {**p.config, "design": "dispatch", "shown_as": p.config["design"]}
+    assert styles(simulated) == styles(measured)
+
+
+def test_with_two_populations_the_title_says_whose_latency_a_plot_shows() -> None:
+    res = _results()
+    titles = [figure(res, "p99_us").axes[0].get_title(loc="left")]
+    res.points[0].populations = {"bg": res.points[0].result, "rt": res.points[0].result}
+    titles.append(figure(res, "p99_us").axes[0].get_title(loc="left"))
+    assert titles[0].startswith("p99 latency") and titles[1].startswith("background p99 latency")
+
+
 def test_line_style_tells_stealing_from_not() -> None:
     lines = _lines(_results())
     assert lines["skq best2 x4"].get_linestyle() == "--"

@@ -107,6 +107,7 @@ def test_asyncio_is_simulated_as_the_shared_queue_it_is() -> None:
     assert [c.label for c in plan.configs] == [c.label for c in CONFIGS]
     dispatch, asyncio = plan.configs[2:]
     assert dispatch.design == asyncio.design == "dispatch"
+    assert (dispatch.shown_as, asyncio.shown_as) == ("dispatch", "asyncio")  # each its look
     assert (dispatch.serve_ns, asyncio.serve_ns, plan.configs[0].serve_ns) == (100_000, 300_000, 0)
     first = plan.configs[0]
     assert (first.n_cores, first.work, first.duration_s, first.connections) == (1, "sleep", 0.05, 8)

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from typing import cast
 
 import pytest
@@ -207,3 +208,70 @@ def test_per_thread_random_draws_from_each_threads_own_generator() -> None:
     assert seen and seen[0] is not mine and rng._mine() is mine
     assert 0.0 <= rng.random() < 1.0 and rng.choice([7]) == 7
     assert sorted(rng.sample(range(5), 5)) == list(range(5))
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("sched", [0, skqueue.KQ_SCHED_BEST, skqueue.KQ_SCHED_CPU])
+def test_placement_never_sees_a_reservation_half_changed(sched: int) -> None:
+    """place() runs in threads with no lock while the kqueue lock's holder retunes
+    KQTUNE_RTRESERVE and kevqs join and retire.  Every placement picks a kevq from one
+    version of the pools: a realtime one the reserved pool read as non-empty and then
+    as empty would choose from nothing (and lose the activation that raised)."""
+    from skqueue.sched import Scheduler, Topology
+    from skqueue.sched.world import PerThreadRandom
+
+    scheduler = Scheduler(
+        sched,
+        2 if sched == skqueue.KQ_SCHED_BEST else 0,
+        0,
+        0,
+        topology=Topology({0: 0}),
+        clock=time.monotonic_ns,
+        cpu_of=lambda kn: 0,
+        rng=PerThreadRandom(),
+    )
+    fallback = Kevq(_lock())
+    standing = [Kevq(_lock()) for _ in range(3)]
+    for kevq in standing:
+        scheduler.register(kevq)
+    stop = threading.Event()
+    failures: list[BaseException] = []
+    placed = [0, 0]
+
+    def placer(which: int) -> None:
+        kn = _stand()
+        try:
+            while not stop.is_set():
+                chosen = scheduler.place(kn, fallback, realtime=bool(placed[which] % 2))
+                assert chosen is fallback or isinstance(chosen, Kevq)
+                placed[which] += 1
+        except BaseException as exc:  # reported below
+            failures.append(exc)
+
+    def tuner() -> None:
+        extra = Kevq(_lock())
+        try:
+            while not stop.is_set():
+                for n in (2, 0, 1, 0):
+                    scheduler.set_reserve(n)
+                scheduler.register(extra)
+                scheduler.set_reserve(3)
+                for kevq in list(scheduler.kevqs):
+                    scheduler.retire(kevq)  # every kevq gone: placement falls back
+                for kevq in (*standing, extra):
+                    scheduler.register(kevq)
+                scheduler.retire(extra)
+        except BaseException as exc:  # reported below
+            failures.append(exc)
+
+    threads = [threading.Thread(target=placer, args=(i,)) for i in range(2)]
+    threads.append(threading.Thread(target=tuner))
+    for thread in threads:
+        thread.start()
+    time.sleep(1.5)
+    stop.set()
+    for thread in threads:
+        thread.join(30)
+    assert not any(thread.is_alive() for thread in threads), "a thread hung"
+    assert not failures, repr(failures[0])
+    assert min(placed) > 1000
