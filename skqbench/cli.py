@@ -1140,6 +1140,9 @@ def cmd_sim_validate(args: argparse.Namespace) -> int:
         is_kv,
         kv_dist,
         measure_serve,
+        probed_lateness,
+        probed_serve,
+        repeat_spreads,
         sim_plan_for,
         write_validation,
     )
@@ -1165,26 +1168,54 @@ def cmd_sim_validate(args: argparse.Namespace) -> int:
     except (OSError, ValueError, KeyError, TypeError) as exc:
         what = "argument --from-results" if args.from_results else "the measured run"
         args.parser.error(f"{what}: unusable results in {real_dir!r} ({exc})")
-    console.print("measuring each design's server CPU per request (a few seconds)")
-    serve = measure_serve(real, costs)
+    serve = probed_serve(real, costs)
+    if serve is None:
+        console.print("measuring each design's server CPU per request (a few seconds)")
+        serve = measure_serve(real, costs)
+        whence = "at the lowest load"
+    else:
+        whence = "by the real run's probe, lowest to highest load"
     console.print(
         f"simulating the same plan on {cores} core(s) (the GIL's); costs calibrated here "
         "(us): "
         + ", ".join(f"{k} {v / 1000:g}" for k, v in asdict(costs).items())
-        + "; serve (us): "
-        + ", ".join(f"{k} {v / 1000:.0f}" for k, v in serve.items())
+        + f"; serve, Python + system calls (us), {whence}: "
+        + "; ".join(
+            f"{label} "
+            + " .. ".join(
+                f"{x.python_ns / 1000:.0f}+{x.kernel_ns / 1000:.0f}"
+                for x in dict.fromkeys((c[min(c)], c[max(c)]))
+            )
+            for label, c in serve.items()
+        )
         + (f"; the store's calls, timed here: {kv}" if kv else "")
     )
-    plan = sim_plan_for(real, costs, cores, serve, kv)
+    lateness = probed_lateness(real)
+    if lateness:
+        console.print(
+            "wake-up lateness by the real run's probe, p99 (ms) lowest to highest load: "
+            + "; ".join(
+                f"{k} {c[min(c)][1] / 1e6:.2f} .. {c[max(c)][1] / 1e6:.2f}"
+                for k, c in lateness.items()
+            )
+        )
+    plan = sim_plan_for(real, costs, cores, serve, kv, lateness)
     code, sim = _simulate(plan, os.path.join(out_dir, "sim"), console)
     if sim is None:
         return code
+    spreads = repeat_spreads(real)
     if kv:  # each population apart
         real, sim = by_population(real), by_population(sim)
-    verdicts = compare(real, sim)
+    verdicts = compare(real, sim, spreads)
     files = write_validation(out_dir, real, sim, verdicts, costs, cores, serve)
-    table = Table(title=f"simulated vs measured (SLO p99 <= {real.slo_us / 1000:.2f} ms)")
-    for column in ("configuration", "llt measured", "llt simulated", "error", "worst p99 x", ""):
+    table = Table(
+        title=f"simulated vs measured (SLO p99 <= {real.slo_us / 1000:.2f} ms)",
+        caption="worst p99 x: simulated against measured (the repeats' median), worst load "
+        "below saturation; repeats' p99 x: the measured repeats' largest p99 over their "
+        "smallest there (1.00: one repeat), how close the measurement is to itself",
+    )
+    columns = ("configuration", "llt measured", "llt simulated", "error", "worst p99 x")
+    for column in (*columns, "repeats' p99 x", ""):
         table.add_column(column, justify="left" if not column or column[0] == "c" else "right")
     for v in verdicts:
         table.add_row(
@@ -1193,6 +1224,7 @@ def cmd_sim_validate(args: argparse.Namespace) -> int:
             f"{v.llt_simulated:,.0f}/s",
             f"{v.llt_error:.0%}" + ("" if v.llt_ok else " [red]>15 %[/red]"),
             f"{v.worst_p99_ratio:.2f}" + ("" if v.p99_ok else f" [red]>{P99_FACTOR:g}[/red]"),
+            f"{v.worst_spread:.2f}",
             "[green]ok[/green]" if v.ok else "[red]miss[/red]",
         )
     console.print(table)

@@ -66,11 +66,13 @@ def process_tree(pid: int) -> list[int]:
     return out
 
 
-def tree_cpu_s(pid: int) -> float:
-    """User + system CPU seconds of ``pid`` and its descendants, all their threads."""
-    ticks = 0
+def tree_cpu_s(pid: int) -> tuple[float, float]:
+    """User and system CPU seconds of ``pid`` and its descendants, all their threads."""
+    user = system = 0
     for p in process_tree(pid):
         with open(f"/proc/{p}/stat") as f:
             fields = f.read().rpartition(")")[2].split()
-        ticks += int(fields[11]) + int(fields[12])  # utime, stime
-    return ticks / os.sysconf("SC_CLK_TCK")
+        user += int(fields[11])  # utime
+        system += int(fields[12])  # stime
+    tick = os.sysconf("SC_CLK_TCK")
+    return user / tick, system / tick

@@ -16,7 +16,15 @@ real servers' ``serve_one`` does.  ``serve_ns`` is the rest of a real server's
 per-request CPU (its Python around the event path: framing, the service routine's
 call, the reply, its loop), which differs by design and so is a property of the
 configuration, not of the event path; ``skqueue sim validate`` measures it per design
-(:func:`skqbench.sim.validate.measure_serve`).
+(:func:`skqbench.sim.validate.measure_serve`).  ``serve_kernel_ns`` is the part of it
+spent in system calls (recv, send, epoll_wait, futex), which a GIL build runs without the
+interpreter lock: it waits off the core, as ``work="sleep"`` service does.
+
+Wake-up lateness (``late_p50_ns``, ``late_p99_ns``): a real thread woken from sleep runs
+later than ``costs.wakeup`` says whenever its core is busy with something the model does
+not hold (the load generator, the kernel, other processes on a shared machine).  The
+server's wake-up probe (:mod:`skqbench.probe`) measures its median and 99th percentile;
+every wake-up here adds a draw from the lognormal with those two percentiles.
 
 The designs:
 
@@ -50,6 +58,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import math
 import random
 import threading
 import time
@@ -112,6 +121,11 @@ class SimConfig:
     work: str = "cpu"  # cpu: service holds the core; sleep: it waits off the core
     costs: Costs = field(default_factory=Costs)
     serve_ns: int = 0  # per-request server CPU beyond the event path (see the module)
+    serve_kernel_ns: int = 0  # per-request system calls beside it, off the core (module)
+    # Wake-up lateness (see the module): the median and 99th percentile of a lognormal
+    # delay added to every wake-up of a sleeping worker; 0, 0: none.
+    late_p50_ns: int = 0
+    late_p99_ns: int = 0
     name: str = ""  # the label, if not the design's own (the measured one it stands for)
     shown_as: str = ""  # the measured design it stands for, whose look a report gives it
 
@@ -124,8 +138,12 @@ class SimConfig:
             raise ValueError(f"unknown arrival {self.arrival!r} or work {self.work!r}")
         if min(self.workers, self.connections) < 1 or self.rate <= 0:
             raise ValueError("workers, connections and rate must be positive")
-        if min(self.cores, self.serve_ns) < 0:
-            raise ValueError("cores and serve_ns must not be negative")
+        if min(self.cores, self.serve_ns, self.serve_kernel_ns) < 0:
+            raise ValueError("cores, serve_ns and serve_kernel_ns must not be negative")
+        if (self.late_p50_ns > 0) != (self.late_p99_ns > 0) or not (
+            0 <= self.late_p50_ns <= self.late_p99_ns
+        ):
+            raise ValueError("wake-up lateness needs 0 < late_p50_ns <= late_p99_ns (or both 0)")
         if not 0 <= self.realtime <= self.connections or not 1 <= self.rtshare <= 100:
             raise ValueError("realtime must be <= connections and rtshare in 1..100")
         if self.rt_rate < 0 or (self.rt_rate and not 0 < self.realtime < self.connections):
@@ -304,6 +322,8 @@ class Simulation:
         self.cfg = cfg
         self.costs = cfg.costs
         self._request_ns = cfg.costs.io + cfg.serve_ns  # on the core, per request
+        self._sleeps = cfg.work == "sleep"
+        self._late = _lateness(cfg.late_p50_ns, cfg.late_p99_ns, random.Random(f"{cfg.seed}:late"))
         self.now = 0
         self._heap: list[tuple[int, int, Callable[[Any], None], Any]] = []
         self._seq = itertools.count()
@@ -438,7 +458,7 @@ class Simulation:
     def _wake(self, w: Worker) -> None:
         if not w.woken:
             w.woken = True
-            self._at(self.now + self.costs.wakeup, self._woke, w)
+            self._at(self.now + self.costs.wakeup + self._late(), self._woke, w)
 
     # Cores ---------------------------------------------------------------------------
     def _acquire(self, w: Worker, then: Callable[[Worker], None]) -> None:
@@ -530,15 +550,21 @@ class Simulation:
             return
         w.current, service, cold = w.batch.popleft()
         on_core = self._request_ns + cold
-        if self.cfg.work == "cpu":
-            self._at(self.now + on_core + service, self._served, w)
+        off_core = self.cfg.serve_kernel_ns
+        if self._sleeps:
+            off_core += service
         else:
-            self._at(self.now + on_core, self._sleep_service, (w, service))
+            on_core += service
+        if off_core:
+            self._at(self.now + on_core, self._off_core, (w, off_core))
+        else:
+            self._at(self.now + on_core, self._served, w)
 
-    def _sleep_service(self, arg: tuple[Worker, int]) -> None:
-        w, service = arg
+    def _off_core(self, arg: tuple[Worker, int]) -> None:
+        """The request's time that needs no core (sleep service, system calls)."""
+        w, wait = arg
         self._release(w)
-        self._at(self.now + service, self._acquire_to_finish, w)
+        self._at(self.now + wait, self._acquire_to_finish, w)
 
     def _acquire_to_finish(self, w: Worker) -> None:
         self._acquire(w, self._served)
@@ -586,6 +612,18 @@ class Simulation:
             [self.shared] if self.workers[0].kevq is self.shared else [w.kevq for w in self.workers]
         )
         return {"policy": self.cfg.design, "kevqs": [k.stats() for k in kevqs]}
+
+
+_Z99 = 2.3263478740408408  # the standard normal's 99th percentile
+
+
+def _lateness(p50_ns: int, p99_ns: int, rng: random.Random) -> Callable[[], int]:
+    """Draws of the wake-up lateness: a lognormal with the given median and 99th
+    percentile (0: none)."""
+    if not p50_ns:
+        return lambda: 0
+    mu, sigma = math.log(p50_ns), math.log(p99_ns / p50_ns) / _Z99
+    return lambda: round(rng.lognormvariate(mu, sigma))
 
 
 def simulate(cfg: SimConfig) -> Outcome:

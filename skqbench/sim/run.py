@@ -15,7 +15,7 @@ of a 471-point, 24-worker sweep).
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from skqbench.loadgen import LoadResult
@@ -26,6 +26,16 @@ from skqueue.sched import COUNTER_STATS
 from .engine import POPULATIONS, SimConfig, simulate
 
 SAVE_EVERY_S = 10.0  # wall seconds between saves within one configuration
+
+
+@dataclass(frozen=True)
+class AtLoad:
+    """A configuration's figures measured at one load (see :class:`SimConfig`)."""
+
+    serve_ns: int = 0
+    serve_kernel_ns: int = 0
+    late_p50_ns: int = 0
+    late_p99_ns: int = 0
 
 
 @dataclass
@@ -43,6 +53,9 @@ class SimPlan:
     # Over loads a hundredfold apart, a fixed duration gives the lowest loads too few
     # requests for a p99 and the highest more than they need.
     requests: int = 0
+    # What a configuration (by label) takes at one offered load instead of its own
+    # figures: sim validate's, measured per load.
+    at_load: dict[tuple[str, float], AtLoad] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.configs or not self.rates or any(r <= 0 for r in self.rates):
@@ -60,6 +73,15 @@ class SimPlan:
 
     def point(self, template: SimConfig, rate: float) -> SimConfig:
         """One configuration at one offered load."""
+        at = self.at_load.get((template.label, rate))
+        if at is not None:
+            template = replace(
+                template,
+                serve_ns=at.serve_ns,
+                serve_kernel_ns=at.serve_kernel_ns,
+                late_p50_ns=at.late_p50_ns,
+                late_p99_ns=at.late_p99_ns,
+            )
         if not self.requests:
             return replace(template, rate=rate)
         duration = self.requests / rate

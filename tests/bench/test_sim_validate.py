@@ -8,7 +8,7 @@ import json
 import math
 import os
 from dataclasses import asdict, replace
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -20,9 +20,15 @@ from skqbench.sim.costs import Costs
 from skqbench.sim.engine import SimConfig, simulate
 from skqbench.sim.validate import (
     VALIDATE_FILE,
+    LatenessCurve,
+    Serve,
+    ServeCurve,
     by_population,
     compare,
     kv_dist,
+    probed_lateness,
+    probed_serve,
+    repeat_spreads,
     sim_plan_for,
     verdict,
 )
@@ -102,8 +108,8 @@ def test_a_simulation_that_saturates_early_fails() -> None:
 
 
 def test_asyncio_is_simulated_as_the_shared_queue_it_is() -> None:
-    serve = {"asyncio x2": 300_000, "dispatch x2": 100_000}
-    plan = sim_plan_for(_results({}), Costs(), cores=1, serve_ns=serve)
+    serve = {"asyncio x2": {1000.0: Serve(300_000, 0)}, "dispatch x2": {1000.0: Serve(100_000, 0)}}
+    plan = sim_plan_for(_results({}), Costs(), cores=1, serve=serve)
     assert [c.label for c in plan.configs] == [c.label for c in CONFIGS]
     dispatch, asyncio = plan.configs[2:]
     assert dispatch.design == asyncio.design == "dispatch"
@@ -118,6 +124,82 @@ def test_serve_ns_is_charged_per_request_on_the_core() -> None:
     cfg = SimConfig(design="dispatch", cores=1, rate=500.0, duration_s=0.3, dist="fixed:100us")
     light, heavy = simulate(cfg).result(), simulate(replace(cfg, serve_ns=200_000)).result()
     assert heavy.p50_us - light.p50_us == pytest.approx(200.0, abs=20.0)
+
+
+def test_system_call_time_waits_off_the_core() -> None:
+    """One core, four workers, 400 us of CPU a request at 3,000/s: on the core that is
+    1.2 cores' worth (saturated); with 250 us of it in system calls, which need no
+    core, the core is 45 % busy and every request still takes its 400 us."""
+    cfg = SimConfig(design="dispatch", cores=1, rate=3000.0, duration_s=0.3, dist="fixed:0us")
+    on_core = simulate(replace(cfg, serve_ns=400_000)).result()
+    split = simulate(replace(cfg, serve_ns=150_000, serve_kernel_ns=250_000)).result()
+    assert on_core.p50_us > 20_000.0  # the queue grows for as long as it runs
+    assert split.p50_us >= 400.0 and split.p99_us < 2_000.0
+
+
+def test_a_wake_up_is_late_by_a_draw_with_the_probes_percentiles() -> None:
+    """At 100/s every request wakes a sleeping worker: its latency is the lateness drawn
+    (median 1 ms, p99 5 ms) plus a few microseconds of event path."""
+    cfg = SimConfig(design="dispatch", cores=1, rate=100.0, duration_s=5.0, dist="fixed:0us")
+    prompt = simulate(cfg).result()
+    late = simulate(replace(cfg, late_p50_ns=1_000_000, late_p99_ns=5_000_000)).result()
+    assert prompt.p99_us < 100.0
+    assert late.p50_us == pytest.approx(1000.0 + prompt.p50_us, rel=0.15)
+    assert late.p99_us == pytest.approx(5000.0, rel=0.3)  # ~500 requests: a rough p99
+    for p50, p99 in ((1000, 0), (0, 1000), (2000, 1000)):
+        with pytest.raises(ValueError, match="lateness"):
+            replace(cfg, late_p50_ns=p50, late_p99_ns=p99)
+
+
+def test_serve_is_simulated_per_load_and_its_system_calls_off_the_gils_core() -> None:
+    real = _results({})
+    real.plan["rates"] = [1000.0, 2000.0, 4000.0]
+    curve = {1000.0: Serve(200_000, 150_000), 4000.0: Serve(100_000, 90_000)}
+    plan = sim_plan_for(real, Costs(), cores=1, serve={"vanilla x2": curve})
+    vanilla, skq = plan.configs[:2]
+    assert (vanilla.serve_ns, vanilla.serve_kernel_ns) == (200_000, 150_000)  # the lowest
+    points = [plan.point(vanilla, rate) for rate in plan.rates]
+    # 2,000/s takes the nearest measured load's: 1,000/s.
+    assert [(p.serve_ns, p.serve_kernel_ns) for p in points] == [
+        (200_000, 150_000),
+        (200_000, 150_000),
+        (100_000, 90_000),
+    ]
+    assert (plan.point(skq, 4000.0).serve_ns, skq.serve_kernel_ns) == (0, 0)  # none measured
+    # Free-threaded (two cores): the system calls take a core like the rest.
+    free = sim_plan_for(real, Costs(), cores=2, serve={"vanilla x2": curve})
+    assert (free.configs[0].serve_ns, free.configs[0].serve_kernel_ns) == (350_000, 0)
+
+
+def test_the_real_runs_probe_gives_its_cpu_per_request_at_every_load() -> None:
+    costs = Costs()
+    modelled = costs.harvest + costs.io + costs.place
+    real = _kv_results({"vanilla x2": [(3000.0, 5000.0)] * 2})
+    assert probed_serve(real, costs) is None  # no probe figures: measure anew
+    for p in real.points:  # 0.2 + 0.1 cores at 1,000/s (999 + 99 replies/s), the same at 2,000
+        p.probe = {"cpu_user_cores": 0.2, "cpu_system_cores": 0.1}
+    curve = cast(dict[str, ServeCurve], probed_serve(real, costs))["vanilla x2"]
+    assert sorted(curve) == RATES[:2]
+    replies = 1000.0 - 0.5 + 99.0  # the median of the two repeats' background replies
+    assert curve[1000.0].python_ns == pytest.approx(0.2e9 / replies - modelled, abs=300)
+    assert curve[1000.0].kernel_ns == pytest.approx(0.1e9 / replies, abs=300)
+    assert curve[2000.0].kernel_ns < curve[1000.0].kernel_ns  # the same CPU, more replies
+
+
+def test_the_probes_lateness_is_taken_per_load_and_the_repeats_spread_is_reported() -> None:
+    real = _kv_results({"vanilla x2": [(2000.0, 5000.0), (3000.0, 6000.0), (9000.0, 7000.0)]})
+    assert probed_lateness(real) is None  # no probe figures
+    for i, p in enumerate(real.points):  # the repeats of a load: 0.1/1, 0.2/2, 0.3/3 ms
+        late = (i % 3 + 1) / 10
+        p.probe = {"wake_p50_ms": late, "wake_p99_ms": late * 10}
+    lateness = cast(dict[str, LatenessCurve], probed_lateness(real))
+    assert lateness == {"vanilla x2": {1000.0: (200_000, 2_000_000), 2000.0: (200_000, 2_000_000)}}
+    plan = sim_plan_for(real, Costs(), cores=1, kv=KV, lateness=lateness)
+    assert (plan.configs[0].late_p50_ns, plan.configs[0].late_p99_ns) == (200_000, 2_000_000)
+    spreads = repeat_spreads(real)
+    assert spreads["vanilla x2 (rt)", 1000.0] == 4.5 and spreads["vanilla x2 (bg)", 2000.0] == 1.4
+    (rt, bg) = compare(by_population(real), by_population(real), spreads)
+    assert (rt.worst_p99_ratio, rt.worst_spread, bg.worst_spread) == (1.0, 4.5, 1.4)
 
 
 def test_compare_pairs_every_measured_configuration() -> None:
