@@ -1081,9 +1081,11 @@ def _add_sim_validate(simsub: argparse._SubParsersAction[_Parser]) -> None:
         + ", ".join(VALIDATE_SKQ_QUICK)
         + ") for real, then simulate it with costs calibrated on this machine; plot both "
         "and check low-latency throughput within 15 % and p99 within 1.5x below "
-        "saturation.  --from-results DIR takes an existing real results folder instead "
-        "of measuring (the plan's options are then ignored; each design's server still "
-        "runs a few seconds, to measure its CPU per request).  Exit 1 if a target is missed.",
+        "saturation.  The real servers run with the wake-up probe: their CPU per request "
+        "and wake-up lateness at each load go into the simulation.  --from-results DIR "
+        "takes an existing real results folder instead of measuring (the plan's options "
+        "are then ignored; without probe figures there, each design's server runs a few "
+        "seconds to measure its CPU per request).  Exit 1 if a target is missed.",
     )
     sv.add_argument(
         "experiment",
@@ -1094,7 +1096,9 @@ def _add_sim_validate(simsub: argparse._SubParsersAction[_Parser]) -> None:
         "each population compared apart); --from-results tells by its folder",
     )
     sv.add_argument("--quick", action="store_true", help="about two minutes on 2 cores")
-    sv.set_defaults(keys=None, probe=False)  # reproduce kv's own options: its defaults
+    # reproduce kv's own options: its default keys, and always the probe (its CPU and
+    # wake-up figures at every load are the simulation's serve and lateness).
+    sv.set_defaults(keys=None, probe=True)
     _add_reproduce_shape(sv)
     _add_sweep_options(sv, quick=True)
     sv.add_argument(
@@ -1117,13 +1121,14 @@ def _results_dir(text: str) -> str:
 
 def validate_plan(args: argparse.Namespace) -> SweepPlan:
     """reproduce's plan, its configurations of VALIDATE_DESIGNS and the SKQ policies of
-    VALIDATE_SKQ_QUICK it lacks (the full plan has them all)."""
+    VALIDATE_SKQ_QUICK it lacks (the full plan has them all), each with the probe."""
     plan = reproduce_plan(args)
     skq = [c for c in plan.configs if c.design == "skq"]
     have = {c.policy for c in skq}
     configs = [c for c in plan.configs if c.design in VALIDATE_DESIGNS]
     configs += [replace(skq[0], policy=p) for p in VALIDATE_SKQ_QUICK if p not in have]
     configs.sort(key=lambda c: VALIDATE_DESIGNS.index(c.design))
+    configs = [replace(c, probe=True) for c in configs]  # CPU and lateness at every load
     return replace(plan, configs=configs)
 
 

@@ -226,6 +226,15 @@ def test_from_results_compares_without_measuring(tmp_path: str) -> None:
     assert not os.path.exists(os.path.join(out, "real"))  # nothing was measured
 
 
+def test_the_measured_half_runs_every_server_with_the_probe() -> None:
+    """Its CPU per request and wake-up lateness at every load go into the simulation."""
+    args = cli.build_parser().parse_args(["sim", "validate", "--quick"])
+    configs = cli.validate_plan(args).configs
+    assert configs and all(c.probe for c in configs)
+    kv = cli.build_parser().parse_args(["sim", "validate", "kv", "--quick"])
+    assert all(c.probe for c in cli.kv_reproduce_plan(kv).configs)
+
+
 def test_a_missing_results_folder_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_:
         cli.main(["sim", "validate", "--from-results", "/nonexistent/folder"])
