@@ -1141,6 +1141,8 @@ def cmd_sim_validate(args: argparse.Namespace) -> int:
         P99_FACTOR,
         by_population,
         compare,
+        describe_lateness,
+        describe_serve,
         interpreter_cores,
         is_kv,
         kv_dist,
@@ -1184,25 +1186,14 @@ def cmd_sim_validate(args: argparse.Namespace) -> int:
         f"simulating the same plan on {cores} core(s) (the GIL's); costs calibrated here "
         "(us): "
         + ", ".join(f"{k} {v / 1000:g}" for k, v in asdict(costs).items())
-        + f"; serve, Python + system calls (us), {whence}: "
-        + "; ".join(
-            f"{label} "
-            + " .. ".join(
-                f"{x.python_ns / 1000:.0f}+{x.kernel_ns / 1000:.0f}"
-                for x in dict.fromkeys((c[min(c)], c[max(c)]))
-            )
-            for label, c in serve.items()
-        )
+        + f"; serve, Python + system calls (us), {whence}: {describe_serve(serve)}"
         + (f"; the store's calls, timed here: {kv}" if kv else "")
     )
     lateness = probed_lateness(real)
     if lateness:
         console.print(
             "wake-up lateness by the real run's probe, p99 (ms) lowest to highest load: "
-            + "; ".join(
-                f"{k} {c[min(c)][1] / 1e6:.2f} .. {c[max(c)][1] / 1e6:.2f}"
-                for k, c in lateness.items()
-            )
+            + describe_lateness(lateness)
         )
     plan = sim_plan_for(real, costs, cores, serve, kv, lateness)
     code, sim = _simulate(plan, os.path.join(out_dir, "sim"), console)

@@ -15,9 +15,10 @@ servers' CPU per request was 3 to 9 times the event path's), and the GIL, which 
 worker's Python at a time (:func:`interpreter_cores`).  That CPU is read from /proc as
 user and system time apart: the system calls run without the GIL, so under it they wait
 off the model's one core.  And it falls with load (waits return more events, the fixed
-costs of a wait are shared): a run made with the probe (``reproduce kv --probe``)
-measured it at every load, and then each load is simulated with its own
-(:func:`probed_serve`); otherwise :func:`measure_serve` measures it at the lowest load.
+costs of a wait are shared): a run made with the probe (sim validate's own real half,
+``reproduce kv --probe``) measured it at every load, and then each load is simulated
+with its own (:func:`probed_serve`), and with the probe's wake-up lateness there
+(:func:`probed_lateness`); otherwise :func:`measure_serve` measures it at the lowest load.
 """
 
 from __future__ import annotations
@@ -253,8 +254,8 @@ def probed_lateness(real: SweepResults) -> dict[str, LatenessCurve] | None:
 
     What the probe's thread waited for past its timer is what any thread woken in that
     server waits (:mod:`skqbench.probe`): the cores busy with the load generator and the
-    kernel, and the GIL.  The model's one core charges the GIL's share again, which at
-    these loads (the core under half busy) is a small part of it.
+    kernel, and the GIL.  The model's one core charges the GIL's share again: a small
+    part while that core is under half busy, as below the knees of the README's runs.
     """
     per: dict[tuple[str, float], list[tuple[float, float]]] = {}
     for p in real.points:
@@ -268,6 +269,27 @@ def probed_lateness(real: SweepResults) -> dict[str, LatenessCurve] | None:
         p99 = max(p50, round(statistics.median(f[1] for f in repeats) * 1e6))
         out.setdefault(label, {})[offered] = (p50, p99)
     return out
+
+
+def describe_serve(serve: dict[str, ServeCurve]) -> str:
+    """Each configuration's Serve in us, Python + system calls, at its lowest and highest
+    measured load."""
+    return "; ".join(
+        f"{label} "
+        + " .. ".join(
+            f"{x.python_ns / 1000:.0f}+{x.kernel_ns / 1000:.0f}"
+            for x in dict.fromkeys((curve[min(curve)], curve[max(curve)]))
+        )
+        for label, curve in serve.items()
+    )
+
+
+def describe_lateness(lateness: dict[str, LatenessCurve]) -> str:
+    """Each configuration's wake-up lateness p99 in ms, at its lowest and highest load."""
+    return "; ".join(
+        f"{label} {curve[min(curve)][1] / 1e6:.2f} .. {curve[max(curve)][1] / 1e6:.2f}"
+        for label, curve in lateness.items()
+    )
 
 
 def kv_dist(real: SweepResults) -> str:
