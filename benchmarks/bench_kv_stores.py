@@ -14,6 +14,12 @@ Python progress that a spinning thread keeps while the calls run (1.0: the calls
 it nothing; a GIL-holding C call such as ``sorted`` of a big list leaves it ~0).  Other
 jobs on the machine add lateness of their own, so each row is measured ``--repeat``
 times and the quietest run (lowest p99, highest share) kept.
+
+The third measure is the call's own side, the GIL convoy: how much longer a call takes
+beside one spinning Python thread than alone, at CPython's default 5 ms switch interval
+and at ``--switch-us``. A call that drops the GIL around each of its steps has to take
+it back every time, and each time it waits for the spinner to let go.  Alone and beside
+are interleaved ``--repeat`` times; the medians are printed with their ratio.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import itertools
 import os
 import random
 import sqlite3
+import statistics
 import sys
 import tempfile
 import threading
@@ -157,6 +164,49 @@ def spin_share(run: Callable[[], object], seconds: float, idle_rate: float = 0.0
     return rate / idle_rate if idle_rate else rate
 
 
+def convoy(run: Callable[[], object], seconds: float, repeat: int) -> dict[str, float]:
+    """us a call alone and beside a spinning thread (medians of interleaved runs), at
+    the default and the current switch interval, and the ratios."""
+    current = sys.getswitchinterval()
+    out: dict[str, float] = {}
+    for name, interval in (("default", DEFAULT_SWITCH_S), ("set", current)):
+        sys.setswitchinterval(interval)
+        alone, beside = [], []
+        for _ in range(repeat):
+            alone.append(_per_call_us(run, seconds))
+            beside.append(_per_call_us(run, seconds, spinning=True))
+        out[f"alone_us_{name}"] = round(statistics.median(alone), 1)
+        out[f"beside_us_{name}"] = round(statistics.median(beside), 1)
+        out[f"convoy_x_{name}"] = round(statistics.median(beside) / statistics.median(alone), 1)
+    sys.setswitchinterval(current)
+    return out
+
+
+def _per_call_us(run: Callable[[], object], seconds: float, spinning: bool = False) -> float:
+    """us per call of ``run`` looped for ``seconds`` (at least once), with or without a
+    thread spinning in Python beside it."""
+    stop = threading.Event()
+
+    def spin() -> None:
+        while not stop.is_set():
+            pass
+
+    thread = threading.Thread(target=spin)
+    if spinning:
+        thread.start()
+    calls = 0
+    start = time.perf_counter()
+    while not calls or time.perf_counter() < start + seconds:
+        run()
+        calls += 1
+    elapsed = time.perf_counter() - start
+    stop.set()
+    if spinning:
+        thread.join()
+    return elapsed / calls * 1e6
+
+
+DEFAULT_SWITCH_S = 0.005  # CPython's
 STORES = {"rocksdict": _rocksdict, "aimrocks": _aimrocks, "lmdb": _lmdb, "sqlite": _sqlite}
 
 
@@ -202,11 +252,16 @@ def main() -> None:
             "stall_p99_us": late.p99_ns / 1000,
             "stall_max_us": late.max_ns / 1000,
             "us_per_call": round(per_call, 1),
+            **convoy(run, args.seconds / 4, args.repeat),
         }
         print(
             f"  {name:<10} stall p50 {out['stall_p50_us']:7.0f} us  p99 "
             f"{out['stall_p99_us']:7.0f} us  max {out['stall_max_us']:7.0f} us  "
-            f"share kept {out['gil_share_kept']:4.2f}  ({out['us_per_call']:8.1f} us a call)",
+            f"share kept {out['gil_share_kept']:4.2f}  ({out['us_per_call']:8.1f} us a call)\n"
+            f"  {'':<10} beside a spinning thread: {out['convoy_x_default']:g}x as long at "
+            f"the default 5 ms switch interval ({out['alone_us_default']:g} -> "
+            f"{out['beside_us_default']:g} us), {out['convoy_x_set']:g}x at "
+            f"{args.switch_us:g} us ({out['alone_us_set']:g} -> {out['beside_us_set']:g} us)",
             flush=True,
         )
         return out
