@@ -290,6 +290,14 @@ def _ms(value: float, _pos: float) -> str:
     return f"{value:g}"
 
 
+def log_ms_ticks(ax: Axes) -> None:
+    """A log latency axis labelled at 1, 2 and 5 of each decade in plain milliseconds."""
+    ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.yaxis.set_major_formatter(FuncFormatter(_ms))
+    ax.yaxis.set_minor_locator(LogLocator(base=10, subs=(3.0, 4.0, 6.0, 7.0, 8.0, 9.0)))
+    ax.yaxis.set_minor_formatter(NullFormatter())
+
+
 def _tick_below(value: float) -> float:
     """The highest 1, 2 or 5 x 10^k at or below ``value``, so the axis starts on a label."""
     decade = 10.0 ** math.floor(math.log10(value))
@@ -360,10 +368,7 @@ def figure(
     ax.set_yscale("log")
     if math.isfinite(floor):
         ax.set_ylim(_tick_below(min(floor, slo_ms) / 1.1), top)
-    ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
-    ax.yaxis.set_major_formatter(FuncFormatter(_ms))
-    ax.yaxis.set_minor_locator(LogLocator(base=10, subs=(3.0, 4.0, 6.0, 7.0, 8.0, 9.0)))
-    ax.yaxis.set_minor_formatter(NullFormatter())
+    log_ms_ticks(ax)
     offered = [p.result["offered"] for p in res.points if p.label in lines]
     logx = bool(offered) and max(offered) > LOG_LOADS * min(offered)
     if logx:  # geometric load steps, and knees far apart (a single lock's, stealing's)

@@ -38,7 +38,7 @@ from typing import Any, TypeVar
 from skqbench import kvexp, kvstore
 from skqbench.loadgen import LoadGenerator, LoadSpec
 from skqbench.osutil import tree_cpu_s
-from skqbench.report import low_latency_throughput
+from skqbench.report import log_ms_ticks, low_latency_throughput
 from skqbench.servers.base import ServerConfig
 from skqbench.servers.harness import ServerProcess
 from skqbench.sweep import Point, SweepResults
@@ -536,10 +536,14 @@ def _plot(out_dir: str, real: SweepResults, sim: SweepResults, v: Verdict) -> st
         )
     ax.axhline(real.slo_us / 1000.0, color="grey", linestyle=":", label="SLO")
     ax.set_yscale("log")
+    log_ms_ticks(ax)
     ax.set_xlabel("offered load (requests/s)")
     ax.set_ylabel("p99 latency (ms)")
     mark = "meets" if v.ok else "misses"
-    ax.set_title(f"{v.label}: simulated {mark} the targets")
+    spread = ""
+    if v.worst_spread > 1:
+        spread = f"; measured repeats' p99 up to {v.worst_spread:.1f}x apart"
+    ax.set_title(f"{v.label}: simulated {mark} the targets{spread}", fontsize=10)
     ax.legend()
     name = re.sub(r"[^a-z0-9]+", "-", v.label.lower()).strip("-")
     path = os.path.join(out_dir, f"validate-{name}.png")
