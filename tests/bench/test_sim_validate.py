@@ -232,7 +232,8 @@ def test_the_measured_half_runs_every_server_with_the_probe() -> None:
     configs = cli.validate_plan(args).configs
     assert configs and all(c.probe for c in configs)
     kv = cli.build_parser().parse_args(["sim", "validate", "kv", "--quick"])
-    assert all(c.probe for c in cli.kv_reproduce_plan(kv).configs)
+    kv_configs = cli.kv_reproduce_plan(kv).configs
+    assert kv_configs and all(c.probe for c in kv_configs)
 
 
 def test_a_missing_results_folder_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
